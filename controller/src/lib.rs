@@ -1,0 +1,1 @@
+//! The ferrolb controller: the IP allocator and (later) the Kubernetes reconciler.

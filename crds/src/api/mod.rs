@@ -1,0 +1,49 @@
+//! The `ferrolb.io/v1beta1` API: one module per kind, with MetalLB's field names and meaning
+//! so that migrating from MetalLB is a rename of the API group.
+//!
+//! What the API server can check on its own (types, ranges, syntax, CEL rules) is declared here
+//! and lands in the generated CRDs; what needs several objects at once (overlaps, references)
+//! lives in [`crate::config`].
+
+pub mod bfdprofile;
+pub mod bgpadvertisement;
+pub mod bgppeer;
+pub mod community;
+pub mod ipaddresspool;
+pub mod l2advertisement;
+
+pub use bfdprofile::{BFDProfile, BFDProfileSpec};
+pub use bgpadvertisement::{BGPAdvertisement, BGPAdvertisementSpec};
+pub use bgppeer::{BGPPeer, BGPPeerSpec, SecretReference};
+pub use community::{Community, CommunityAlias, CommunitySpec};
+pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
+
+/// The API group of every ferrolb kind.
+pub const GROUP: &str = "ferrolb.io";
+/// The one served and stored version.
+pub const VERSION: &str = "v1beta1";
+
+/// The Kubernetes label selector, as every Kubernetes API spells it.
+pub type LabelSelector = k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// A Go-style duration as `metav1.Duration` accepts it (`90s`, `1m30s`, `500ms`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// `a:b` (16-bit halves), `large:a:b:c` (32-bit parts), or an alias defined by a Community object.
+pub const COMMUNITY_PATTERN: &str = r"^([0-9]{1,5}:[0-9]{1,5}|large:[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}|[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$";
+
+/// Every kind, for the CRD generator and the tests.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        BGPAdvertisement::crd(),
+        BGPPeer::crd(),
+        BFDProfile::crd(),
+        Community::crd(),
+    ]
+}

@@ -1,0 +1,1 @@
+//! ferrolb integration tests and harnesses (the network lab lands here).
