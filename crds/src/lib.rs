@@ -5,4 +5,6 @@
 //! - [`selector`]: Kubernetes label selectors, compiled once and matched many times.
 
 pub mod api;
+pub mod config;
 pub mod crdgen;
+pub mod selector;
