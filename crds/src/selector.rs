@@ -216,7 +216,7 @@ mod tests {
     fn empty_list_matches_everything_but_a_list_needs_one_match() {
         let prod = Selector::compile(&expr("env", "In", &["prod"])).unwrap();
         assert!(any_matches(&[], &labels(&[])));
-        assert!(!any_matches(&[prod.clone()], &labels(&[])));
+        assert!(!any_matches(std::slice::from_ref(&prod), &labels(&[])));
         assert!(any_matches(&[prod], &labels(&[("env", "prod")])));
     }
 }

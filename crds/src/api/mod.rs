@@ -5,6 +5,9 @@
 //! and lands in the generated CRDs; what needs several objects at once (overlaps, references)
 //! lives in [`crate::config`].
 
+// `printcolumn(...)` repeats `type_`/`json_path` keys by design; clippy reads them as duplicate attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod bfdprofile;
 pub mod bgpadvertisement;
 pub mod bgppeer;

@@ -1,6 +1,13 @@
 //! The config model: [`build`] turns the raw ferrolb objects into a validated [`Config`], or
 //! reports every problem found, each naming the object, the field and the reason.
 
+mod build;
+mod error;
 mod model;
+pub mod parse;
+mod yaml;
 
+pub use build::{DEFAULT_CONNECT_TIME, DEFAULT_HOLD_TIME, RawConfig, build};
+pub use error::{ConfigError, ConfigErrors, Kind, ObjectRef, Reason};
 pub use model::*;
+pub use yaml::{Documents, YamlError, parse_documents};

@@ -1,0 +1,649 @@
+//! Table-driven tests of the config model: every validation rule has a valid and an invalid case,
+//! written as the YAML a user would apply.
+
+use ferrolb_crds::config::{Config, Kind, Reason, build, parse_documents};
+
+fn pool(name: &str, addresses: &[&str]) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: ferrolb-system}}\nspec:\n  addresses: [{}]\n",
+        list.join(", ")
+    )
+}
+
+fn doc(kind: &str, name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: ferrolb.io/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: ferrolb-system}}\nspec: {spec}\n"
+    )
+}
+
+fn peer(name: &str, extra: &str) -> String {
+    doc(
+        "BGPPeer",
+        name,
+        &format!("{{myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1{extra}}}"),
+    )
+}
+
+fn secret(name: &str, type_: &str, data: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ferrolb-system}}\ntype: {type_}\n{data}\n"
+    )
+}
+
+fn run(yaml: &str) -> Result<Config, Vec<(String, String, Reason)>> {
+    let docs =
+        parse_documents(yaml).unwrap_or_else(|e| panic!("test YAML does not parse: {e}\n{yaml}"));
+    build(&docs.config).map_err(|errs| {
+        errs.0
+            .into_iter()
+            .map(|e| {
+                (
+                    format!("{} {}", e.object.kind, e.object.name),
+                    e.field,
+                    e.reason,
+                )
+            })
+            .collect()
+    })
+}
+
+struct Case {
+    rule: &'static str,
+    valid: String,
+    invalid: String,
+    /// `Kind name` of the object the error must name.
+    object: &'static str,
+    field: &'static str,
+    reason: fn(&Reason) -> bool,
+}
+
+fn cases() -> Vec<Case> {
+    let base = pool("base", &["10.0.0.0/24"]);
+    vec![
+        Case {
+            rule: "addresses overlap across pools",
+            valid: pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.1.1.0/24"]),
+            invalid: pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.1.0.128/25"]),
+            object: "IPAddressPool b",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::AddressOverlap { other, .. } if other.name == "a"),
+        },
+        Case {
+            rule: "a range overlaps a CIDR of another pool",
+            valid: pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.1.1.0-10.1.1.9"]),
+            invalid: pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.1.0.250-10.1.1.9"]),
+            object: "IPAddressPool b",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::AddressOverlap { .. }),
+        },
+        Case {
+            rule: "addresses overlap inside one pool",
+            valid: pool("a", &["10.1.0.0/25", "10.1.0.128/25"]),
+            invalid: pool("a", &["10.1.0.0/24", "10.1.0.128/25"]),
+            object: "IPAddressPool a",
+            field: "spec.addresses[1]",
+            reason: |r| matches!(r, Reason::AddressOverlap { other, .. } if other.name == "a"),
+        },
+        Case {
+            rule: "IPv6 overlap",
+            valid: pool("a", &["fd00:1::/64"]) + &pool("b", &["fd00:2::/64"]),
+            invalid: pool("a", &["fd00:1::/64"]) + &pool("b", &["fd00:1::10-fd00:1::20"]),
+            object: "IPAddressPool b",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::AddressOverlap { .. }),
+        },
+        Case {
+            rule: "range start after end",
+            valid: pool("a", &["10.1.0.1-10.1.0.9"]),
+            invalid: pool("a", &["10.1.0.9-10.1.0.1"]),
+            object: "IPAddressPool a",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::RangeStartAfterEnd { .. }),
+        },
+        Case {
+            rule: "range mixes families",
+            valid: pool("a", &["fd00::1-fd00::9"]),
+            invalid: pool("a", &["10.1.0.1-fd00::9"]),
+            object: "IPAddressPool a",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::RangeMixedFamilies { .. }),
+        },
+        Case {
+            rule: "unparsable address",
+            valid: pool("a", &["10.1.0.0/16"]),
+            invalid: pool("a", &["10.1.0.0/40"]),
+            object: "IPAddressPool a",
+            field: "spec.addresses[0]",
+            reason: |r| matches!(r, Reason::InvalidAddress { .. }),
+        },
+        Case {
+            rule: "empty pool",
+            valid: pool("a", &["10.1.0.1/32"]),
+            invalid: pool("a", &[]),
+            object: "IPAddressPool a",
+            field: "spec.addresses",
+            reason: |r| matches!(r, Reason::EmptyPool),
+        },
+        Case {
+            rule: "duplicate address entry",
+            valid: pool("a", &["10.1.0.0/24", "10.2.0.0/24"]),
+            invalid: pool("a", &["10.1.0.0/24", "10.1.0.0/24"]),
+            object: "IPAddressPool a",
+            field: "spec.addresses[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "duplicate pool name",
+            valid: pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.2.0.0/24"]),
+            invalid: pool("a", &["10.1.0.0/24"]) + &pool("a", &["10.2.0.0/24"]),
+            object: "IPAddressPool a",
+            field: "metadata.name",
+            reason: |r| matches!(r, Reason::DuplicateName { kind: Kind::IPAddressPool }),
+        },
+        Case {
+            rule: "duplicate namespace in serviceAllocation",
+            valid: doc("IPAddressPool", "a", "{addresses: [10.1.0.0/24], serviceAllocation: {namespaces: [x, y]}}"),
+            invalid: doc("IPAddressPool", "a", "{addresses: [10.1.0.0/24], serviceAllocation: {namespaces: [x, x]}}"),
+            object: "IPAddressPool a",
+            field: "spec.serviceAllocation.namespaces[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "negative priority",
+            valid: doc("IPAddressPool", "a", "{addresses: [10.1.0.0/24], serviceAllocation: {priority: 0}}"),
+            invalid: doc("IPAddressPool", "a", "{addresses: [10.1.0.0/24], serviceAllocation: {priority: -1}}"),
+            object: "IPAddressPool a",
+            field: "spec.serviceAllocation.priority",
+            reason: |r| matches!(r, Reason::OutOfRange { value: -1, .. }),
+        },
+        Case {
+            rule: "bad selector operator",
+            valid: doc(
+                "IPAddressPool",
+                "a",
+                "{addresses: [10.1.0.0/24], serviceAllocation: {serviceSelectors: [{matchExpressions: [{key: app, operator: In, values: [web]}]}]}}",
+            ),
+            invalid: doc(
+                "IPAddressPool",
+                "a",
+                "{addresses: [10.1.0.0/24], serviceAllocation: {serviceSelectors: [{matchExpressions: [{key: app, operator: Equals, values: [web]}]}]}}",
+            ),
+            object: "IPAddressPool a",
+            field: "spec.serviceAllocation.serviceSelectors[0]",
+            reason: |r| matches!(r, Reason::InvalidSelector(_)),
+        },
+        Case {
+            rule: "L2Advertisement names an unknown pool",
+            valid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base]}"),
+            invalid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [nope]}"),
+            object: "L2Advertisement l2",
+            field: "spec.ipAddressPools[0]",
+            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::IPAddressPool, name } if name == "nope"),
+        },
+        Case {
+            rule: "L2Advertisement lists a pool twice",
+            valid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base]}"),
+            invalid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base, base]}"),
+            object: "L2Advertisement l2",
+            field: "spec.ipAddressPools[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "L2Advertisement interface name",
+            valid: base.clone() + &doc("L2Advertisement", "l2", "{interfaces: [eth0, bond0.100]}"),
+            invalid: base.clone() + &doc("L2Advertisement", "l2", "{interfaces: [a-very-long-interface-name]}"),
+            object: "L2Advertisement l2",
+            field: "spec.interfaces[0]",
+            reason: |r| matches!(r, Reason::InvalidInterface { .. }),
+        },
+        Case {
+            rule: "L2Advertisement lists an interface twice",
+            valid: base.clone() + &doc("L2Advertisement", "l2", "{interfaces: [eth0, eth1]}"),
+            invalid: base.clone() + &doc("L2Advertisement", "l2", "{interfaces: [eth0, eth0]}"),
+            object: "L2Advertisement l2",
+            field: "spec.interfaces[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "BGPAdvertisement names an unknown peer",
+            valid: base.clone() + &peer("p", "") + &doc("BGPAdvertisement", "adv", "{peers: [p]}"),
+            invalid: base.clone() + &peer("p", "") + &doc("BGPAdvertisement", "adv", "{peers: [q]}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.peers[0]",
+            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::BGPPeer, .. }),
+        },
+        Case {
+            rule: "BGPAdvertisement names an unknown community alias",
+            valid: base.clone()
+                + &doc("Community", "c", "{communities: [{name: edge, value: '65000:1'}]}")
+                + &doc("BGPAdvertisement", "adv", "{communities: [edge]}"),
+            invalid: base.clone()
+                + &doc("Community", "c", "{communities: [{name: edge, value: '65000:1'}]}")
+                + &doc("BGPAdvertisement", "adv", "{communities: [core]}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.communities[0]",
+            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::Community, .. }),
+        },
+        Case {
+            rule: "bad standard community",
+            valid: base.clone() + &doc("BGPAdvertisement", "adv", "{communities: ['65535:65535']}"),
+            invalid: base.clone() + &doc("BGPAdvertisement", "adv", "{communities: ['65536:1']}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.communities[0]",
+            reason: |r| matches!(r, Reason::InvalidCommunity { .. }),
+        },
+        Case {
+            rule: "bad large community",
+            valid: base.clone() + &doc("BGPAdvertisement", "adv", "{communities: ['large:4294967295:1:2']}"),
+            invalid: base.clone() + &doc("BGPAdvertisement", "adv", "{communities: ['large:1:2']}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.communities[0]",
+            reason: |r| matches!(r, Reason::InvalidCommunity { .. }),
+        },
+        Case {
+            rule: "bad community alias value",
+            valid: doc("Community", "c", "{communities: [{name: edge, value: 'large:1:2:3'}]}"),
+            invalid: doc("Community", "c", "{communities: [{name: edge, value: '1:2:3'}]}"),
+            object: "Community c",
+            field: "spec.communities[0].value",
+            reason: |r| matches!(r, Reason::InvalidCommunity { .. }),
+        },
+        Case {
+            rule: "duplicate community alias across objects",
+            valid: doc("Community", "c", "{communities: [{name: edge, value: '1:2'}]}")
+                + &doc("Community", "d", "{communities: [{name: core, value: '1:3'}]}"),
+            invalid: doc("Community", "c", "{communities: [{name: edge, value: '1:2'}]}")
+                + &doc("Community", "d", "{communities: [{name: edge, value: '1:3'}]}"),
+            object: "Community d",
+            field: "spec.communities[0].name",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "the same community twice (alias and literal)",
+            valid: base.clone()
+                + &doc("Community", "c", "{communities: [{name: edge, value: '1:2'}]}")
+                + &doc("BGPAdvertisement", "adv", "{communities: [edge, '1:3']}"),
+            invalid: base.clone()
+                + &doc("Community", "c", "{communities: [{name: edge, value: '1:2'}]}")
+                + &doc("BGPAdvertisement", "adv", "{communities: [edge, '1:2']}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.communities[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "aggregation length shorter than the pool's prefix",
+            valid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLength: 24}"),
+            invalid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLength: 23}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLength",
+            reason: |r| matches!(r, Reason::AggregationTooShort { length: 23, pool, prefix } if pool == "base" && prefix == "10.0.0.0/24"),
+        },
+        Case {
+            rule: "aggregation length against a range's most specific prefix",
+            valid: pool("r", &["10.3.0.1-10.3.0.2"]) + &doc("BGPAdvertisement", "adv", "{aggregationLength: 32}"),
+            invalid: pool("r", &["10.3.0.1-10.3.0.2"]) + &doc("BGPAdvertisement", "adv", "{aggregationLength: 31}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLength",
+            reason: |r| matches!(r, Reason::AggregationTooShort { prefix, .. } if prefix == "10.3.0.1/32"),
+        },
+        Case {
+            rule: "IPv6 aggregation length shorter than the pool's prefix",
+            valid: pool("v6", &["fd00:9::/120"]) + &doc("BGPAdvertisement", "adv", "{aggregationLengthV6: 120}"),
+            invalid: pool("v6", &["fd00:9::/120"]) + &doc("BGPAdvertisement", "adv", "{aggregationLengthV6: 64}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLengthV6",
+            reason: |r| matches!(r, Reason::AggregationTooShort { .. }),
+        },
+        Case {
+            rule: "aggregation length out of range",
+            valid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLength: 32}"),
+            invalid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLength: 33}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLength",
+            reason: |r| matches!(r, Reason::OutOfRange { value: 33, min: 1, max: 32 }),
+        },
+        Case {
+            rule: "IPv6 aggregation length out of range",
+            valid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLengthV6: 128}"),
+            invalid: base.clone() + &doc("BGPAdvertisement", "adv", "{aggregationLengthV6: 0}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLengthV6",
+            reason: |r| matches!(r, Reason::OutOfRange { value: 0, .. }),
+        },
+        Case {
+            rule: "conflicting LOCAL_PREF for one pool",
+            valid: base.clone()
+                + &doc("BGPAdvertisement", "a1", "{localPref: 100}")
+                + &doc("BGPAdvertisement", "a2", "{localPref: 100, communities: ['1:1']}"),
+            invalid: base.clone()
+                + &doc("BGPAdvertisement", "a1", "{localPref: 100}")
+                + &doc("BGPAdvertisement", "a2", "{localPref: 200}"),
+            object: "BGPAdvertisement a2",
+            field: "spec.localPref",
+            reason: |r| matches!(r, Reason::ConflictingLocalPref { .. }),
+        },
+        Case {
+            rule: "hold time between 0 and 3s",
+            valid: peer("p", ", holdTime: 3s"),
+            invalid: peer("p", ", holdTime: 2s"),
+            object: "BGPPeer p",
+            field: "spec.holdTime",
+            reason: |r| matches!(r, Reason::HoldTimeTooShort { .. }),
+        },
+        Case {
+            rule: "hold time 0 is allowed (no keepalives)",
+            valid: peer("p", ", holdTime: 0s"),
+            invalid: peer("p", ", holdTime: 0s, keepaliveTime: 1s"),
+            object: "BGPPeer p",
+            field: "spec.keepaliveTime",
+            reason: |r| matches!(r, Reason::KeepaliveExceedsHold { .. }),
+        },
+        Case {
+            rule: "keepalive longer than hold",
+            valid: peer("p", ", holdTime: 9s, keepaliveTime: 3s"),
+            invalid: peer("p", ", holdTime: 9s, keepaliveTime: 10s"),
+            object: "BGPPeer p",
+            field: "spec.keepaliveTime",
+            reason: |r| matches!(r, Reason::KeepaliveExceedsHold { .. }),
+        },
+        Case {
+            rule: "timers are whole seconds",
+            valid: peer("p", ", holdTime: 1m30s"),
+            invalid: peer("p", ", holdTime: 3500ms"),
+            object: "BGPPeer p",
+            field: "spec.holdTime",
+            reason: |r| matches!(r, Reason::TimerNotWholeSeconds { .. }),
+        },
+        Case {
+            rule: "durations parse",
+            valid: peer("p", ", connectTime: 10s"),
+            invalid: peer("p", ", connectTime: '10'"),
+            object: "BGPPeer p",
+            field: "spec.connectTime",
+            reason: |r| matches!(r, Reason::InvalidDuration { .. }),
+        },
+        Case {
+            rule: "connect time at least 1s",
+            valid: peer("p", ", connectTime: 1s"),
+            invalid: peer("p", ", connectTime: 0s"),
+            object: "BGPPeer p",
+            field: "spec.connectTime",
+            reason: |r| matches!(r, Reason::TimerNotWholeSeconds { .. }),
+        },
+        Case {
+            rule: "ASN 0",
+            valid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 4294967295, peerAddress: 10.0.0.1}"),
+            invalid: doc("BGPPeer", "p", "{myASN: 0, peerASN: 64513, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.myASN",
+            reason: |r| matches!(r, Reason::AsnZero),
+        },
+        Case {
+            rule: "peer address is an IP",
+            valid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 2, peerAddress: 'fd00::1'}"),
+            invalid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 2, peerAddress: router.example}"),
+            object: "BGPPeer p",
+            field: "spec.peerAddress",
+            reason: |r| matches!(r, Reason::InvalidIp { .. }),
+        },
+        Case {
+            rule: "source address of the peer's family",
+            valid: peer("p", ", sourceAddress: 10.0.0.2"),
+            invalid: peer("p", ", sourceAddress: 'fd00::2'"),
+            object: "BGPPeer p",
+            field: "spec.sourceAddress",
+            reason: |r| matches!(r, Reason::SourceFamilyMismatch { .. }),
+        },
+        Case {
+            rule: "router ID is IPv4",
+            valid: peer("p", ", routerID: 10.0.0.2"),
+            invalid: peer("p", ", routerID: 'fd00::2'"),
+            object: "BGPPeer p",
+            field: "spec.routerID",
+            reason: |r| matches!(r, Reason::InvalidIp { expected: "an IPv4 address", .. }),
+        },
+        Case {
+            rule: "peer port range",
+            valid: peer("p", ", peerPort: 1790"),
+            invalid: peer("p", ", peerPort: 70000"),
+            object: "BGPPeer p",
+            field: "spec.peerPort",
+            reason: |r| matches!(r, Reason::OutOfRange { .. }),
+        },
+        Case {
+            rule: "unknown BFD profile",
+            valid: doc("BFDProfile", "fast", "{}") + &peer("p", ", bfdProfile: fast"),
+            invalid: doc("BFDProfile", "fast", "{}") + &peer("p", ", bfdProfile: slow"),
+            object: "BGPPeer p",
+            field: "spec.bfdProfile",
+            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::BFDProfile, .. }),
+        },
+        Case {
+            rule: "password and passwordSecret together",
+            valid: peer("p", ", password: s3cret"),
+            invalid: peer("p", ", password: s3cret, passwordSecret: {name: bgp}"),
+            object: "BGPPeer p",
+            field: "spec.passwordSecret",
+            reason: |r| matches!(r, Reason::PasswordConflict),
+        },
+        Case {
+            rule: "passwordSecret must exist",
+            valid: secret("bgp", "kubernetes.io/basic-auth", "stringData: {password: s3cret}")
+                + &peer("p", ", passwordSecret: {name: bgp}"),
+            invalid: peer("p", ", passwordSecret: {name: bgp}"),
+            object: "BGPPeer p",
+            field: "spec.passwordSecret",
+            reason: |r| matches!(r, Reason::BadSecret { problem, .. } if problem == "not found"),
+        },
+        Case {
+            rule: "passwordSecret must be basic-auth",
+            valid: secret("bgp", "kubernetes.io/basic-auth", "data: {password: czNjcmV0}")
+                + &peer("p", ", passwordSecret: {name: bgp}"),
+            invalid: secret("bgp", "Opaque", "data: {password: czNjcmV0}") + &peer("p", ", passwordSecret: {name: bgp}"),
+            object: "BGPPeer p",
+            field: "spec.passwordSecret",
+            reason: |r| matches!(r, Reason::BadSecret { problem, .. } if problem.contains("Opaque")),
+        },
+        Case {
+            rule: "passwordSecret must hold a password key",
+            valid: secret("bgp", "kubernetes.io/basic-auth", "data: {password: czNjcmV0}")
+                + &peer("p", ", passwordSecret: {name: bgp}"),
+            invalid: secret("bgp", "kubernetes.io/basic-auth", "data: {username: czNjcmV0}")
+                + &peer("p", ", passwordSecret: {name: bgp}"),
+            object: "BGPPeer p",
+            field: "spec.passwordSecret",
+            reason: |r| matches!(r, Reason::BadSecret { problem, .. } if problem.contains("password")),
+        },
+        Case {
+            rule: "password length fits TCP MD5",
+            valid: peer("p", &format!(", password: {}", "x".repeat(80))),
+            invalid: peer("p", &format!(", password: {}", "x".repeat(81))),
+            object: "BGPPeer p",
+            field: "spec.password",
+            reason: |r| matches!(r, Reason::PasswordLength { len: 81 }),
+        },
+        Case {
+            rule: "duplicate peer for the same nodes",
+            valid: peer("p", "") + &doc("BGPPeer", "q", "{myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1, peerPort: 1790}"),
+            invalid: peer("p", "") + &peer("q", ""),
+            object: "BGPPeer q",
+            field: "spec.peerAddress",
+            reason: |r| matches!(r, Reason::DuplicatePeer { other, .. } if other == "p"),
+        },
+        Case {
+            rule: "BFD intervals in range",
+            valid: doc("BFDProfile", "b", "{receiveInterval: 10, transmitInterval: 60000}"),
+            invalid: doc("BFDProfile", "b", "{receiveInterval: 9}"),
+            object: "BFDProfile b",
+            field: "spec.receiveInterval",
+            reason: |r| matches!(r, Reason::OutOfRange { value: 9, min: 10, max: 60000 }),
+        },
+        Case {
+            rule: "BFD detect multiplier in range",
+            valid: doc("BFDProfile", "b", "{detectMultiplier: 255}"),
+            invalid: doc("BFDProfile", "b", "{detectMultiplier: 1}"),
+            object: "BFDProfile b",
+            field: "spec.detectMultiplier",
+            reason: |r| matches!(r, Reason::OutOfRange { .. }),
+        },
+        Case {
+            rule: "BFD echo interval in range",
+            valid: doc("BFDProfile", "b", "{echoInterval: 10}"),
+            invalid: doc("BFDProfile", "b", "{echoInterval: 60001}"),
+            object: "BFDProfile b",
+            field: "spec.echoInterval",
+            reason: |r| matches!(r, Reason::OutOfRange { .. }),
+        },
+        Case {
+            rule: "BFD minimum TTL in range",
+            valid: doc("BFDProfile", "b", "{minimumTtl: 254}"),
+            invalid: doc("BFDProfile", "b", "{minimumTtl: 255}"),
+            object: "BFDProfile b",
+            field: "spec.minimumTtl",
+            reason: |r| matches!(r, Reason::OutOfRange { .. }),
+        },
+        Case {
+            rule: "objects need a name",
+            valid: doc("BFDProfile", "b", "{}"),
+            invalid: "---\napiVersion: ferrolb.io/v1beta1\nkind: BFDProfile\nmetadata: {namespace: x}\nspec: {}\n".into(),
+            object: "BFDProfile ",
+            field: "metadata.name",
+            reason: |r| matches!(r, Reason::MissingName),
+        },
+    ]
+}
+
+#[test]
+fn every_rule_accepts_its_valid_case_and_names_the_fault_in_its_invalid_case() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        if let Err(errs) = run(&case.valid) {
+            failures.push(format!("{}: valid case refused: {errs:?}", case.rule));
+        }
+        match run(&case.invalid) {
+            Ok(_) => failures.push(format!("{}: invalid case accepted", case.rule)),
+            Err(errs) => {
+                let hit = errs.iter().any(|(object, field, reason)| {
+                    object == case.object && field == case.field && (case.reason)(reason)
+                });
+                if !hit {
+                    failures.push(format!(
+                        "{}: want an error on {} {}, got {errs:?}",
+                        case.rule, case.object, case.field
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rule(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let yaml = pool("a", &["10.1.0.9-10.1.0.1", "nonsense"])
+        + &peer("p", ", holdTime: 1s")
+        + &doc("BGPAdvertisement", "adv", "{peers: [zz]}");
+    let errs = run(&yaml).unwrap_err();
+    assert!(errs.len() >= 4, "{errs:?}");
+}
+
+#[test]
+fn messages_name_object_field_and_cause() {
+    let yaml = pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.1.0.7-10.1.0.9"]);
+    let docs = parse_documents(&yaml).unwrap();
+    let errs = build(&docs.config).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("IPAddressPool ferrolb-system/b: spec.addresses[0]: 10.1.0.7-10.1.0.9 overlaps 10.1.0.0/24 of IPAddressPool ferrolb-system/a"),
+        "{text}"
+    );
+}
+
+#[test]
+fn defaults_and_resolution() {
+    let yaml = pool("a", &["10.1.0.0/24", "10.1.1.0-10.1.1.255", "fd00::/126"])
+        + &doc(
+            "IPAddressPool",
+            "manual",
+            "{addresses: [10.2.0.0/24], autoAssign: false, avoidBuggyIPs: true}",
+        )
+        + &doc(
+            "Community",
+            "c",
+            "{communities: [{name: edge, value: 'large:1:2:3'}]}",
+        )
+        + &doc(
+            "BGPAdvertisement",
+            "adv",
+            "{ipAddressPools: [a], communities: [edge, '65000:7']}",
+        )
+        + &doc("L2Advertisement", "l2", "{}")
+        + &peer("p", ", keepaliveTime: 10s")
+        + &peer("q", ", peerPort: 1790, holdTime: 30s")
+        + &doc("BFDProfile", "b", "{}");
+    let config = run(&yaml).expect("valid");
+    let a = &config.pools["a"];
+    assert!(a.auto_assign && !a.avoid_buggy_ips);
+    assert_eq!(
+        a.ranges.len(),
+        2,
+        "the /24 and the adjacent range merge: {:?}",
+        a.ranges
+    );
+    assert_eq!(a.ranges[0].size(), 512);
+    let manual = &config.pools["manual"];
+    assert!(!manual.auto_assign && manual.avoid_buggy_ips);
+    let adv = &config.bgp_advertisements[0];
+    assert_eq!(
+        (adv.aggregation_length, adv.aggregation_length_v6),
+        (32, 128)
+    );
+    assert_eq!(adv.pools.iter().collect::<Vec<_>>(), ["a"]);
+    let communities: Vec<String> = adv.communities.iter().map(|c| c.to_string()).collect();
+    assert_eq!(communities, ["65000:7", "large:1:2:3"]);
+    assert_eq!(
+        config.l2_advertisements[0].pools.len(),
+        2,
+        "no pools named means every pool"
+    );
+    let p = &config.peers["p"];
+    assert_eq!(
+        (p.hold_time.as_secs(), p.keepalive_time.as_secs(), p.port),
+        (30, 10, 179)
+    );
+    let q = &config.peers["q"];
+    assert_eq!(
+        (q.hold_time.as_secs(), q.keepalive_time.as_secs(), q.port),
+        (30, 10, 1790)
+    );
+    assert_eq!(config.bfd_profiles["b"].detect_multiplier, 3);
+    assert_eq!(config.bfd_profiles["b"].receive_interval_ms, 300);
+}
+
+#[test]
+fn pool_selectors_pick_pools_by_label() {
+    let yaml = "---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lab, labels: {zone: a}}\nspec: {addresses: [10.5.0.0/24]}\n".to_string()
+        + &pool("other", &["10.6.0.0/24"])
+        + &doc("L2Advertisement", "l2", "{ipAddressPoolSelectors: [{matchLabels: {zone: a}}]}");
+    let config = run(&yaml).expect("valid");
+    assert_eq!(
+        config.l2_advertisements[0].pools.iter().collect::<Vec<_>>(),
+        ["lab"]
+    );
+}
+
+#[test]
+fn malformed_yaml_names_the_document() {
+    let yaml = pool("a", &["10.1.0.0/24"])
+        + "---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: 7}\n";
+    let err = parse_documents(&yaml).unwrap_err().to_string();
+    assert!(err.starts_with("document 1:"), "{err}");
+    let err = parse_documents("kind: [unclosed").unwrap_err().to_string();
+    assert!(err.starts_with("document 0:"), "{err}");
+}
