@@ -1,0 +1,278 @@
+//! The generated CRDs: committed YAML is current, and the in-object validation (CEL rules)
+//! refuses malformed objects the way the API server would, evaluated here with kube's CEL engine.
+
+use ferrolb_crds::{api, crdgen};
+use kube::core::cel::{ErrorKind, Validator};
+use serde_json::{Value, json};
+
+#[test]
+fn committed_crd_yaml_matches_the_types() {
+    let dir = crdgen::default_dir();
+    let rendered = crdgen::render_all().expect("CRDs render");
+    let mut stale = Vec::new();
+    for (file, yaml) in &rendered {
+        let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        if &committed != yaml {
+            stale.push(file.clone());
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        rendered.iter().map(|(f, _)| f.clone()).collect();
+    let present: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("deploy/crds exists")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    let extra: Vec<_> = present.difference(&expected).collect();
+    assert!(
+        stale.is_empty() && extra.is_empty(),
+        "deploy/crds is stale (changed: {stale:?}, not generated: {extra:?}); run `cargo run -p ferrolb-crds --bin crdgen`"
+    );
+}
+
+#[test]
+fn one_crd_per_kind_in_the_ferrolb_group() {
+    let kinds: Vec<String> = api::crds()
+        .iter()
+        .map(|c| c.spec.names.kind.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "IPAddressPool",
+            "L2Advertisement",
+            "BGPAdvertisement",
+            "BGPPeer",
+            "BFDProfile",
+            "Community"
+        ]
+    );
+    for crd in api::crds() {
+        assert_eq!(crd.spec.group, "ferrolb.io");
+        assert_eq!(crd.spec.versions.len(), 1);
+        assert_eq!(crd.spec.versions[0].name, "v1beta1");
+        assert!(crd.spec.versions[0].storage && crd.spec.versions[0].served);
+    }
+}
+
+#[test]
+fn ipaddresspool_printer_columns_show_addresses_auto_assign_and_counters() {
+    let crd = api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "IPAddressPool")
+        .unwrap();
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.json_path.clone())
+        .collect();
+    for path in [
+        ".spec.addresses",
+        ".spec.autoAssign",
+        ".status.assignedIPv4",
+        ".status.availableIPv4",
+        ".status.assignedIPv6",
+        ".status.availableIPv6",
+    ] {
+        assert!(
+            columns.iter().any(|c| c == path),
+            "missing column {path} in {columns:?}"
+        );
+    }
+    assert!(
+        crd.spec.versions[0]
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some(),
+        "status subresource"
+    );
+}
+
+fn schema(kind: &str) -> Value {
+    let crd = api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .expect("kind exists");
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+fn object(kind: &str, spec: Value) -> Value {
+    json!({"apiVersion": "ferrolb.io/v1beta1", "kind": kind, "metadata": {"name": "x", "namespace": "ferrolb-system"}, "spec": spec})
+}
+
+/// The messages of the CEL rules that refuse `spec`; panics if a rule does not compile or evaluate,
+/// since the API server would refuse such a CRD or object outright.
+fn refusals(kind: &str, spec: Value, old_spec: Option<Value>) -> Vec<String> {
+    let old = old_spec.map(|s| object(kind, s));
+    match Validator::new().validate(&schema(kind), &object(kind, spec), old.as_ref()) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e.kind,
+                    ErrorKind::ValidationFailure,
+                    "rule {:?} did not evaluate: {}",
+                    e.rule,
+                    e.message
+                );
+                e.message.clone()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn cel_rules_refuse_malformed_objects() {
+    struct Case {
+        kind: &'static str,
+        valid: Value,
+        invalid: Value,
+        message: &'static str,
+    }
+    let peer = |extra: Value| {
+        let mut spec = json!({"myASN": 64512, "peerASN": 64513, "peerAddress": "10.0.0.1"});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        spec
+    };
+    let cases = [
+        Case {
+            kind: "IPAddressPool",
+            valid: json!({"addresses": ["10.0.0.0/24", "10.0.1.1-10.0.1.9", "10.0.2.1 - 10.0.2.9", "fd00::/64", "fd00:1::1-fd00:1::9"]}),
+            invalid: json!({"addresses": ["10.0.0.0/24", "not-an-address"]}),
+            message: "each address must be a CIDR or a 'start-end' range of two addresses of one family",
+        },
+        Case {
+            kind: "IPAddressPool",
+            valid: json!({"addresses": ["10.0.0.1-10.0.0.9"]}),
+            invalid: json!({"addresses": ["10.0.0.1-fd00::9"]}),
+            message: "each address must be a CIDR or a 'start-end' range of two addresses of one family",
+        },
+        Case {
+            kind: "IPAddressPool",
+            valid: json!({"addresses": ["10.0.0.0/24"], "serviceAllocation": {"namespaces": ["a", "b"]}}),
+            invalid: json!({"addresses": ["10.0.0.0/24"], "serviceAllocation": {"namespaces": ["a", "a"]}}),
+            message: "namespaces must not repeat",
+        },
+        Case {
+            kind: "L2Advertisement",
+            valid: json!({"interfaces": ["eth0", "bond0.100"]}),
+            invalid: json!({"interfaces": ["this-name-is-too-long"]}),
+            message: "interface names are 1 to 15 characters, without '/' or spaces, and must not repeat",
+        },
+        Case {
+            kind: "L2Advertisement",
+            valid: json!({"ipAddressPools": ["a", "b"]}),
+            invalid: json!({"ipAddressPools": ["a", "a"]}),
+            message: "pool names must not repeat",
+        },
+        Case {
+            kind: "BGPAdvertisement",
+            valid: json!({"communities": ["65000:1", "large:1:2:3", "my-alias"]}),
+            invalid: json!({"communities": ["65000:1:7:8:9"]}),
+            message: "each community is 'a:b', 'large:a:b:c' or an alias name, and must not repeat",
+        },
+        Case {
+            kind: "BGPAdvertisement",
+            valid: json!({"peers": ["r1", "r2"]}),
+            invalid: json!({"peers": ["r1", "r1"]}),
+            message: "peer names must not repeat",
+        },
+        Case {
+            kind: "BGPPeer",
+            valid: peer(json!({"password": "x"})),
+            invalid: peer(json!({"password": "x", "passwordSecret": {"name": "s"}})),
+            message: "password and passwordSecret are mutually exclusive",
+        },
+        Case {
+            kind: "BGPPeer",
+            valid: peer(json!({"peerAddress": "fd00::1"})),
+            invalid: peer(json!({"peerAddress": "router.local"})),
+            message: "peerAddress must be an IP address",
+        },
+        Case {
+            kind: "BGPPeer",
+            valid: peer(json!({"routerID": "10.9.9.9"})),
+            invalid: peer(json!({"routerID": "fd00::9"})),
+            message: "routerID must be an IPv4 address",
+        },
+        Case {
+            kind: "BGPPeer",
+            valid: peer(json!({"sourceAddress": "10.0.0.2"})),
+            invalid: peer(json!({"sourceAddress": "node-a"})),
+            message: "sourceAddress must be an IP address",
+        },
+        Case {
+            kind: "Community",
+            valid: json!({"communities": [{"name": "a", "value": "1:1"}, {"name": "b", "value": "1:2"}]}),
+            invalid: json!({"communities": [{"name": "a", "value": "1:1"}, {"name": "a", "value": "1:2"}]}),
+            message: "alias names must not repeat",
+        },
+    ];
+    for case in cases {
+        assert_eq!(
+            refusals(case.kind, case.valid.clone(), None),
+            Vec::<String>::new(),
+            "{} valid {}",
+            case.kind,
+            case.valid
+        );
+        let got = refusals(case.kind, case.invalid.clone(), None);
+        assert!(
+            got.iter().any(|m| m == case.message),
+            "{} invalid {}: got {got:?}",
+            case.kind,
+            case.invalid
+        );
+    }
+}
+
+#[test]
+fn graceful_restart_cannot_change_after_creation() {
+    let spec = |gr: bool| json!({"myASN": 1, "peerASN": 2, "peerAddress": "10.0.0.1", "enableGracefulRestart": gr});
+    assert!(refusals("BGPPeer", spec(true), Some(spec(true))).is_empty());
+    assert_eq!(
+        refusals("BGPPeer", spec(false), Some(spec(true))),
+        ["enableGracefulRestart cannot be changed"]
+    );
+}
+
+#[test]
+fn openapi_constraints_are_declared() {
+    let peer = schema("BGPPeer");
+    let spec = &peer["properties"]["spec"]["properties"];
+    assert_eq!(spec["myASN"]["minimum"], json!(1.0));
+    assert_eq!(spec["peerPort"]["maximum"], json!(65535.0));
+    assert!(spec["holdTime"]["pattern"].is_string());
+    let bfd = schema("BFDProfile");
+    let bfd = &bfd["properties"]["spec"]["properties"];
+    assert_eq!(
+        (
+            bfd["detectMultiplier"]["minimum"].clone(),
+            bfd["detectMultiplier"]["maximum"].clone()
+        ),
+        (json!(2.0), json!(255.0))
+    );
+    assert_eq!(bfd["minimumTtl"]["maximum"], json!(254.0));
+    let adv = schema("BGPAdvertisement");
+    assert_eq!(
+        adv["properties"]["spec"]["properties"]["aggregationLength"]["maximum"],
+        json!(32.0)
+    );
+    let pool = schema("IPAddressPool");
+    assert_eq!(
+        pool["properties"]["spec"]["properties"]["addresses"]["minItems"],
+        json!(1)
+    );
+    assert_eq!(pool["properties"]["spec"]["required"], json!(["addresses"]));
+}
