@@ -1,1 +1,11 @@
-//! The ferrolb controller: the IP allocator and (later) the Kubernetes reconciler.
+//! The ferrolb controller: the IP allocator and the Kubernetes reconciler around it.
+//!
+//! - [`annotations`]: the Service annotations read (with MetalLB aliases) and written.
+//! - [`leader`]: Lease-based leader election.
+//! - [`metrics`]: Prometheus metrics and health endpoints.
+//! - [`rbac`]: the permissions the controller uses.
+
+pub mod annotations;
+pub mod leader;
+pub mod metrics;
+pub mod rbac;

@@ -1,0 +1,88 @@
+//! The Kubernetes permissions the controller uses, in one place: the Helm chart renders its
+//! ClusterRole and Role from this list, and a test keeps the two in step.
+
+/// One RBAC rule: API group, resource, verbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// API group ("" for core).
+    pub group: &'static str,
+    /// Resource (with `/status` for a subresource).
+    pub resource: &'static str,
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+
+/// Cluster-wide rules (ClusterRole).
+pub const CLUSTER_RULES: &[Rule] = &[
+    Rule {
+        group: "",
+        resource: "services",
+        verbs: &["get", "list", "watch", "patch"],
+    },
+    Rule {
+        group: "",
+        resource: "services/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "",
+        resource: "namespaces",
+        verbs: READ,
+    },
+    Rule {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+];
+
+/// Rules in the controller's own namespace (Role).
+pub const NAMESPACE_RULES: &[Rule] = &[
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "l2advertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpadvertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgppeers",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bfdprofiles",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "communities",
+        verbs: READ,
+    },
+    Rule {
+        group: "",
+        resource: "secrets",
+        verbs: READ,
+    },
+    Rule {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+    },
+];
