@@ -1,1 +1,3 @@
-//! ferrolb integration tests and harnesses (the network lab lands here).
+//! ferrolb integration tests and harnesses.
+
+pub mod lab;
