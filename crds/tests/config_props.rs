@@ -101,6 +101,7 @@ fn peer() -> impl Strategy<Value = api::BGPPeer> {
         (proptest::option::weighted(0.3, ".{0,90}"), proptest::option::weighted(0.2, name()), proptest::option::weighted(0.2, name())),
     )
         .prop_map(|(n, (my, peer), address, port, (hold, keepalive, connect), source, (password, secret, bfd))| api::BGPPeer {
+            status: None,
             metadata: meta(n),
             spec: BGPPeerSpec {
                 my_asn: my,
@@ -127,6 +128,7 @@ fn raw() -> impl Strategy<Value = RawConfig> {
         proptest::collection::vec(prop_oneof![8 => "eth[0-3]", 1 => ".{0,17}"], 0..3),
     )
         .prop_map(|(n, pools, interfaces)| api::L2Advertisement {
+            status: None,
             metadata: meta(n),
             spec: api::L2AdvertisementSpec {
                 ip_address_pools: pools,
@@ -143,6 +145,7 @@ fn raw() -> impl Strategy<Value = RawConfig> {
         proptest::option::of(0u32..3),
     )
         .prop_map(|(n, pools, (v4, v6), communities, peers, local_pref)| api::BGPAdvertisement {
+            status: None,
             metadata: meta(n),
             spec: api::BGPAdvertisementSpec {
                 aggregation_length: v4,
@@ -165,6 +168,7 @@ fn raw() -> impl Strategy<Value = RawConfig> {
         ),
     )
         .prop_map(|(n, aliases)| api::Community {
+            status: None,
             metadata: meta(n),
             spec: api::CommunitySpec {
                 communities: aliases
@@ -179,6 +183,7 @@ fn raw() -> impl Strategy<Value = RawConfig> {
         proptest::option::of(prop_oneof![8 => 2u32..=254, 1 => 0u32..300]),
     )
         .prop_map(|(n, interval, mult)| api::BFDProfile {
+            status: None,
             metadata: meta(n),
             spec: api::BFDProfileSpec {
                 receive_interval: interval,
@@ -321,10 +326,12 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
         });
     }
     raw.bfd_profiles.push(api::BFDProfile {
+        status: None,
         metadata: named("fast".into()),
         spec: Default::default(),
     });
     raw.communities.push(api::Community {
+        status: None,
         metadata: named("c".into()),
         spec: api::CommunitySpec {
             communities: vec![api::CommunityAlias {
@@ -344,6 +351,7 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
     });
     for i in 0..peers {
         raw.peers.push(api::BGPPeer {
+            status: None,
             metadata: named(format!("peer{i}")),
             spec: BGPPeerSpec {
                 my_asn: 64512,
@@ -361,6 +369,7 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
     }
     for i in 0..ads {
         raw.bgp_advertisements.push(api::BGPAdvertisement {
+            status: None,
             metadata: named(format!("bgp{i}")),
             spec: api::BGPAdvertisementSpec {
                 ip_address_pools: (0..pools).map(|p| format!("pool{p}")).take(i + 1).collect(),
@@ -372,6 +381,7 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
             },
         });
         raw.l2_advertisements.push(api::L2Advertisement {
+            status: None,
             metadata: named(format!("l2-{i}")),
             spec: api::L2AdvertisementSpec {
                 interfaces: vec!["eth0".into()],

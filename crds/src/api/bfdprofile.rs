@@ -33,6 +33,7 @@ pub mod defaults {
     kind = "BFDProfile",
     plural = "bfdprofiles",
     namespaced,
+    status = "super::ConfigStatus",
     printcolumn(
         name = "Passive Mode",
         type_ = "boolean",

@@ -18,6 +18,7 @@ pub const DEFAULT_AGGREGATION_LENGTH_V6: u8 = 128;
     kind = "BGPAdvertisement",
     plural = "bgpadvertisements",
     namespaced,
+    status = "super::ConfigStatus",
     printcolumn(
         name = "IPAddressPools",
         type_ = "string",

@@ -17,6 +17,7 @@ pub const DEFAULT_PEER_PORT: u16 = 179;
     kind = "BGPPeer",
     plural = "bgppeers",
     namespaced,
+    status = "super::ConfigStatus",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
     printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.peerASN"),
     printcolumn(name = "My ASN", type_ = "integer", json_path = ".spec.myASN"),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
     group = "ferrolb.io",
     version = "v1beta1",
     kind = "Community",
+    status = "super::ConfigStatus",
     plural = "communities",
     namespaced
 )]

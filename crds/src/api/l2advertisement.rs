@@ -13,6 +13,7 @@ use super::LabelSelector;
     kind = "L2Advertisement",
     plural = "l2advertisements",
     namespaced,
+    status = "super::ConfigStatus",
     printcolumn(
         name = "IPAddressPools",
         type_ = "string",

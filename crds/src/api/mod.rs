@@ -36,6 +36,20 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 /// `a:b` (16-bit halves), `large:a:b:c` (32-bit parts), or an alias defined by a Community object.
 pub const COMMUNITY_PATTERN: &str = r"^([0-9]{1,5}:[0-9]{1,5}|large:[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}|[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$";
 
+/// The status of the config kinds that have no counters: whether the controller accepted the
+/// object (condition `Valid`), and why not.
+#[derive(
+    kube::KubeSchema, serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq,
+)]
+pub struct ConfigStatus {
+    /// `Valid`: True when the object passed validation, False with the errors as message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// The condition type that reports whether a config object was accepted.
+pub const CONDITION_VALID: &str = "Valid";
+
 /// Every kind, for the CRD generator and the tests.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
