@@ -6,6 +6,8 @@
 //! - [`rbac`]: the permissions the controller uses.
 
 pub mod annotations;
+pub mod config_source;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
+pub mod service_status;
