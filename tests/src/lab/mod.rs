@@ -14,16 +14,35 @@
 //! Everything is torn down on drop (also when a test panics): processes in the lab's
 //! namespaces are killed, the namespaces and the lab's temp dir deleted.
 
+mod bgp;
+pub mod bird;
 mod cmd;
+mod daemon;
 mod error;
+pub mod frr;
+pub mod gobgp;
 mod mac;
+mod nft;
+mod probe;
 mod sys;
 mod topology;
 mod wait;
 
+pub use bgp::{
+    Afi, BgpConfig, BgpDaemon, Community, LargeCommunity, Neighbor, Origin, Route, Session,
+    SessionState,
+};
+pub use bird::Bird;
 pub use cmd::{COMMAND_TIMEOUT, Process, run as run_command, run_ok as run_command_ok, tail};
+pub use daemon::READY_TIMEOUT;
 pub use error::LabError;
+pub use frr::{BfdPeer, Frr};
+pub use gobgp::GoBgp;
 pub use mac::{BadMac, MacAddr};
+pub use nft::SERVICE_TABLE;
+pub use probe::{
+    ArpReply, NdReply, NeighbourEntry, TcpBackend, TcpProbe, parse_arping, parse_ndisc6,
+};
 pub use topology::{Host, Lab, LabSpec, NetnsThread, PREFIX, list_netns, read_mac, sweep_stale};
 pub use wait::{POLL_INTERVAL, wait_for, wait_until};
 
