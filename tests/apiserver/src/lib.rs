@@ -43,6 +43,8 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     /// The body as JSON (`Null` when empty or not JSON).
     pub body: Value,
+    /// When the server received it.
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -228,7 +230,31 @@ impl FakeApiServer {
         }
     }
 
-    async fn handle(self, req: Request<kube::client::Body>) -> Response<ResponseBody> {
+    /// Serves plain HTTP on `listener` until the task is dropped, so a separate process (a
+    /// controller binary with a kubeconfig pointing at `http://ADDR`) can use this server.
+    pub async fn serve_http(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let server = self.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Display,
+    {
         let (parts, body) = req.into_parts();
         let bytes = match body.collect().await {
             Ok(b) => b.to_bytes(),
@@ -252,6 +278,7 @@ impl FakeApiServer {
             query: parts.uri.query().unwrap_or("").to_string(),
             content_type: content_type.clone(),
             body: body_json.clone(),
+            received_at: std::time::Instant::now(),
         };
         let response = {
             let mut shared = self.lock();
