@@ -200,3 +200,33 @@ fn frr_ipv6_session_with_gobgp() {
     assert_eq!(r.large_communities, vec![LargeCommunity::new(65000, 2, 3)]);
     drop(gobgp);
 }
+
+#[test]
+fn frr_bfdd_peers_come_up() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec::default()).unwrap();
+    let (router, node) = (lab.router(), lab.node(0));
+    let mut a = Frr::start(router, &BgpConfig::new(64512, router.ipv4)).unwrap();
+    let mut b = Frr::start(node, &BgpConfig::new(64513, node.ipv4)).unwrap();
+    a.start_bfdd(&[node.ipv4.into()]).unwrap();
+    b.start_bfdd(&[router.ipv4.into()]).unwrap();
+    lab::wait_until("BFD session up on both sides", T, || {
+        let up = |f: &Frr| {
+            f.bfd_peers()
+                .map(|p| p.iter().any(|p| p.status == "up"))
+                .unwrap_or(false)
+        };
+        up(&a) && up(&b)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", a.log_tail(), b.log_tail()));
+    // Cutting the node's link takes the session down on the router.
+    node.link_down().unwrap();
+    lab::wait_until("BFD session down on the router", T, || {
+        a.bfd_peers()
+            .map(|p| p.iter().all(|p| p.status != "up"))
+            .unwrap_or(false)
+    })
+    .unwrap();
+}

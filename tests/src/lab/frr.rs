@@ -103,9 +103,11 @@ impl Frr {
         let conf = path_string(&self.home.write("bfdd.conf", &text)?)?;
         let pid = self.home.path_str("bfdd.pid")?;
         let log_arg = format!("file:{}", self.home.path_str("bfdd.log")?);
+        let ctl = self.home.path_str("bfdd.sock")?;
+        // bfdd has no -S: it switches to the frr user, which must own the private dir.
+        cmd::run_ok(&["chown", "frr:frr", &self.vty_dir], COMMAND_TIMEOUT)?;
         let mut bfdd = self.home.host.spawn(&[
             BFDD,
-            "-S",
             "-f",
             &conf,
             "-i",
@@ -114,6 +116,8 @@ impl Frr {
             &self.vty_dir,
             "-A",
             "127.0.0.1",
+            "--bfdctl",
+            &ctl,
             "--log",
             &log_arg,
         ])?;
