@@ -110,6 +110,16 @@ fn frr_and_bird_with_md5_password() {
     assert_eq!(r.from, Some(node.ipv4.into()));
     assert_eq!(r.next_hops, vec![IpAddr::from(node.ipv4)]);
     assert_eq!(r.as_path, vec![64513]);
+
+    // Runtime reconfiguration through vtysh: a new network is announced.
+    frr.configure(&[
+        "router bgp 64512",
+        "address-family ipv4 unicast",
+        "network 10.95.0.0/24",
+    ])
+    .unwrap();
+    bird.wait_route("10.95.0.0/24".parse().unwrap(), T).unwrap();
+    assert!(frr.configure(&["this is not a command"]).is_err());
 }
 
 #[test]

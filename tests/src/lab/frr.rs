@@ -176,6 +176,31 @@ impl Frr {
         Ok(out)
     }
 
+    /// Applies configuration lines at runtime, as typed after `configure terminal` (e.g.
+    /// `["router bgp 64512", "address-family ipv4 unicast", "network 10.95.0.0/24"]`).
+    pub fn configure(&self, lines: &[&str]) -> Result<(), LabError> {
+        let mut argv = vec![
+            "vtysh",
+            "--vty_socket",
+            self.vty_dir.as_str(),
+            "-c",
+            "configure terminal",
+        ];
+        for l in lines {
+            argv.extend(["-c", l]);
+        }
+        let out = cmd::run_ok(&argv, COMMAND_TIMEOUT)?;
+        if out.lines().any(|l| l.trim_start().starts_with('%')) {
+            return Err(LabError::Command {
+                cmd: cmd::display(&argv),
+                status: "error reply".into(),
+                stdout: out,
+                stderr: String::new(),
+            });
+        }
+        Ok(())
+    }
+
     /// The private directory (config, vty sockets, pid files, logs).
     pub fn dir(&self) -> &std::path::Path {
         &self.home.dir
