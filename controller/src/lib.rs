@@ -12,4 +12,6 @@ pub mod config_source;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
+pub mod reconciler;
+pub mod service_request;
 pub mod service_status;

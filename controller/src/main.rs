@@ -1,4 +1,158 @@
-fn main() {
-    eprintln!("ferrolb-controller: the Kubernetes reconciler is not implemented yet (see issue 4)");
-    std::process::exit(2);
+//! `ferrolb-controller`: assigns external IPs to LoadBalancer Services from ferrolb.io pools.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use ferrolb_controller::allocator::StalePolicy;
+use ferrolb_controller::leader::{self, LeaseSettings};
+use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_controller::reconciler::{self, Settings};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Stale {
+    /// Keep an address that config no longer covers, and report it.
+    Keep,
+    /// Give the Service a new address from the current pools.
+    Reassign,
+}
+
+/// Assigns external IPs from ferrolb.io IPAddressPools to LoadBalancer Services.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Namespace holding the ferrolb config objects and the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ferrolb-system")]
+    namespace: String,
+    /// Handle only Services with this loadBalancerClass; empty: only Services without a class.
+    #[arg(long, env = "FERROLB_LB_CLASS", default_value = "")]
+    lb_class: String,
+    /// What happens to an address that the config no longer covers.
+    #[arg(long, value_enum, default_value = "keep")]
+    stale_policy: Stale,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so several replicas can run; only the leader writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "ferrolb-controller")]
+    lease_name: String,
+    /// Seconds a lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds between lease renewals and retries.
+    #[arg(long, default_value_t = 2)]
+    lease_retry: u64,
+    /// This replica's name (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "ferrolb-controller")]
+    pod_name: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API (no in-cluster config or kubeconfig)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (leader_tx, leader_rx) = watch::channel(!args.leader_elect);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        let addr = args.metrics_addr;
+        tasks.spawn(async move {
+            if let Err(e) = metrics::serve(addr, metrics, shutdown).await {
+                tracing::error!(error = %e, %addr, "metrics server failed");
+            }
+        });
+    }
+    if args.leader_elect {
+        let settings = LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace: args.namespace.clone(),
+            identity: args.pod_name.clone(),
+            lease_duration: Duration::from_secs(args.lease_duration),
+            retry_period: Duration::from_secs(args.lease_retry),
+        };
+        let api: Api<Lease> = Api::namespaced(client.clone(), &args.namespace);
+        tasks.spawn(leader::run(api, settings, leader_tx, shutdown.clone()));
+    }
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        lb_class: Some(args.lb_class.clone()).filter(|c| !c.is_empty()),
+        stale_policy: match args.stale_policy {
+            Stale::Keep => StalePolicy::Keep,
+            Stale::Reassign => StalePolicy::Reassign,
+        },
+        instance: args.pod_name.clone(),
+        ..Settings::default()
+    };
+    tasks.spawn(reconciler::run(
+        client,
+        settings,
+        metrics,
+        leader_rx,
+        shutdown.clone(),
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    // Give the elector a moment to release the lease so another replica takes over at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    ExitCode::SUCCESS
 }

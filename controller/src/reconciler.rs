@@ -1,0 +1,1027 @@
+//! The reconciler: one task that owns the allocator and turns watch events into Service status.
+//!
+//! Watches (kube-runtime watchers and reflectors) feed one queue of [`Input`]s; the loop handles
+//! them one at a time, so the allocator needs no locks and its decisions are in event order. Writes
+//! go out on their own tasks (several at once), never block the loop, and are retried with backoff.
+//! Only the leader allocates and writes; every replica keeps its caches warm.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrolb_crds::api::{self, CONDITION_VALID};
+use ferrolb_crds::config::{self, Config, ConfigErrors, Kind, ObjectRef};
+use ferrolb_crds::selector::Labels;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
+use crate::config_source::{self, ConfigStores};
+use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
+use crate::service_request;
+use crate::service_status::{self, Desired, Outcome};
+
+/// How the reconciler runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of the config objects (and of the Lease).
+    pub namespace: String,
+    /// `--lb-class`: handle only Services of this class; `None`: only Services without a class.
+    pub lb_class: Option<String>,
+    /// What to do with an address that config no longer covers.
+    pub stale_policy: StalePolicy,
+    /// Field manager of every write, and the reporting controller of events.
+    pub manager: String,
+    /// This replica's name (the pod name), for events.
+    pub instance: String,
+    /// How many writes may be in flight at once.
+    pub max_concurrent_writes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: "ferrolb-system".into(),
+            lb_class: None,
+            stale_policy: StalePolicy::default(),
+            manager: "ferrolb-controller".into(),
+            instance: "ferrolb-controller".into(),
+            max_concurrent_writes: 32,
+        }
+    }
+}
+
+enum Input {
+    Service(watcher::Event<Service>),
+    Namespace(watcher::Event<Namespace>),
+    ConfigChanged,
+    ConfigReady,
+    Leader(bool),
+    Written { key: ServiceKey, ok: bool },
+    Retry(ServiceKey),
+    FlushStatuses,
+}
+
+/// One Service write: the patches that take it to the desired state, and the events to publish.
+struct Write {
+    service: Service,
+    status: Option<Value>,
+    annotations: Option<Value>,
+    events: Vec<Event>,
+}
+
+struct Reconciler {
+    settings: Settings,
+    client: Client,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    tx: mpsc::UnboundedSender<Input>,
+    stores: ConfigStores,
+
+    services: BTreeMap<ServiceKey, Service>,
+    relist: Option<BTreeMap<ServiceKey, Service>>,
+    namespaces: BTreeMap<String, Labels>,
+    namespace_relist: Option<BTreeMap<String, Labels>>,
+    services_synced: bool,
+    namespaces_synced: bool,
+    config_synced: bool,
+
+    config: Option<Config>,
+    config_errors: Option<ConfigErrors>,
+    leader: bool,
+    allocator: Option<Allocator>,
+
+    in_flight: BTreeSet<ServiceKey>,
+    again: BTreeSet<ServiceKey>,
+    waiting: BTreeSet<ServiceKey>,
+    attempts: BTreeMap<ServiceKey, u32>,
+    statuses_dirty: bool,
+    flush_scheduled: bool,
+}
+
+/// Runs the controller until `shutdown` fires.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    mut leader: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stores, config_changes) = config_source::watch(&client, &settings.namespace);
+
+    let services = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let namespaces = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(forward(
+        services.map(|e| e.map(Input::Service)).boxed(),
+        tx.clone(),
+        "services",
+    ));
+    tasks.spawn(forward(
+        namespaces.map(|e| e.map(Input::Namespace)).boxed(),
+        tx.clone(),
+        "namespaces",
+    ));
+    tasks.spawn(forward(
+        config_changes
+            .map(|()| Ok::<_, watcher::Error>(Input::ConfigChanged))
+            .boxed(),
+        tx.clone(),
+        "config",
+    ));
+    {
+        let stores = stores.clone();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            if stores.wait_until_ready().await {
+                let _ = tx.send(Input::ConfigReady);
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        let mut leader = leader.clone();
+        tasks.spawn(async move {
+            let _ = tx.send(Input::Leader(*leader.borrow_and_update()));
+            while leader.changed().await.is_ok() {
+                if tx.send(Input::Leader(*leader.borrow_and_update())).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let _ = leader.borrow_and_update();
+
+    let reporter = Reporter {
+        controller: settings.manager.clone(),
+        instance: Some(settings.instance.clone()),
+    };
+    let mut r = Reconciler {
+        recorder: Recorder::new(client.clone(), reporter),
+        settings,
+        client,
+        metrics,
+        tx,
+        stores,
+        services: BTreeMap::new(),
+        relist: None,
+        namespaces: BTreeMap::new(),
+        namespace_relist: None,
+        services_synced: false,
+        namespaces_synced: false,
+        config_synced: false,
+        config: None,
+        config_errors: None,
+        leader: false,
+        allocator: None,
+        in_flight: BTreeSet::new(),
+        again: BTreeSet::new(),
+        waiting: BTreeSet::new(),
+        attempts: BTreeMap::new(),
+        statuses_dirty: false,
+        flush_scheduled: false,
+    };
+    loop {
+        tokio::select! {
+            input = rx.recv() => match input {
+                Some(input) => r.handle(input),
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    tasks.abort_all();
+}
+
+async fn forward<S>(mut stream: S, tx: mpsc::UnboundedSender<Input>, what: &'static str)
+where
+    S: futures::Stream<Item = Result<Input, watcher::Error>> + Unpin,
+{
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(input) => {
+                if tx.send(input).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, watch = what, "watch failed; retrying with backoff")
+            }
+        }
+    }
+}
+
+impl Reconciler {
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Service(event) => self.on_service_event(event),
+            Input::Namespace(event) => self.on_namespace_event(event),
+            // A snapshot taken before every kind is listed could refer to objects not yet seen.
+            Input::ConfigChanged => self.on_config_changed(),
+            Input::ConfigReady => {
+                self.config_synced = true;
+                self.on_config_changed();
+            }
+            Input::Leader(leader) => {
+                self.leader = leader;
+                self.metrics.leader.set(i64::from(leader));
+                if !leader {
+                    // Only the leader allocates; a new leader rebuilds from what Services hold.
+                    self.allocator = None;
+                }
+                self.maybe_start();
+            }
+            Input::Written { key, ok } => self.on_written(key, ok),
+            Input::Retry(key) => {
+                self.waiting.remove(&key);
+                self.reconcile(&key);
+            }
+            Input::FlushStatuses => {
+                self.flush_scheduled = false;
+                self.flush_statuses();
+            }
+        }
+        self.metrics
+            .set_ready(self.services_synced && self.namespaces_synced && self.config_synced);
+    }
+
+    fn synced(&self) -> bool {
+        self.services_synced && self.namespaces_synced && self.config_synced
+    }
+
+    fn on_service_event(&mut self, event: watcher::Event<Service>) {
+        match event {
+            watcher::Event::Init => self.relist = Some(BTreeMap::new()),
+            watcher::Event::InitApply(s) => {
+                if let Some(relist) = self.relist.as_mut() {
+                    relist.insert(service_request::key(&s), s);
+                }
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.relist.take().unwrap_or_default();
+                let gone: Vec<ServiceKey> = self
+                    .services
+                    .keys()
+                    .filter(|k| !fresh.contains_key(*k))
+                    .cloned()
+                    .collect();
+                let changed: Vec<ServiceKey> = fresh
+                    .iter()
+                    .filter(|(k, s)| {
+                        self.services
+                            .get(*k)
+                            .map(|o| o.metadata.resource_version.clone())
+                            != Some(s.metadata.resource_version.clone())
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                self.services = fresh;
+                let first = !self.services_synced;
+                self.services_synced = true;
+                if first {
+                    self.maybe_start();
+                } else {
+                    for key in gone {
+                        self.on_deleted(&key);
+                    }
+                    for key in changed {
+                        self.reconcile(&key);
+                    }
+                }
+            }
+            watcher::Event::Apply(s) => {
+                let key = service_request::key(&s);
+                self.services.insert(key.clone(), s);
+                self.reconcile(&key);
+            }
+            watcher::Event::Delete(s) => {
+                let key = service_request::key(&s);
+                self.services.remove(&key);
+                self.on_deleted(&key);
+            }
+        }
+    }
+
+    fn on_namespace_event(&mut self, event: watcher::Event<Namespace>) {
+        let labels_of = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => self.namespace_relist = Some(BTreeMap::new()),
+            watcher::Event::InitApply(ns) => {
+                if let Some(relist) = self.namespace_relist.as_mut() {
+                    relist.insert(ns.name_any(), labels_of(&ns));
+                }
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.namespace_relist.take().unwrap_or_default();
+                let changed: Vec<String> = fresh
+                    .iter()
+                    .filter(|(n, l)| self.namespaces.get(*n) != Some(*l))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                self.namespaces = fresh;
+                let first = !self.namespaces_synced;
+                self.namespaces_synced = true;
+                if first {
+                    self.maybe_start();
+                } else {
+                    changed.iter().for_each(|n| self.reconcile_namespace(n));
+                }
+            }
+            watcher::Event::Apply(ns) => {
+                let name = ns.name_any();
+                let labels = labels_of(&ns);
+                if self.namespaces.get(&name) != Some(&labels) {
+                    self.namespaces.insert(name.clone(), labels);
+                    self.reconcile_namespace(&name);
+                }
+            }
+            watcher::Event::Delete(ns) => {
+                self.namespaces.remove(&ns.name_any());
+            }
+        }
+    }
+
+    /// Namespace labels feed pool selection: re-decide every Service of the namespace.
+    fn reconcile_namespace(&mut self, namespace: &str) {
+        let keys: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| k.namespace() == namespace)
+            .cloned()
+            .collect();
+        keys.iter().for_each(|k| self.reconcile(k));
+    }
+
+    fn on_config_changed(&mut self) {
+        if !self.config_synced {
+            return;
+        }
+        let raw = self.stores.snapshot();
+        match config::build(&raw) {
+            Ok(config) => {
+                self.metrics.config_valid.set(1);
+                self.config_errors = None;
+                let changed = self.config.as_ref() != Some(&config);
+                self.config = Some(config.clone());
+                if changed && let Some(allocator) = self.allocator.as_mut() {
+                    let change = allocator.set_config(config);
+                    let mut keys: BTreeSet<ServiceKey> = change.affected().into_iter().collect();
+                    keys.extend(allocator.pending());
+                    keys.iter().for_each(|k| self.reconcile(k));
+                }
+            }
+            Err(errors) => {
+                // The last good config stays in force; the errors go on the objects at fault.
+                self.metrics.config_valid.set(0);
+                if self.config_errors.as_ref() != Some(&errors) {
+                    tracing::warn!(%errors, "configuration refused; keeping the last good one");
+                    self.config_errors = Some(errors);
+                    self.report_config_events(&raw);
+                }
+            }
+        }
+        self.statuses_dirty = true;
+        self.maybe_start();
+        self.schedule_flush();
+    }
+
+    /// Start-up (or leadership): once every cache is synced, rebuild the allocator from what the
+    /// Services hold, re-claiming every held address before any pending Service allocates.
+    fn maybe_start(&mut self) {
+        if self.allocator.is_some() || !self.leader || !self.synced() {
+            return;
+        }
+        let Some(config) = self.config.clone() else {
+            tracing::warn!("no valid configuration yet: Services stay pending");
+            self.refuse_all_for_want_of_config();
+            return;
+        };
+        let mut allocator = Allocator::new(config, self.settings.stale_policy);
+        let requests: Vec<_> = self
+            .services
+            .values()
+            .filter(|s| service_request::is_ours(s, self.settings.lb_class.as_deref()))
+            .filter_map(|s| service_request::request(s, self.namespace_labels(s)).ok())
+            .collect();
+        let report = allocator.restore(&requests);
+        tracing::info!(
+            services = requests.len(),
+            "allocator restored from Service status: {report:?}"
+        );
+        self.allocator = Some(allocator);
+        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
+        keys.iter().for_each(|k| self.reconcile(k));
+        self.statuses_dirty = true;
+        self.schedule_flush();
+    }
+
+    fn refuse_all_for_want_of_config(&mut self) {
+        if !self.leader || !self.synced() {
+            return;
+        }
+        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
+        for key in keys {
+            let Some(service) = self.services.get(&key).cloned() else {
+                continue;
+            };
+            if service_request::is_ours(&service, self.settings.lb_class.as_deref()) {
+                let outcome = Outcome::Refused {
+                    reason: "NoValidConfig".into(),
+                    message: "no valid ferrolb configuration has been loaded yet".into(),
+                };
+                self.write_outcome(&key, &service, outcome);
+            }
+        }
+    }
+
+    fn namespace_labels(&self, service: &Service) -> &Labels {
+        static EMPTY: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+        service
+            .metadata
+            .namespace
+            .as_ref()
+            .and_then(|ns| self.namespaces.get(ns))
+            .unwrap_or_else(|| EMPTY.get_or_init(Labels::new))
+    }
+
+    fn on_deleted(&mut self, key: &ServiceKey) {
+        let Some(allocator) = self.allocator.as_mut() else {
+            return;
+        };
+        let retry = allocator.release(key);
+        self.statuses_dirty = true;
+        retry.iter().for_each(|k| self.reconcile(k));
+        self.schedule_flush();
+    }
+
+    /// Decides a Service and sends what changed, then every Service its decision made worth
+    /// retrying (an address it freed), each once.
+    fn reconcile(&mut self, key: &ServiceKey) {
+        let mut queue = std::collections::VecDeque::from([key.clone()]);
+        let mut done = BTreeSet::new();
+        while let Some(key) = queue.pop_front() {
+            if done.insert(key.clone()) {
+                queue.extend(self.reconcile_one(&key));
+            }
+        }
+    }
+
+    /// Decides one Service; returns the Services to retry because of it.
+    fn reconcile_one(&mut self, key: &ServiceKey) -> Vec<ServiceKey> {
+        if !self.leader || !self.synced() {
+            return Vec::new();
+        }
+        let Some(service) = self.services.get(key).cloned() else {
+            return Vec::new();
+        };
+        let ours = service_request::is_ours(&service, self.settings.lb_class.as_deref());
+        let request =
+            ours.then(|| service_request::request(&service, self.namespace_labels(&service)));
+        let Some(allocator) = self.allocator.as_mut() else {
+            return Vec::new();
+        };
+        let started = Instant::now();
+        self.statuses_dirty = true;
+        let (outcome, retry) = match request {
+            Some(request) => {
+                let decided = request.and_then(|r| allocator.ensure(&r));
+                // An ensure that moved a Service frees addresses others may be waiting for.
+                let retry = allocator.take_retry();
+                let outcome = match decided {
+                    Ok(assignment) => {
+                        let (reason, message) = if assignment.stale.is_empty() {
+                            (
+                                "Allocated".to_string(),
+                                format!(
+                                    "assigned {} from pool {}",
+                                    join(&assignment.ips),
+                                    assignment.pool
+                                ),
+                            )
+                        } else {
+                            (
+                                "IPStale".to_string(),
+                                format!(
+                                    "{} is no longer in any address pool; kept by the stale policy (set it to reassign to move it)",
+                                    join(&assignment.stale)
+                                ),
+                            )
+                        };
+                        Outcome::Assigned {
+                            ips: assignment.ips,
+                            pool: assignment.pool,
+                            reason,
+                            message,
+                        }
+                    }
+                    Err(refusal) => {
+                        let reason = reason_name(&refusal);
+                        self.metrics
+                            .allocation_failures
+                            .get_or_create(&ReasonLabels {
+                                reason: reason.into(),
+                            })
+                            .inc();
+                        Outcome::Refused {
+                            reason: reason.to_string(),
+                            message: refusal.to_string(),
+                        }
+                    }
+                };
+                (outcome, retry)
+            }
+            // Gone from our scope (type change, class change): free its addresses.
+            None => (Outcome::NotOurs, allocator.release(key)),
+        };
+        self.metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.write_outcome(key, &service, outcome);
+        self.schedule_flush();
+        retry.into_iter().filter(|k| k != key).collect()
+    }
+
+    fn write_outcome(&mut self, key: &ServiceKey, service: &Service, outcome: Outcome) {
+        let desired = Desired::from_outcome(&outcome, service);
+        let status = service_status::status_patch(service, &desired, Timestamp::now());
+        let annotations = service_status::annotation_patch(service, &desired);
+        if status.is_none() && annotations.is_none() {
+            self.attempts.remove(key);
+            return;
+        }
+        if self.in_flight.contains(key) || self.waiting.contains(key) {
+            self.again.insert(key.clone());
+            return;
+        }
+        if matches!(outcome, Outcome::Assigned { .. })
+            && service_status::Observed::of(service).ingress != desired.ingress
+        {
+            self.metrics.allocations.inc();
+        }
+        let write = Write {
+            service: service.clone(),
+            events: events_for(service, &outcome),
+            status,
+            annotations,
+        };
+        self.in_flight.insert(key.clone());
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let metrics = self.metrics.clone();
+        let manager = self.settings.manager.clone();
+        let tx = self.tx.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let ok = send(client, recorder, &metrics, &manager, write).await;
+            let _ = tx.send(Input::Written { key, ok });
+        });
+    }
+
+    fn on_written(&mut self, key: ServiceKey, ok: bool) {
+        self.in_flight.remove(&key);
+        if ok {
+            self.attempts.remove(&key);
+            if self.again.remove(&key) {
+                self.reconcile(&key);
+            }
+            return;
+        }
+        // Back off, then decide again from the newest object we have seen.
+        self.again.remove(&key);
+        let attempt = self.attempts.entry(key.clone()).or_insert(0);
+        *attempt += 1;
+        let delay = Duration::from_millis(100u64.saturating_mul(1 << (*attempt).min(8)))
+            .min(Duration::from_secs(30));
+        self.waiting.insert(key.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Input::Retry(key));
+        });
+    }
+
+    fn schedule_flush(&mut self) {
+        if self.flush_scheduled || !self.statuses_dirty {
+            return;
+        }
+        self.flush_scheduled = true;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = tx.send(Input::FlushStatuses);
+        });
+    }
+
+    /// Pool counters and config object conditions, written only when they differ.
+    fn flush_statuses(&mut self) {
+        if !self.statuses_dirty || !self.leader || !self.config_synced {
+            return;
+        }
+        self.statuses_dirty = false;
+        let raw = self.stores.snapshot();
+        let errors = self.config_errors.clone();
+        let valid = |object: &ObjectRef| -> (bool, String) {
+            let problems: Vec<String> = errors
+                .iter()
+                .flat_map(|e| e.for_object(object))
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect();
+            if problems.is_empty() {
+                (true, "accepted".into())
+            } else {
+                (false, problems.join("; "))
+            }
+        };
+        for pool in &raw.pools {
+            let object = object_ref(Kind::IPAddressPool, pool);
+            let (ok, message) = valid(&object);
+            let mut status = pool.status.clone().unwrap_or_default();
+            if let Some(counters) = self
+                .allocator
+                .as_ref()
+                .map(|a| a.pool_counters(&object.name))
+            {
+                status.assigned_ipv4 = counters.assigned_v4;
+                status.assigned_ipv6 = counters.assigned_v6;
+                status.available_ipv4 = counters.available_v4;
+                status.available_ipv6 = counters.available_v6;
+                for (family, total, used) in [
+                    (
+                        "ipv4",
+                        counters.assigned_v4.saturating_add(counters.available_v4),
+                        counters.assigned_v4,
+                    ),
+                    (
+                        "ipv6",
+                        counters.assigned_v6.saturating_add(counters.available_v6),
+                        counters.assigned_v6,
+                    ),
+                ] {
+                    let labels = PoolLabels {
+                        pool: object.name.clone(),
+                        family: family.into(),
+                    };
+                    self.metrics
+                        .pool_addresses
+                        .get_or_create(&labels)
+                        .set(clamp(total));
+                    self.metrics
+                        .pool_addresses_in_use
+                        .get_or_create(&labels)
+                        .set(clamp(used));
+                }
+            }
+            set_valid(
+                &mut status.conditions,
+                ok,
+                &message,
+                pool.metadata.generation,
+            );
+            if Some(&status) != pool.status.as_ref() {
+                self.patch_config_status::<api::IPAddressPool>(
+                    &object.name,
+                    json!({"status": status}),
+                );
+            }
+        }
+        self.flush_config_conditions(&raw.l2_advertisements, Kind::L2Advertisement, &valid);
+        self.flush_config_conditions(&raw.bgp_advertisements, Kind::BGPAdvertisement, &valid);
+        self.flush_config_conditions(&raw.peers, Kind::BGPPeer, &valid);
+        self.flush_config_conditions(&raw.bfd_profiles, Kind::BFDProfile, &valid);
+        self.flush_config_conditions(&raw.communities, Kind::Community, &valid);
+    }
+
+    fn flush_config_conditions<K>(
+        &self,
+        objects: &[K],
+        kind: Kind,
+        valid: &dyn Fn(&ObjectRef) -> (bool, String),
+    ) where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + HasConfigStatus
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        for obj in objects {
+            let object = object_ref(kind, obj);
+            let (ok, message) = valid(&object);
+            let current = obj.config_status().cloned().unwrap_or_default();
+            let mut status = current.clone();
+            set_valid(&mut status.conditions, ok, &message, obj.meta().generation);
+            if status != current {
+                self.patch_config_status::<K>(&object.name, json!({"status": status}));
+            }
+        }
+    }
+
+    fn patch_config_status<K>(&self, name: &str, patch: Value)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let params = PatchParams::apply(&self.settings.manager);
+        let params = PatchParams {
+            field_manager: params.field_manager,
+            ..Default::default()
+        };
+        let metrics = self.metrics.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = api
+                .patch_status(&name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                metrics.api_error("patch_config_status");
+                tracing::warn!(error = %e, object = %name, "could not write config object status");
+            }
+        });
+    }
+
+    /// A Warning event on each config object at fault (only the leader reports).
+    fn report_config_events(&self, raw: &config::RawConfig) {
+        let Some(errors) = &self.config_errors else {
+            return;
+        };
+        if !self.leader {
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for error in &errors.0 {
+            if !seen.insert(error.object.clone()) {
+                continue;
+            }
+            let Some(reference) = object_reference(raw, &error.object) else {
+                continue;
+            };
+            let messages: Vec<String> = errors
+                .for_object(&error.object)
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect();
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "InvalidConfiguration".into(),
+                note: Some(truncate(&messages.join("; "), 1000)),
+                action: "ValidateConfig".into(),
+                secondary: None,
+            };
+            let recorder = self.recorder.clone();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                if recorder.publish(&event, &reference).await.is_err() {
+                    metrics.api_error("publish_event");
+                }
+            });
+        }
+    }
+}
+
+/// Sends one Service's patches and events; returns whether the patches landed.
+async fn send(
+    client: Client,
+    recorder: Recorder,
+    metrics: &Metrics,
+    manager: &str,
+    write: Write,
+) -> bool {
+    let namespace = write.service.metadata.namespace.clone().unwrap_or_default();
+    let name = write.service.metadata.name.clone().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client, &namespace);
+    let params = PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    };
+    if let Some(patch) = &write.status
+        && let Err(e) = api.patch_status(&name, &params, &Patch::Merge(patch)).await
+    {
+        metrics.api_error("patch_service_status");
+        tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "status write failed; will retry");
+        return false;
+    }
+    if let Some(patch) = &write.annotations
+        && let Err(e) = api.patch(&name, &params, &Patch::Merge(patch)).await
+    {
+        metrics.api_error("patch_service_annotations");
+        tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "annotation write failed; will retry");
+        return false;
+    }
+    let reference = write.service.object_ref(&());
+    for event in &write.events {
+        if let Err(e) = recorder.publish(event, &reference).await {
+            metrics.api_error("publish_event");
+            tracing::debug!(error = %e, "could not publish event");
+        }
+    }
+    true
+}
+
+/// The events a change of outcome deserves (none when the outcome did not change).
+fn events_for(service: &Service, outcome: &Outcome) -> Vec<Event> {
+    let observed = service_status::Observed::of(service);
+    let before = observed
+        .condition
+        .as_ref()
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()));
+    let event = |type_, reason: &str, note: String| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&note, 1000)),
+        action: "AllocateIP".into(),
+        secondary: None,
+    };
+    match outcome {
+        Outcome::Assigned {
+            ips,
+            reason,
+            message,
+            ..
+        } => {
+            let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+            let mut events = Vec::new();
+            if observed.ingress != ips {
+                events.push(event(EventType::Normal, "IPAllocated", message.clone()));
+            }
+            if reason == "IPStale" && before.map(|b| b.1) != Some("IPStale") {
+                events.push(event(EventType::Warning, "IPStale", message.clone()));
+            }
+            events
+        }
+        Outcome::Refused { reason, message } => {
+            if before == Some(("False", reason.as_str(), message.as_str())) {
+                Vec::new()
+            } else {
+                vec![event(
+                    EventType::Warning,
+                    "AllocationFailed",
+                    message.clone(),
+                )]
+            }
+        }
+        Outcome::NotOurs if observed.pool.is_some() || observed.condition.is_some() => {
+            vec![event(
+                EventType::Normal,
+                "IPReleased",
+                "no longer a ferrolb LoadBalancer Service; addresses released".into(),
+            )]
+        }
+        Outcome::NotOurs => Vec::new(),
+    }
+}
+
+/// The CamelCase name of a refusal, for conditions and metrics.
+pub fn reason_name(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::PoolExhausted { .. } => "PoolExhausted",
+        Refusal::FamilyNotOffered { .. } => "FamilyNotOffered",
+        Refusal::OutsidePools { .. } => "IPOutsidePools",
+        Refusal::BuggyIp { .. } => "BuggyIP",
+        Refusal::UnknownPool { .. } => "UnknownPool",
+        Refusal::PoolMismatch { .. } => "PoolMismatch",
+        Refusal::DifferentPools { .. } => "DifferentPools",
+        Refusal::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
+        Refusal::ServiceNotSelected { .. } => "ServiceNotSelected",
+        Refusal::AutoAssignDisabled { .. } => "AutoAssignDisabled",
+        Refusal::IpInUse { .. } => "IPInUse",
+        Refusal::SharingKeyMismatch { .. } => "SharingKeyMismatch",
+        Refusal::PortConflict { .. } => "PortConflict",
+        Refusal::TrafficPolicyMismatch { .. } => "TrafficPolicyMismatch",
+        Refusal::InvalidRequest { .. } => "InvalidRequest",
+        Refusal::HeldMismatch { .. } => "HeldMismatch",
+        Refusal::RemovedFromPools { .. } => "IPRemovedFromPools",
+        Refusal::NoPools => "NoPools",
+        Refusal::NoPoolCouldServe { .. } => "NoPoolCouldServe",
+    }
+}
+
+fn join(ips: &[std::net::IpAddr]) -> String {
+    ips.iter()
+        .map(|ip| ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn object_ref<K: Resource>(kind: Kind, obj: &K) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: obj.meta().namespace.clone(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+fn object_reference(
+    raw: &config::RawConfig,
+    object: &ObjectRef,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    fn find<K: Resource<DynamicType = ()>>(
+        objects: &[K],
+        name: &str,
+    ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        objects
+            .iter()
+            .find(|o| o.meta().name.as_deref() == Some(name))
+            .map(|o| o.object_ref(&()))
+    }
+    match object.kind {
+        Kind::IPAddressPool => find(&raw.pools, &object.name),
+        Kind::L2Advertisement => find(&raw.l2_advertisements, &object.name),
+        Kind::BGPAdvertisement => find(&raw.bgp_advertisements, &object.name),
+        Kind::BGPPeer => find(&raw.peers, &object.name),
+        Kind::BFDProfile => find(&raw.bfd_profiles, &object.name),
+        Kind::Community => find(&raw.communities, &object.name),
+        Kind::Secret => None,
+    }
+}
+
+/// Sets the `Valid` condition, keeping its transition time when the status did not change.
+fn set_valid(conditions: &mut Vec<Condition>, ok: bool, message: &str, generation: Option<i64>) {
+    let status = if ok { "True" } else { "False" };
+    let reason = if ok { "Accepted" } else { "Invalid" };
+    let previous = conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_VALID)
+        .cloned();
+    if previous.as_ref().is_some_and(|c| {
+        c.status == status
+            && c.reason == reason
+            && c.message == message
+            && c.observed_generation == generation
+    }) {
+        return;
+    }
+    let last_transition_time = match &previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(Timestamp::now()),
+    };
+    conditions.retain(|c| c.type_ != CONDITION_VALID);
+    conditions.push(Condition {
+        type_: CONDITION_VALID.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    });
+}
+
+/// Config kinds whose status is a [`api::ConfigStatus`].
+pub trait HasConfigStatus {
+    /// The status, if any.
+    fn config_status(&self) -> Option<&api::ConfigStatus>;
+}
+
+macro_rules! has_config_status {
+    ($($kind:ty),*) => {
+        $(impl HasConfigStatus for $kind {
+            fn config_status(&self) -> Option<&api::ConfigStatus> {
+                self.status.as_ref()
+            }
+        })*
+    };
+}
+
+has_config_status!(
+    api::L2Advertisement,
+    api::BGPAdvertisement,
+    api::BGPPeer,
+    api::BFDProfile,
+    api::Community
+);
