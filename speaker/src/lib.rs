@@ -1,3 +1,8 @@
-//! The ferrolb speaker: membership, announcer election, ARP/NDP responders and BGP sessions.
-//! Later issues fill it; today it only links the config model.
+//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode), and later
+//! membership and BGP sessions.
+//!
+//! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
+//! - `l2`: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
 pub use ferrolb_crds as crds;
+
+pub mod election;

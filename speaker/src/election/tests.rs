@@ -1,0 +1,603 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_crds::api::LabelSelector;
+use ferrolb_crds::config::{Config, L2Advertisement};
+use ferrolb_crds::selector::{Labels, Selector};
+use proptest::prelude::*;
+
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn selector(pairs: &[(&str, &str)]) -> Selector {
+    Selector::compile(&LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn ad(name: &str, pool: &str) -> L2Advertisement {
+    L2Advertisement {
+        name: name.into(),
+        pools: BTreeSet::from([pool.to_string()]),
+        node_selectors: vec![],
+        interfaces: BTreeSet::new(),
+        service_selectors: vec![],
+    }
+}
+
+fn config(ads: Vec<L2Advertisement>) -> Config {
+    Config {
+        l2_advertisements: ads,
+        ..Default::default()
+    }
+}
+
+fn node(name: &str, l: &[(&str, &str)]) -> Node {
+    Node {
+        name: name.into(),
+        labels: labels(l),
+        network_unavailable: false,
+    }
+}
+
+fn service(ip: &str) -> Service {
+    Service {
+        name: "default/web".into(),
+        ips: vec![ip.parse().unwrap()],
+        pool: "lan".into(),
+        has_serving_endpoint: true,
+        ..Default::default()
+    }
+}
+
+fn all_live(nodes: &[Node]) -> BTreeSet<String> {
+    nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The node that the plain hash ranks first among `names` for `ip`.
+fn hash_first(names: &[&str], ip: IpAddr) -> String {
+    names
+        .iter()
+        .min_by_key(|n| rank(n, ip))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn rank_is_a_stable_sha256() {
+    // sha256("node0#10.0.0.200"), computed independently (coreutils sha256sum).
+    let digest = rank("node0", ip("10.0.0.200"));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "17a34ef06bc2194b86e88755a71eea27912a09d48829fd004a40f6a7d6eb9bc1"
+    );
+}
+
+#[test]
+fn exactly_one_node_announces_and_it_is_the_hash_winner() {
+    let nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+    let cfg = config(vec![ad("l2", "lan")]);
+    let live = all_live(&nodes);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    for addr in ["10.0.0.200", "10.0.0.201", "fd00::200", "fd00::201"] {
+        let svc = service(addr);
+        let want = hash_first(&["a", "b", "c"], ip(addr));
+        let announcers: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .filter(|n| decide(&cluster, &svc, n)[0].1.is_ok())
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(announcers, vec![want.clone()], "{addr}");
+        for n in ["a", "b", "c"].iter().filter(|n| **n != want) {
+            assert_eq!(
+                decide(&cluster, &svc, n)[0].1,
+                Err(Reason::NotOwner {
+                    owner: want.clone()
+                })
+            );
+        }
+        let got = owner(&cluster, &svc, ip(addr)).unwrap();
+        assert_eq!(got.node, want);
+        assert_eq!(got.interfaces, Interfaces::All);
+        assert_eq!(got.advertisements, vec!["l2".to_string()]);
+    }
+}
+
+/// One row: a tweak of the standard world (nodes a, b, c; ad "l2" for pool "lan") and what
+/// node `me` must conclude.
+struct Case {
+    name: &'static str,
+    me: &'static str,
+    tweak: fn(&mut World),
+    want: Result<(), Reason>,
+}
+
+struct World {
+    nodes: Vec<Node>,
+    cfg: Config,
+    live: BTreeSet<String>,
+    svc: Service,
+    ignore_exclude_label: bool,
+}
+
+fn world() -> World {
+    let nodes = vec![
+        node("a", &[("zone", "x")]),
+        node("b", &[("zone", "y")]),
+        node("c", &[("zone", "y")]),
+    ];
+    let live = all_live(&nodes);
+    World {
+        nodes,
+        cfg: config(vec![ad("l2", "lan")]),
+        live,
+        svc: service("10.0.0.200"),
+        ignore_exclude_label: false,
+    }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn decision_table() {
+    let cases = [
+        Case {
+            name: "no serving endpoint anywhere: nobody announces, even ETP Cluster",
+            me: "a",
+            tweak: |w| w.svc.has_serving_endpoint = false,
+            want: Err(Reason::NoEndpoints),
+        },
+        Case {
+            name: "no advertisement for the pool",
+            me: "a",
+            tweak: |w| w.svc.pool = "other".into(),
+            want: Err(Reason::NoMatchingAdvertisement),
+        },
+        Case {
+            name: "advertisement's service selector does not match",
+            me: "a",
+            tweak: |w| {
+                w.cfg.l2_advertisements[0].service_selectors = vec![selector(&[("app", "db")])]
+            },
+            want: Err(Reason::NoMatchingAdvertisement),
+        },
+        Case {
+            name: "node not selected by the advertisement",
+            me: "a",
+            tweak: |w| w.cfg.l2_advertisements[0].node_selectors = vec![selector(&[("zone", "y")])],
+            want: Err(Reason::NodeNotSelected),
+        },
+        Case {
+            name: "network unavailable",
+            me: "a",
+            tweak: |w| {
+                w.nodes.retain(|n| n.name == "a");
+                w.nodes[0].network_unavailable = true;
+            },
+            want: Err(Reason::NodeNetworkUnavailable),
+        },
+        Case {
+            name: "exclude label (any value)",
+            me: "a",
+            tweak: |w| {
+                w.nodes.retain(|n| n.name == "a");
+                w.nodes[0]
+                    .labels
+                    .insert(EXCLUDE_LABEL.into(), String::new());
+            },
+            want: Err(Reason::Excluded),
+        },
+        Case {
+            name: "exclude label ignored by flag: sole node announces",
+            me: "a",
+            tweak: |w| {
+                w.nodes.retain(|n| n.name == "a");
+                w.nodes[0]
+                    .labels
+                    .insert(EXCLUDE_LABEL.into(), "true".into());
+                w.ignore_exclude_label = true;
+            },
+            want: Ok(()),
+        },
+        Case {
+            name: "ETP Local without a local endpoint",
+            me: "a",
+            tweak: |w| {
+                w.svc.traffic_policy = TrafficPolicy::Local;
+                w.svc.local_endpoint_nodes = set(&["b"]);
+            },
+            want: Err(Reason::NoLocalEndpoints),
+        },
+        Case {
+            name: "ETP Local: the only node with an endpoint announces",
+            me: "b",
+            tweak: |w| {
+                w.svc.traffic_policy = TrafficPolicy::Local;
+                w.svc.local_endpoint_nodes = set(&["b"]);
+            },
+            want: Ok(()),
+        },
+        Case {
+            name: "ETP Cluster ignores where endpoints are",
+            me: "a",
+            tweak: |w| {
+                w.nodes.retain(|n| n.name == "a");
+                w.svc.local_endpoint_nodes = set(&["b"]);
+            },
+            want: Ok(()),
+        },
+        Case {
+            name: "this node's speaker is not live",
+            me: "a",
+            tweak: |w| {
+                w.live.remove("a");
+            },
+            want: Err(Reason::NotLive),
+        },
+        Case {
+            name: "unknown node",
+            me: "zz",
+            tweak: |_| {},
+            want: Err(Reason::UnknownNode),
+        },
+        Case {
+            name: "the only live node announces",
+            me: "c",
+            tweak: |w| w.live = set(&["c"]),
+            want: Ok(()),
+        },
+        Case {
+            name: "a second advertisement selecting the node is enough",
+            me: "a",
+            tweak: |w| {
+                w.nodes.retain(|n| n.name == "a");
+                w.cfg.l2_advertisements[0].node_selectors = vec![selector(&[("zone", "y")])];
+                let mut second = ad("l2-x", "lan");
+                second.node_selectors = vec![selector(&[("zone", "x")])];
+                w.cfg.l2_advertisements.push(second);
+            },
+            want: Ok(()),
+        },
+    ];
+    for case in cases {
+        let mut w = world();
+        (case.tweak)(&mut w);
+        let cluster = Cluster {
+            config: &w.cfg,
+            nodes: &w.nodes,
+            live: &w.live,
+            ignore_exclude_label: w.ignore_exclude_label,
+        };
+        let got = decide(&cluster, &w.svc, case.me);
+        assert_eq!(got.len(), 1, "{}", case.name);
+        let got = got[0]
+            .1
+            .as_ref()
+            .map(|a| assert_eq!(a.node, case.me))
+            .map_err(Clone::clone);
+        assert_eq!(got, case.want, "{}", case.name);
+    }
+}
+
+#[test]
+fn interfaces_come_from_the_advertisements_that_select_the_owner() {
+    let nodes = vec![node("a", &[("zone", "x")])];
+    let live = all_live(&nodes);
+    let mut ad1 = ad("one", "lan");
+    ad1.interfaces = set(&["eth0"]);
+    let mut ad2 = ad("two", "lan");
+    ad2.interfaces = set(&["eth1"]);
+    let mut ad3 = ad("elsewhere", "lan");
+    ad3.interfaces = set(&["eth9"]);
+    ad3.node_selectors = vec![selector(&[("zone", "y")])];
+    let cfg = config(vec![ad1.clone(), ad2.clone(), ad3.clone()]);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    let a = owner(&cluster, &service("10.0.0.200"), ip("10.0.0.200")).unwrap();
+    assert_eq!(a.interfaces, Interfaces::Named(set(&["eth0", "eth1"])));
+    assert_eq!(a.advertisements, vec!["one".to_string(), "two".to_string()]);
+    assert!(a.interfaces.includes("eth1") && !a.interfaces.includes("eth9"));
+
+    // One selecting advertisement without a list means every interface.
+    let cfg = config(vec![ad1, ad("all", "lan")]);
+    let cluster = Cluster {
+        config: &cfg,
+        ..cluster
+    };
+    let a = owner(&cluster, &service("10.0.0.200"), ip("10.0.0.200")).unwrap();
+    assert_eq!(a.interfaces, Interfaces::All);
+}
+
+#[test]
+fn services_sharing_an_ip_get_the_same_owner() {
+    let nodes: Vec<Node> = (0..8).map(|i| node(&format!("n{i}"), &[])).collect();
+    let live = all_live(&nodes);
+    let cfg = config(vec![ad("l2", "lan")]);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    for last in 1..=40u8 {
+        let addr = IpAddr::from([10, 0, 0, last]);
+        let mut web = service(&addr.to_string());
+        web.name = "default/web".into();
+        let mut dns = service(&addr.to_string());
+        dns.name = "kube-system/dns".into();
+        dns.labels = labels(&[("app", "dns")]);
+        assert_eq!(
+            owner(&cluster, &web, addr).unwrap().node,
+            owner(&cluster, &dns, addr).unwrap().node
+        );
+    }
+}
+
+#[test]
+fn ownership_spreads_over_nodes() {
+    let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), &[])).collect();
+    let live = all_live(&nodes);
+    let cfg = config(vec![ad("l2", "lan")]);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for last in 0..=255u8 {
+        let addr = IpAddr::from([10, 0, 1, last]);
+        *per_node
+            .entry(
+                owner(&cluster, &service(&addr.to_string()), addr)
+                    .unwrap()
+                    .node,
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 4, "{per_node:?}");
+    assert!(per_node.values().all(|&c| c > 30), "{per_node:?}");
+}
+
+#[test]
+fn owner_reports_no_eligible_node() {
+    let nodes = vec![node("a", &[])];
+    let live = BTreeSet::new();
+    let cfg = config(vec![ad("l2", "lan")]);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    assert_eq!(
+        owner(&cluster, &service("10.0.0.200"), ip("10.0.0.200")),
+        Err(Reason::NoEligibleNode)
+    );
+}
+
+// ---- properties ----
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    nodes: Vec<Node>,
+    live: BTreeSet<String>,
+    svc: Service,
+    selector_zone: Option<&'static str>,
+    ignore_exclude_label: bool,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let node_strategy = (
+        prop::sample::select(vec!["x", "y"]),
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+        prop::bool::weighted(0.15),
+        any::<bool>(),
+        prop::bool::weighted(0.8),
+    );
+    (
+        prop::collection::vec(node_strategy, 1..8),
+        prop::collection::vec(any::<u32>(), 1..4),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(vec![None, Some("x"), Some("y")]),
+        any::<bool>(),
+        any::<u128>(),
+    )
+        .prop_map(|(ns, v4s, local, has_eps, zone, ignore, v6)| {
+            let mut nodes = Vec::new();
+            let mut live = BTreeSet::new();
+            let mut local_nodes = BTreeSet::new();
+            for (i, (z, _, unavail, excluded, endpoint, alive)) in ns.into_iter().enumerate() {
+                let name = format!("node-{i}");
+                let mut l = labels(&[("zone", z)]);
+                if excluded {
+                    l.insert(EXCLUDE_LABEL.into(), String::new());
+                }
+                if alive {
+                    live.insert(name.clone());
+                }
+                if endpoint {
+                    local_nodes.insert(name.clone());
+                }
+                nodes.push(Node {
+                    name,
+                    labels: l,
+                    network_unavailable: unavail,
+                });
+            }
+            let mut ips: Vec<IpAddr> = v4s
+                .into_iter()
+                .map(|a| IpAddr::from(a.to_be_bytes()))
+                .collect();
+            ips.push(IpAddr::from(v6.to_be_bytes()));
+            Scenario {
+                nodes,
+                live,
+                svc: Service {
+                    name: "ns/svc".into(),
+                    ips,
+                    pool: "lan".into(),
+                    labels: Labels::new(),
+                    traffic_policy: if local {
+                        TrafficPolicy::Local
+                    } else {
+                        TrafficPolicy::Cluster
+                    },
+                    local_endpoint_nodes: local_nodes,
+                    has_serving_endpoint: has_eps,
+                },
+                selector_zone: zone,
+                ignore_exclude_label: ignore,
+            }
+        })
+}
+
+fn scenario_config(s: &Scenario) -> Config {
+    let mut a = ad("l2", "lan");
+    if let Some(z) = s.selector_zone {
+        a.node_selectors = vec![selector(&[("zone", z)])];
+    }
+    config(vec![a])
+}
+
+/// Who announces each IP, as seen by every node in turn (a node's own decision).
+fn announcers(s: &Scenario, cfg: &Config) -> Vec<(IpAddr, Vec<String>)> {
+    let cluster = Cluster {
+        config: cfg,
+        nodes: &s.nodes,
+        live: &s.live,
+        ignore_exclude_label: s.ignore_exclude_label,
+    };
+    s.svc
+        .ips
+        .iter()
+        .map(|&ip| {
+            let yes = s
+                .nodes
+                .iter()
+                .filter(|n| {
+                    decide(&cluster, &s.svc, &n.name)
+                        .into_iter()
+                        .any(|(i, d)| i == ip && d.is_ok())
+                })
+                .map(|n| n.name.clone())
+                .collect();
+            (ip, yes)
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn every_node_agrees_on_at_most_one_owner(s in scenario()) {
+        let cfg = scenario_config(&s);
+        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        for (ip, yes) in announcers(&s, &cfg) {
+            let o = owner(&cluster, &s.svc, ip);
+            match &o {
+                Ok(a) => prop_assert_eq!(&yes, &vec![a.node.clone()]),
+                Err(_) => prop_assert!(yes.is_empty()),
+            }
+            // Every non-owner that is eligible and live names the same owner.
+            for n in &s.nodes {
+                if let Some((_, Err(Reason::NotOwner { owner: named }))) =
+                    decide(&cluster, &s.svc, &n.name).into_iter().find(|(i, _)| *i == ip)
+                {
+                    prop_assert_eq!(Some(named), o.as_ref().ok().map(|a| a.node.clone()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn input_order_does_not_matter(s in scenario(), seed in any::<u64>()) {
+        let cfg = scenario_config(&s);
+        let mut shuffled = s.clone();
+        // A deterministic rotation plus reversal: enough to change every position.
+        let k = (seed as usize) % shuffled.nodes.len();
+        shuffled.nodes.rotate_left(k);
+        if seed & 1 == 1 { shuffled.nodes.reverse(); }
+        let c1 = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let c2 = Cluster { nodes: &shuffled.nodes, ..c1 };
+        for &ip in &s.svc.ips {
+            prop_assert_eq!(owner(&c1, &s.svc, ip), owner(&c2, &s.svc, ip));
+        }
+    }
+
+    #[test]
+    fn the_owner_is_eligible_and_live(s in scenario()) {
+        let cfg = scenario_config(&s);
+        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        for &ip in &s.svc.ips {
+            if let Ok(a) = owner(&cluster, &s.svc, ip) {
+                let n = s.nodes.iter().find(|n| n.name == a.node).unwrap();
+                prop_assert!(s.live.contains(&n.name));
+                prop_assert!(!n.network_unavailable);
+                prop_assert!(s.ignore_exclude_label || !n.labels.contains_key(EXCLUDE_LABEL));
+                prop_assert!(s.svc.has_serving_endpoint);
+                if s.svc.traffic_policy == TrafficPolicy::Local {
+                    prop_assert!(s.svc.local_endpoint_nodes.contains(&n.name));
+                }
+                if let Some(z) = s.selector_zone {
+                    prop_assert_eq!(n.labels.get("zone").map(String::as_str), Some(z));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn removing_a_non_owner_never_moves_an_ip(s in scenario(), pick in any::<prop::sample::Index>(), as_death in any::<bool>()) {
+        let cfg = scenario_config(&s);
+        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let victim = s.nodes[pick.index(s.nodes.len())].name.clone();
+        let mut fewer = s.clone();
+        if as_death {
+            // The speaker dies: it leaves the member set, the Node stays.
+            fewer.live.remove(&victim);
+        } else {
+            // The Node is deleted.
+            fewer.nodes.retain(|n| n.name != victim);
+            fewer.live.remove(&victim);
+        }
+        let after = Cluster { nodes: &fewer.nodes, live: &fewer.live, ..cluster };
+        for &ip in &s.svc.ips {
+            let before = owner(&cluster, &s.svc, ip);
+            if let Ok(a) = &before
+                && a.node != victim
+            {
+                prop_assert_eq!(owner(&after, &s.svc, ip), before.clone());
+            }
+        }
+    }
+}
