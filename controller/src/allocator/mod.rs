@@ -67,6 +67,8 @@ pub mod service;
 pub mod sharing;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -811,7 +813,7 @@ impl Allocator {
     }
 
     /// Updates the request facts kept with a still-valid assignment.
-    fn refresh_record(&mut self, req: &ServiceRequest, pool: Option<String>) {
+    fn refresh_record(&mut self, req: &ServiceRequest, pool: Option<String>, wanted: &[Family]) {
         let extra = Extra::of(req);
         let pool_id = pool.map(|p| self.intern(&p));
         let Some(rec) = self.records.get_mut(&req.key) else {
@@ -820,6 +822,8 @@ impl Allocator {
         if let Some(id) = pool_id {
             rec.pool = Some(id);
         }
+        // The preferred family may have changed order (ipFamilies edited).
+        rec.v6_first = wanted.first() == Some(&Family::V6);
         if rec.extra == extra {
             return;
         }
@@ -873,7 +877,7 @@ impl Allocator {
             match self.check_holding(req, &wanted, &current) {
                 Ok(valid) => {
                     if is_holder {
-                        self.refresh_record(req, valid.pool);
+                        self.refresh_record(req, valid.pool, &wanted);
                     } else {
                         let pool = valid.pool.or_else(|| req.held_pool.clone());
                         self.install(req, pool, &current, &wanted);
@@ -989,9 +993,19 @@ impl Allocator {
             return None;
         }
         let held = self.records.get(&req.key)?.ips();
-        let pool = held
+        if wanted
             .iter()
-            .find_map(|ip| self.home(*ip).map(|p| p.name.clone()))?;
+            .all(|f| held.iter().any(|ip| Family::of(*ip) == *f))
+        {
+            return None;
+        }
+        let Some(pool) = held
+            .iter()
+            .find_map(|ip| self.home(*ip).map(|p| p.name.clone()))
+        else {
+            // Only stale addresses: no pool to complete from until the config changes.
+            return held.first().map(|ip| Refusal::RemovedFromPools { ip: *ip });
+        };
         let mut missing_reason = None;
         for &family in wanted {
             if held.iter().any(|ip| Family::of(*ip) == family) {
@@ -1080,12 +1094,17 @@ impl Allocator {
         all: bool,
     ) -> Result<(Vec<IpAddr>, Option<Refusal>), Refusal> {
         let mut got = Vec::new();
-        let mut first_err = None;
+        let mut first_err: Option<Refusal> = None;
         for &family in wanted {
             match self.pick(&pool.name, family, req) {
                 Ok(ip) => got.push(ip),
                 Err(e) if all => return Err(e),
-                Err(e) => first_err = first_err.or(Some(e)),
+                // A family the pool lacks matters less than one it has but cannot give now
+                // (exhausted, or a sharing conflict): report, and wait for, the latter.
+                Err(e) => match &first_err {
+                    None | Some(Refusal::FamilyNotOffered { .. }) => first_err = Some(e),
+                    Some(_) => {}
+                },
             }
         }
         if got.is_empty() {
