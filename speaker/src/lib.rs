@@ -6,3 +6,4 @@
 pub use ferrolb_crds as crds;
 
 pub mod election;
+pub mod l2;
