@@ -1,5 +1,15 @@
 //! Layer 2 mode: answering ARP and NDP for owned LoadBalancer IPs from user space.
 //!
 //! - [`packet`]: pure codecs (parse requests, build replies and announcements).
+//! - [`iface`]: pure rule for which interfaces may answer.
+//! - [`links`]: the namespace's links over rtnetlink (thread-namespace correct).
+//! - [`socket`]: a filtered AF_PACKET socket per interface and protocol.
+//! - [`responder`]: per-interface threads answering for the owned set, with takeover bursts.
 
+pub mod iface;
+pub mod links;
 pub mod packet;
+pub mod responder;
+pub mod socket;
+
+pub use responder::{Applied, Burst, Responder, ResponderConfig, ResponderError, Stats};

@@ -359,7 +359,9 @@ pub fn arp_reply(our_mac: Mac, vip: Ipv4Addr, req: &ArpRequest) -> Vec<u8> {
 pub fn gratuitous_arp(our_mac: Mac, vip: Ipv4Addr, kind: GratuitousKind) -> Vec<u8> {
     let (op, target_mac) = match kind {
         GratuitousKind::Request => (ArpOperations::Request.0, Mac::ZERO),
-        GratuitousKind::Reply => (ArpOperations::Reply.0, Mac::BROADCAST),
+        // Linux (arp_is_garp) takes a reply as gratuitous only if its target MAC is the
+        // sender's; then it overrides the cache even within the 1 s lock time.
+        GratuitousKind::Reply => (ArpOperations::Reply.0, our_mac),
     };
     arp_frame(
         our_mac,

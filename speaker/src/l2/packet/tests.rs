@@ -160,7 +160,7 @@ fn arp_reply_answers_the_asker() {
 fn gratuitous_arps_are_broadcast_with_sender_equal_target() {
     for (kind, op, tha) in [
         (GratuitousKind::Request, 1, Mac::ZERO),
-        (GratuitousKind::Reply, 2, Mac::BROADCAST),
+        (GratuitousKind::Reply, 2, OUR_MAC),
     ] {
         let f = gratuitous_arp(OUR_MAC, VIP4, kind);
         assert_eq!(&f[0..6], &Mac::BROADCAST.0);
