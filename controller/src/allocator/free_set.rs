@@ -89,10 +89,10 @@ impl FreeSet {
                 self.runs.insert(s, left_end);
             }
         }
-        if x < e {
-            if let Some(right_start) = self.next_usable(x + 1, e) {
-                self.runs.insert(right_start, e);
-            }
+        if x < e
+            && let Some(right_start) = self.next_usable(x + 1, e)
+        {
+            self.runs.insert(right_start, e);
         }
         self.free -= 1;
         true
@@ -147,19 +147,18 @@ impl FreeSet {
     fn insert_run(&mut self, a: u128, b: u128) {
         let mut start = a;
         let mut end = b;
-        if let Some((&ls, &le)) = self.runs.range(..a).next_back() {
-            if self.gap_unusable(le, a) {
-                self.runs.remove(&ls);
-                start = ls;
-            }
+        if let Some((&ls, &le)) = self.runs.range(..a).next_back()
+            && self.gap_unusable(le, a)
+        {
+            self.runs.remove(&ls);
+            start = ls;
         }
-        if let Some(next) = b.checked_add(1) {
-            if let Some((&rs, &re)) = self.runs.range(next..).next() {
-                if self.gap_unusable(b, rs) {
-                    self.runs.remove(&rs);
-                    end = re;
-                }
-            }
+        if let Some(next) = b.checked_add(1)
+            && let Some((&rs, &re)) = self.runs.range(next..).next()
+            && self.gap_unusable(b, rs)
+        {
+            self.runs.remove(&rs);
+            end = re;
         }
         self.runs.insert(start, end);
     }
@@ -254,7 +253,7 @@ mod tests {
             s.take_lowest();
         }
         assert_eq!(s.run_count(), 1);
-        assert!(s.add_range(0, u128::MAX) == false, "overlap is refused");
+        assert!(!s.add_range(0, u128::MAX), "overlap is refused");
         let mut all = FreeSet::new(false);
         assert!(all.add_range(0, u128::MAX));
         assert_eq!(all.total(), u128::MAX, "saturates at u128::MAX");

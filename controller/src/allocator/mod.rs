@@ -10,7 +10,7 @@
 //! - `index`: address -> holders, one entry per address in use.
 //! - [`sharing`]: the `ferrolb.io/allow-shared-ip` rule.
 //! - [`order`]: which pools admit a Service, and the deterministic automatic order.
-//! - [`reason`]: [`Refusal`].
+//! - [`reason`]: the typed refusal reasons.
 //!
 //! # Rules (MetalLB-compatible, made deterministic)
 //! - **Requested addresses** (`spec.loadBalancerIP` / `ferrolb.io/loadBalancerIPs`, at most one
@@ -198,21 +198,73 @@ impl Extra {
     }
 }
 
-/// One Service's assignment. Kept small: it exists once per allocation.
+/// One Service's assignment. Kept to 32 bytes: it exists once per allocation.
 #[derive(Clone, Debug)]
 struct Record {
     extra: Option<Box<Extra>>,
-    pool: Option<u32>,
-    v4: Option<Ipv4Addr>,
-    v6: Option<Ipv6Addr>,
-    v6_first: bool,
+    v6: Ipv6Addr,
+    v4: Ipv4Addr,
+    /// Pool id in the low bits ([`Record::NO_POOL`]: none), flags in the top three.
+    bits: u32,
 }
 
 impl Record {
+    const HAS_V4: u32 = 1 << 31;
+    const HAS_V6: u32 = 1 << 30;
+    const V6_FIRST: u32 = 1 << 29;
+    const NO_POOL: u32 = (1 << 29) - 1;
+
+    fn new(extra: Option<Box<Extra>>, pool: Option<u32>, v6_first: bool) -> Self {
+        let mut r = Record {
+            extra,
+            v6: Ipv6Addr::UNSPECIFIED,
+            v4: Ipv4Addr::UNSPECIFIED,
+            bits: Self::NO_POOL,
+        };
+        r.set_pool(pool);
+        r.set_v6_first(v6_first);
+        r
+    }
+
+    fn pool(&self) -> Option<u32> {
+        let id = self.bits & Self::NO_POOL;
+        (id != Self::NO_POOL).then_some(id)
+    }
+
+    fn set_pool(&mut self, pool: Option<u32>) {
+        let id = pool.map_or(Self::NO_POOL, |p| p.min(Self::NO_POOL - 1));
+        self.bits = (self.bits & !Self::NO_POOL) | id;
+    }
+
+    fn set_v6_first(&mut self, v6_first: bool) {
+        if v6_first {
+            self.bits |= Self::V6_FIRST;
+        } else {
+            self.bits &= !Self::V6_FIRST;
+        }
+    }
+
+    fn set_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.v4 = a;
+                self.bits |= Self::HAS_V4;
+            }
+            IpAddr::V6(a) => {
+                self.v6 = a;
+                self.bits |= Self::HAS_V6;
+            }
+        }
+    }
+
     fn ips(&self) -> Vec<IpAddr> {
-        let v4 = self.v4.map(IpAddr::V4);
-        let v6 = self.v6.map(IpAddr::V6);
-        let (a, b) = if self.v6_first { (v6, v4) } else { (v4, v6) };
+        let v4 = (self.bits & Self::HAS_V4 != 0).then_some(IpAddr::V4(self.v4));
+        let v6 = (self.bits & Self::HAS_V6 != 0).then_some(IpAddr::V6(self.v6));
+        let (a, b) = if self.bits & Self::V6_FIRST != 0 {
+            (v6, v4)
+        } else {
+            (v4, v6)
+        };
         a.into_iter().chain(b).collect()
     }
 
@@ -417,7 +469,7 @@ impl Allocator {
             .filter(|ip| self.home(*ip).is_none())
             .collect();
         let pool = rec
-            .pool
+            .pool()
             .and_then(|i| self.pool_names.get(i as usize))
             .cloned()
             .unwrap_or_default();
@@ -592,7 +644,7 @@ impl Allocator {
         for (key, pool) in moved {
             let id = self.intern(&pool);
             if let Some(rec) = self.records.get_mut(&key) {
-                rec.pool = Some(id);
+                rec.set_pool(Some(id));
             }
         }
         for key in &dropped {
@@ -605,7 +657,7 @@ impl Allocator {
             }
         }
         // Rebuild usage: every address still held comes out of its pool's free set.
-        let held: Vec<IpAddr> = self.index.iter().map(|(ip, _)| ip).collect();
+        let held: Vec<IpAddr> = self.index.addresses().collect();
         for ip in held {
             self.take_from_pool(ip);
         }
@@ -656,10 +708,10 @@ impl Allocator {
     }
 
     fn take_from_pool(&mut self, ip: IpAddr) {
-        if let Some(pool) = self.home(ip).map(|p| p.name.clone()) {
-            if let Some(set) = self.free_set_mut(&pool, Family::of(ip)) {
-                set.take(to_u128(ip));
-            }
+        if let Some(pool) = self.home(ip).map(|p| p.name.clone())
+            && let Some(set) = self.free_set_mut(&pool, Family::of(ip))
+        {
+            set.take(to_u128(ip));
         }
     }
 
@@ -757,12 +809,11 @@ impl Allocator {
     fn unclaim(&mut self, key: &ServiceKey, ip: IpAddr, sharing_key: Option<&str>) {
         self.unshare(ip, sharing_key);
         let home = self.home(ip).map(|p| (p.name.clone(), p.is_buggy(ip)));
-        if self.index.remove(ip, key) {
-            if let Some((pool, false)) = &home {
-                if let Some(set) = self.free_set_mut(pool, Family::of(ip)) {
-                    set.put(to_u128(ip));
-                }
-            }
+        if self.index.remove(ip, key)
+            && let Some((pool, false)) = &home
+            && let Some(set) = self.free_set_mut(pool, Family::of(ip))
+        {
+            set.put(to_u128(ip));
         }
         self.wake(&Wait::Ip(ip));
         if let Some((pool, _)) = home {
@@ -783,18 +834,10 @@ impl Allocator {
             .as_ref()
             .and_then(|e| e.sharing.as_ref())
             .map(|s| s.key.clone());
-        let mut rec = Record {
-            extra,
-            pool: pool.map(|p| self.intern(&p)),
-            v4: None,
-            v6: None,
-            v6_first: wanted.first() == Some(&Family::V6),
-        };
+        let pool = pool.map(|p| self.intern(&p));
+        let mut rec = Record::new(extra, pool, wanted.first() == Some(&Family::V6));
         for ip in ips {
-            match ip {
-                IpAddr::V4(a) => rec.v4 = Some(*a),
-                IpAddr::V6(a) => rec.v6 = Some(*a),
-            }
+            rec.set_ip(*ip);
             self.claim(&req.key, *ip, sharing_key.as_deref());
         }
         self.records.insert(req.key.clone(), rec);
@@ -819,11 +862,11 @@ impl Allocator {
         let Some(rec) = self.records.get_mut(&req.key) else {
             return;
         };
-        if let Some(id) = pool_id {
-            rec.pool = Some(id);
+        if pool_id.is_some() {
+            rec.set_pool(pool_id);
         }
         // The preferred family may have changed order (ipFamilies edited).
-        rec.v6_first = wanted.first() == Some(&Family::V6);
+        rec.set_v6_first(wanted.first() == Some(&Family::V6));
         if rec.extra == extra {
             return;
         }
@@ -862,13 +905,13 @@ impl Allocator {
                 return Err(e);
             }
         };
-        if !req.requested_ips.is_empty() {
-            if let Err(detail) = check_families(req.family_policy, &wanted, &req.requested_ips) {
-                self.remove_record(key);
-                return Err(Refusal::InvalidRequest {
-                    detail: format!("requested IPs: {detail}"),
-                });
-            }
+        if !req.requested_ips.is_empty()
+            && let Err(detail) = check_families(req.family_policy, &wanted, &req.requested_ips)
+        {
+            self.remove_record(key);
+            return Err(Refusal::InvalidRequest {
+                detail: format!("requested IPs: {detail}"),
+            });
         }
         let current = self.records.get(key).map(Record::ips);
         let is_holder = current.is_some();
@@ -943,14 +986,14 @@ impl Allocator {
                 });
             }
             order::admits(pool, who.key, who.namespace_labels, who.labels)?;
-            if let Some(requested) = who.requested_pool {
-                if requested != pool.name {
-                    return Err(Refusal::PoolMismatch {
-                        ip,
-                        requested: requested.to_string(),
-                        actual: pool.name.clone(),
-                    });
-                }
+            if let Some(requested) = who.requested_pool
+                && requested != pool.name
+            {
+                return Err(Refusal::PoolMismatch {
+                    ip,
+                    requested: requested.to_string(),
+                    actual: pool.name.clone(),
+                });
             }
             match home_pool {
                 Some((first, name)) if name != pool.name => {
@@ -974,10 +1017,7 @@ impl Allocator {
     fn check_sharing(&self, req: &ServiceRequest, ips: &[IpAddr]) -> Result<(), Refusal> {
         let ours = Sharing::of(req);
         for &ip in ips {
-            let Some(holders) = self.index.get(ip) else {
-                continue;
-            };
-            for holder in holders.iter() {
+            for holder in self.index.holders(ip) {
                 if *holder != req.key {
                     sharing::check(ip, ours.as_ref(), holder, self.sharing_of(holder))?;
                 }
@@ -1016,10 +1056,7 @@ impl Allocator {
                     let sharing_key = req.sharing_key().map(str::to_string);
                     self.claim(&req.key, ip, sharing_key.as_deref());
                     if let Some(rec) = self.records.get_mut(&req.key) {
-                        match ip {
-                            IpAddr::V4(a) => rec.v4 = Some(a),
-                            IpAddr::V6(a) => rec.v6 = Some(a),
-                        }
+                        rec.set_ip(ip);
                     }
                 }
                 Err(reason) => missing_reason = missing_reason.or(Some(reason)),
@@ -1057,24 +1094,24 @@ impl Allocator {
         }
         // Why the first address used by the same sharing key could not be shared.
         let mut conflict = None;
-        if let Some(ours) = Sharing::of(req) {
-            if let Some(ips) = self.shared.get(&ours.key) {
-                for &ip in ips.keys() {
-                    if Family::of(ip) != family
-                        || self.home(ip).map(|h| h.name.as_str()) != Some(pool)
-                        || p.is_buggy(ip)
-                    {
-                        continue;
-                    }
-                    let verdict = self.index.get(ip).map_or(Ok(()), |holders| {
-                        holders.iter().filter(|h| **h != req.key).try_for_each(|h| {
-                            sharing::check(ip, Some(&ours), h, self.sharing_of(h))
-                        })
-                    });
-                    match verdict {
-                        Ok(()) => return Ok(ip),
-                        Err(e) => conflict = conflict.or(Some(e)),
-                    }
+        if let Some(ours) = Sharing::of(req)
+            && let Some(ips) = self.shared.get(&ours.key)
+        {
+            for &ip in ips.keys() {
+                if Family::of(ip) != family
+                    || self.home(ip).map(|h| h.name.as_str()) != Some(pool)
+                    || p.is_buggy(ip)
+                {
+                    continue;
+                }
+                let verdict = self
+                    .index
+                    .holders(ip)
+                    .filter(|h| **h != req.key)
+                    .try_for_each(|h| sharing::check(ip, Some(&ours), h, self.sharing_of(h)));
+                match verdict {
+                    Ok(()) => return Ok(ip),
+                    Err(e) => conflict = conflict.or(Some(e)),
                 }
             }
         }
@@ -1160,10 +1197,10 @@ impl Allocator {
             }
         }
         attempts.extend(excluded);
-        if attempts.len() == 1 {
-            if let Some(a) = attempts.pop() {
-                return Err(a.reason);
-            }
+        if attempts.len() == 1
+            && let Some(a) = attempts.pop()
+        {
+            return Err(a.reason);
         }
         Err(Refusal::NoPoolCouldServe { attempts })
     }

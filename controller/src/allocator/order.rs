@@ -195,7 +195,14 @@ mod tests {
             ..Default::default()
         };
         // (allocation, namespace, namespace labels, service labels, expected)
-        let cases: Vec<(ServiceAllocation, &str, Labels, Labels, Result<(), &str>)> = vec![
+        type Case<'a> = (
+            ServiceAllocation,
+            &'a str,
+            Labels,
+            Labels,
+            Result<(), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 ServiceAllocation::default(),
                 "x",

@@ -25,35 +25,52 @@ pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "ferrolb.io/ip-allocated-from-p
 
 /// A Service's identity: namespace and name.
 ///
-/// Cheap to clone (one shared allocation), because the allocator refers to a service from several
-/// indexes (by service, by address, by waiting reason) and must keep memory per allocation small.
-/// Ordered by namespace, then name.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Cheap to clone (one shared allocation holding `namespace/name`), because the allocator refers
+/// to a service from several indexes (by service, by address, by waiting reason) and must keep
+/// memory per allocation small. Ordered by namespace, then name.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServiceKey(Arc<KeyInner>);
 
-#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(PartialEq, Eq, Hash)]
 struct KeyInner {
-    namespace: Box<str>,
-    name: Box<str>,
+    /// `namespace` followed by `name`.
+    text: Box<str>,
+    /// Where the name starts.
+    split: usize,
 }
 
 impl ServiceKey {
     /// The key of Service `namespace/name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        let mut text = namespace.into();
+        let split = text.len();
+        text.push_str(&name.into());
         Self(Arc::new(KeyInner {
-            namespace: namespace.into().into_boxed_str(),
-            name: name.into().into_boxed_str(),
+            text: text.into_boxed_str(),
+            split,
         }))
     }
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
-        &self.0.namespace
+        self.0.text.get(..self.0.split).unwrap_or_default()
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        self.0.text.get(self.0.split..).unwrap_or_default()
+    }
+}
+
+impl Ord for ServiceKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.namespace(), self.name()).cmp(&(other.namespace(), other.name()))
+    }
+}
+
+impl PartialOrd for ServiceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -256,13 +273,22 @@ mod tests {
         assert_eq!(a.to_string(), "a/z");
         assert_eq!(ServiceKey::new("a", "z"), a);
         assert_ne!(ServiceKey::new("a/b", "c"), ServiceKey::new("a", "b/c"));
+        assert_ne!(ServiceKey::new("ab", "c"), ServiceKey::new("a", "bc"));
+        let k = ServiceKey::new("ns", "name");
+        assert_eq!((k.namespace(), k.name()), ("ns", "name"));
+        assert!(ServiceKey::new("ab", "c") > ServiceKey::new("a", "bc"));
     }
 
     #[test]
     fn requested_ips_parse_or_refuse_with_the_reason() {
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         let v6: IpAddr = "fd00::1".parse().unwrap();
-        let cases: &[(Option<&str>, Option<&str>, Result<Vec<IpAddr>, &str>)] = &[
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<Vec<IpAddr>, &'a str>,
+        );
+        let cases: &[Case] = &[
             (None, None, Ok(vec![])),
             (Some("10.0.0.1"), None, Ok(vec![v4])),
             (None, Some("10.0.0.1, fd00::1"), Ok(vec![v4, v6])),
