@@ -53,12 +53,20 @@ fn nodes(lab: &Lab) -> Vec<Node> {
 
 /// What each node must announce for `svc` when `live` speakers are up.
 fn plan(lab: &Lab, live: &[&str], svc: &Service) -> BTreeMap<String, BTreeMap<IpAddr, Interfaces>> {
-    let cfg = config();
-    let nodes = nodes(lab);
+    plan_with(&config(), &nodes(lab), live, svc)
+}
+
+/// [`plan`] with an explicit config and Node list.
+fn plan_with(
+    cfg: &Config,
+    nodes: &[Node],
+    live: &[&str],
+    svc: &Service,
+) -> BTreeMap<String, BTreeMap<IpAddr, Interfaces>> {
     let live: BTreeSet<String> = live.iter().map(|s| s.to_string()).collect();
     let cluster = Cluster {
-        config: &cfg,
-        nodes: &nodes,
+        config: cfg,
+        nodes,
         live: &live,
         ignore_exclude_label: false,
     };
@@ -473,4 +481,114 @@ fn a_node_that_loses_an_ip_stops_answering() {
         r.announce(p[n].clone());
     }
     assert_eq!(client.arping(v4, Duration::from_secs(1)).unwrap(), None);
+}
+
+/// Announces `plan` on the responders (in node order) and returns what the client's arping sees.
+fn apply_and_arp(
+    lab: &Lab,
+    responders: &[NodeResponder],
+    plan: &BTreeMap<String, BTreeMap<IpAddr, Interfaces>>,
+    vip: Ipv4Addr,
+) -> Option<MacAddr> {
+    for r in responders {
+        r.announce(plan[&r.name].clone());
+    }
+    lab.client().flush_neighbours().unwrap();
+    lab.client()
+        .arping(vip, Duration::from_secs(1))
+        .unwrap()
+        .map(|r| r.mac)
+}
+
+/// externalTrafficPolicy=Local: only a node with a local endpoint announces, and the IP follows
+/// the endpoint when it moves, whatever the hash prefers.
+#[test]
+fn etp_local_follows_the_endpoints() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    // The hash prefers node0, so the policy is what moves it to node1.
+    let vip = vip_owned_by(&lab, "node0", v4_candidates());
+    let IpAddr::V4(v4) = vip else { unreachable!() };
+    let responders: Vec<NodeResponder> = lab.nodes().iter().map(NodeResponder::start).collect();
+    let (cfg, nodes) = (config(), nodes(&lab));
+    let live = ["node0", "node1"];
+    let mut svc = service(&[vip]);
+    svc.traffic_policy = election::TrafficPolicy::Local;
+    svc.local_endpoint_nodes = BTreeSet::from(["node1".to_string()]);
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    assert_eq!(
+        apply_and_arp(&lab, &responders, &p, v4),
+        Some(mac_of(&lab, "node1"))
+    );
+    // The endpoint moves to node0.
+    svc.local_endpoint_nodes = BTreeSet::from(["node0".to_string()]);
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    assert_eq!(
+        apply_and_arp(&lab, &responders, &p, v4),
+        Some(mac_of(&lab, "node0"))
+    );
+    // No endpoint anywhere: nobody answers.
+    svc.local_endpoint_nodes.clear();
+    svc.has_serving_endpoint = false;
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    assert_eq!(apply_and_arp(&lab, &responders, &p, v4), None);
+}
+
+/// nodeSelectors pick who may announce; the advertisement's interface list picks where.
+#[test]
+fn node_and_interface_selectors_are_honoured() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let vip = vip_owned_by(&lab, "node0", v4_candidates());
+    let IpAddr::V4(v4) = vip else { unreachable!() };
+    let responders: Vec<NodeResponder> = lab.nodes().iter().map(NodeResponder::start).collect();
+    let mut nodes = nodes(&lab);
+    nodes[1].labels.insert("edge".into(), "true".into());
+    let live = ["node0", "node1"];
+    let svc = service(&[vip]);
+    let edge_only = ferrolb_crds::selector::Selector::compile(&ferrolb_crds::api::LabelSelector {
+        match_labels: Some(BTreeMap::from([("edge".to_string(), "true".to_string())])),
+        ..Default::default()
+    })
+    .unwrap();
+
+    // Only node1 is selected, although the hash prefers node0.
+    let mut cfg = config();
+    cfg.l2_advertisements[0].node_selectors = vec![edge_only];
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    assert_eq!(
+        apply_and_arp(&lab, &responders, &p, v4),
+        Some(mac_of(&lab, "node1"))
+    );
+
+    // The advertisement names an interface the node does not have: the owner answers nowhere.
+    cfg.l2_advertisements[0].interfaces = BTreeSet::from(["eth1".to_string()]);
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    let applied = responders[1].announce(p["node1"].clone());
+    assert_eq!(applied.interfaces[&vip], BTreeSet::new());
+    assert_eq!(
+        applied.skipped.get("eth0"),
+        Some(&ferrolb_speaker::l2::iface::Skip::NotSelected)
+    );
+    assert_eq!(apply_and_arp(&lab, &responders, &p, v4), None);
+
+    // Naming eth0 brings it back.
+    cfg.l2_advertisements[0].interfaces = BTreeSet::from(["eth0".to_string()]);
+    let p = plan_with(&cfg, &nodes, &live, &svc);
+    assert_eq!(
+        apply_and_arp(&lab, &responders, &p, v4),
+        Some(mac_of(&lab, "node1"))
+    );
 }
