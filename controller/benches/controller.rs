@@ -4,7 +4,9 @@
 //! and the controller's peak RSS.
 //!
 //! Run: `cargo bench -p ferrolb-controller --bench controller` (env `SERVICES`, default 10000;
-//! `RATE` per second, default 2000).
+//! `RATE` per second, default 2000; `TRIALS`, default 3). Each trial is a fresh API server and a
+//! fresh controller process; the machine's load average is printed with each, since a shared
+//! 2-core machine makes latency noisy.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -46,10 +48,38 @@ fn service(i: usize) -> Service {
     .expect("valid service")
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 #[tokio::main]
 async fn main() {
     let count = env_usize("SERVICES", 10_000);
     let rate = env_usize("RATE", 2_000).max(1);
+    let trials = env_usize("TRIALS", 3).max(1);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "ferrolb-controller benchmark: {count} LoadBalancer Services created at {rate}/s, {trials} trials; {} CPUs ({cpu})",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for trial in 1..=trials {
+        println!("trial {trial} (load average before: {})", load_average());
+        run_trial(count, rate).await;
+    }
+}
+
+async fn run_trial(count: usize, rate: usize) {
     let server = FakeApiServer::new();
     let pool: api::IPAddressPool = serde_json::from_value(json!({
         "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
@@ -163,7 +193,6 @@ async fn main() {
     latencies.sort();
     let max_status = status_writes.values().copied().max().unwrap_or(0);
     let total_status: usize = status_writes.values().sum();
-    println!("ferrolb-controller benchmark: {count} LoadBalancer Services created at {rate}/s");
     println!(
         "  all assigned after          {:.2} s",
         elapsed.as_secs_f64()

@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod annotations;
 pub mod config_source;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;

@@ -91,7 +91,8 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
+/// One thread is plenty: the reconciler is a single loop and the rest waits on the network.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);

@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -25,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
 use crate::config_source::{self, ConfigStores};
+use crate::events::{Event, EventType, Publisher};
 use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
 use crate::service_request;
 use crate::service_status::{self, Desired, Outcome};
@@ -65,7 +65,11 @@ enum Input {
     ConfigChanged,
     ConfigReady,
     Leader(bool),
-    Written { key: ServiceKey, ok: bool },
+    /// A write finished: the resourceVersion it produced, or `None` when it failed.
+    Written {
+        key: ServiceKey,
+        written: Option<String>,
+    },
     Retry(ServiceKey),
     FlushStatuses,
 }
@@ -82,7 +86,7 @@ struct Reconciler {
     settings: Settings,
     client: Client,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    recorder: Arc<Publisher>,
     tx: mpsc::UnboundedSender<Input>,
     stores: ConfigStores,
 
@@ -99,7 +103,11 @@ struct Reconciler {
     leader: bool,
     allocator: Option<Allocator>,
 
-    in_flight: BTreeSet<ServiceKey>,
+    in_flight: BTreeMap<ServiceKey, Desired>,
+    /// Written, and not yet seen back through the watch: (resourceVersion it produced, what it said).
+    echo: BTreeMap<ServiceKey, (String, Desired)>,
+    /// Waiting for a write slot (more than `max_concurrent_writes` in flight).
+    backlog: std::collections::VecDeque<ServiceKey>,
     again: BTreeSet<ServiceKey>,
     waiting: BTreeSet<ServiceKey>,
     attempts: BTreeMap<ServiceKey, u32>,
@@ -169,12 +177,13 @@ pub async fn run(
     }
     let _ = leader.borrow_and_update();
 
-    let reporter = Reporter {
-        controller: settings.manager.clone(),
-        instance: Some(settings.instance.clone()),
-    };
     let mut r = Reconciler {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Arc::new(Publisher::new(
+            client.clone(),
+            &settings.manager,
+            &settings.instance,
+            1024,
+        )),
         settings,
         client,
         metrics,
@@ -191,7 +200,9 @@ pub async fn run(
         config_errors: None,
         leader: false,
         allocator: None,
-        in_flight: BTreeSet::new(),
+        in_flight: BTreeMap::new(),
+        echo: BTreeMap::new(),
+        backlog: std::collections::VecDeque::new(),
         again: BTreeSet::new(),
         waiting: BTreeSet::new(),
         attempts: BTreeMap::new(),
@@ -248,7 +259,7 @@ impl Reconciler {
                 }
                 self.maybe_start();
             }
-            Input::Written { key, ok } => self.on_written(key, ok),
+            Input::Written { key, written } => self.on_written(key, written),
             Input::Retry(key) => {
                 self.waiting.remove(&key);
                 self.reconcile(&key);
@@ -269,7 +280,8 @@ impl Reconciler {
     fn on_service_event(&mut self, event: watcher::Event<Service>) {
         match event {
             watcher::Event::Init => self.relist = Some(BTreeMap::new()),
-            watcher::Event::InitApply(s) => {
+            watcher::Event::InitApply(mut s) => {
+                s.metadata.managed_fields = None;
                 if let Some(relist) = self.relist.as_mut() {
                     relist.insert(service_request::key(&s), s);
                 }
@@ -306,8 +318,17 @@ impl Reconciler {
                     }
                 }
             }
-            watcher::Event::Apply(s) => {
+            watcher::Event::Apply(mut s) => {
                 let key = service_request::key(&s);
+                if self
+                    .echo
+                    .get(&key)
+                    .is_some_and(|(rv, _)| caught_up(s.metadata.resource_version.as_deref(), rv))
+                {
+                    self.echo.remove(&key);
+                }
+                // Managed fields can be most of an object's size, and nothing here reads them.
+                s.metadata.managed_fields = None;
                 self.services.insert(key.clone(), s);
                 self.reconcile(&key);
             }
@@ -564,10 +585,22 @@ impl Reconciler {
         let annotations = service_status::annotation_patch(service, &desired);
         if status.is_none() && annotations.is_none() {
             self.attempts.remove(key);
+            self.echo.remove(key);
             return;
         }
-        if self.in_flight.contains(key) || self.waiting.contains(key) {
+        // Our own write of exactly this has not come back through the watch yet: nothing to do.
+        if self.echo.get(key).is_some_and(|(_, sent)| sent == &desired) {
+            return;
+        }
+        if self.in_flight.contains_key(key) || self.waiting.contains(key) {
             self.again.insert(key.clone());
+            return;
+        }
+        if self.in_flight.len() >= self.settings.max_concurrent_writes.max(1) {
+            if !self.again.contains(key) {
+                self.again.insert(key.clone());
+                self.backlog.push_back(key.clone());
+            }
             return;
         }
         if matches!(outcome, Outcome::Assigned { .. })
@@ -581,7 +614,7 @@ impl Reconciler {
             status,
             annotations,
         };
-        self.in_flight.insert(key.clone());
+        self.in_flight.insert(key.clone(), desired);
         let client = self.client.clone();
         let recorder = self.recorder.clone();
         let metrics = self.metrics.clone();
@@ -589,15 +622,29 @@ impl Reconciler {
         let tx = self.tx.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let ok = send(client, recorder, &metrics, &manager, write).await;
-            let _ = tx.send(Input::Written { key, ok });
+            let written = send(client, recorder, &metrics, &manager, write).await;
+            let _ = tx.send(Input::Written { key, written });
         });
     }
 
-    fn on_written(&mut self, key: ServiceKey, ok: bool) {
-        self.in_flight.remove(&key);
-        if ok {
+    fn on_written(&mut self, key: ServiceKey, written: Option<String>) {
+        let sent = self.in_flight.remove(&key);
+        // A freed slot goes to the oldest Service waiting for one.
+        while let Some(next) = self.backlog.pop_front() {
+            if self.again.remove(&next) {
+                self.reconcile(&next);
+                break;
+            }
+        }
+        if let (Some(rv), Some(sent)) = (written, sent) {
             self.attempts.remove(&key);
+            let seen = self
+                .services
+                .get(&key)
+                .and_then(|s| s.metadata.resource_version.clone());
+            if !caught_up(seen.as_deref(), &rv) {
+                self.echo.insert(key.clone(), (rv, sent));
+            }
             if self.again.remove(&key) {
                 self.reconcile(&key);
             }
@@ -785,9 +832,8 @@ impl Reconciler {
             let event = Event {
                 type_: EventType::Warning,
                 reason: "InvalidConfiguration".into(),
-                note: Some(truncate(&messages.join("; "), 1000)),
+                note: truncate(&messages.join("; "), 1000),
                 action: "ValidateConfig".into(),
-                secondary: None,
             };
             let recorder = self.recorder.clone();
             let metrics = self.metrics.clone();
@@ -800,14 +846,15 @@ impl Reconciler {
     }
 }
 
-/// Sends one Service's patches and events; returns whether the patches landed.
+/// Sends one Service's patches and events; returns the resourceVersion the patches produced,
+/// or `None` when one failed.
 async fn send(
     client: Client,
-    recorder: Recorder,
+    recorder: Arc<Publisher>,
     metrics: &Metrics,
     manager: &str,
     write: Write,
-) -> bool {
+) -> Option<String> {
     let namespace = write.service.metadata.namespace.clone().unwrap_or_default();
     let name = write.service.metadata.name.clone().unwrap_or_default();
     let api: Api<Service> = Api::namespaced(client, &namespace);
@@ -815,19 +862,26 @@ async fn send(
         field_manager: Some(manager.to_string()),
         ..Default::default()
     };
-    if let Some(patch) = &write.status
-        && let Err(e) = api.patch_status(&name, &params, &Patch::Merge(patch)).await
-    {
-        metrics.api_error("patch_service_status");
-        tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "status write failed; will retry");
-        return false;
+    let mut rv = None;
+    if let Some(patch) = &write.status {
+        match api.patch_status(&name, &params, &Patch::Merge(patch)).await {
+            Ok(s) => rv = s.metadata.resource_version,
+            Err(e) => {
+                metrics.api_error("patch_service_status");
+                tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "status write failed; will retry");
+                return None;
+            }
+        }
     }
-    if let Some(patch) = &write.annotations
-        && let Err(e) = api.patch(&name, &params, &Patch::Merge(patch)).await
-    {
-        metrics.api_error("patch_service_annotations");
-        tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "annotation write failed; will retry");
-        return false;
+    if let Some(patch) = &write.annotations {
+        match api.patch(&name, &params, &Patch::Merge(patch)).await {
+            Ok(s) => rv = s.metadata.resource_version,
+            Err(e) => {
+                metrics.api_error("patch_service_annotations");
+                tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "annotation write failed; will retry");
+                return None;
+            }
+        }
     }
     let reference = write.service.object_ref(&());
     for event in &write.events {
@@ -836,7 +890,7 @@ async fn send(
             tracing::debug!(error = %e, "could not publish event");
         }
     }
-    true
+    Some(rv.unwrap_or_default())
 }
 
 /// The events a change of outcome deserves (none when the outcome did not change).
@@ -849,9 +903,8 @@ fn events_for(service: &Service, outcome: &Outcome) -> Vec<Event> {
     let event = |type_, reason: &str, note: String| Event {
         type_,
         reason: reason.into(),
-        note: Some(truncate(&note, 1000)),
+        note: truncate(&note, 1000),
         action: "AllocateIP".into(),
-        secondary: None,
     };
     match outcome {
         Outcome::Assigned {
@@ -889,6 +942,16 @@ fn events_for(service: &Service, outcome: &Outcome) -> Vec<Event> {
             )]
         }
         Outcome::NotOurs => Vec::new(),
+    }
+}
+
+/// Whether an object seen at `seen` already includes the write that produced `written`.
+/// resourceVersions are opaque to clients, but every API server numbers them in order (etcd
+/// revisions); when they do not parse as numbers, only equality counts.
+fn caught_up(seen: Option<&str>, written: &str) -> bool {
+    match (seen.map(str::parse::<u64>), written.parse::<u64>()) {
+        (Some(Ok(seen)), Ok(written)) => seen >= written,
+        _ => seen == Some(written),
     }
 }
 
