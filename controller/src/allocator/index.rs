@@ -33,16 +33,30 @@ impl IpIndex {
 
     /// Adds `key` as a holder of `ip`; true when it is the first holder.
     pub fn add(&mut self, ip: IpAddr, key: ServiceKey) -> bool {
-        match self.main(ip) {
-            None => {
-                match ip {
-                    IpAddr::V4(a) => self.v4.insert(u32::from(a), key),
-                    IpAddr::V6(a) => self.v6.insert(u128::from(a), key),
-                };
-                true
+        use std::collections::btree_map::Entry;
+        fn add_in<K: Ord>(
+            map: &mut BTreeMap<K, ServiceKey>,
+            k: K,
+            key: &ServiceKey,
+        ) -> Option<bool> {
+            // One walk of the map: Some(true) first holder, Some(false) already the main holder,
+            // None another service holds it.
+            match map.entry(k) {
+                Entry::Vacant(v) => {
+                    v.insert(key.clone());
+                    Some(true)
+                }
+                Entry::Occupied(o) if o.get() == key => Some(false),
+                Entry::Occupied(_) => None,
             }
-            Some(k) if *k == key => false,
-            Some(_) => {
+        }
+        let added = match ip {
+            IpAddr::V4(a) => add_in(&mut self.v4, u32::from(a), &key),
+            IpAddr::V6(a) => add_in(&mut self.v6, u128::from(a), &key),
+        };
+        match added {
+            Some(first) => first,
+            None => {
                 self.more.entry(ip).or_default().insert(key);
                 false
             }

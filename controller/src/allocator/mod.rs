@@ -597,7 +597,7 @@ impl Allocator {
             match checked {
                 Ok((wanted, valid)) => {
                     let pool = valid.pool.or_else(|| req.held_pool.clone());
-                    self.install(req, pool, &req.held_ips, &wanted);
+                    self.install(req, pool.as_deref(), &req.held_ips, &wanted);
                     report.reclaimed.push(req.key.clone());
                     if !valid.stale.is_empty() {
                         report.stale.push((req.key.clone(), valid.stale));
@@ -699,18 +699,19 @@ impl Allocator {
         })
     }
 
-    fn free_set_mut(&mut self, pool: &str, family: Family) -> Option<&mut FreeSet> {
-        let st = self.pools.get_mut(pool)?;
-        Some(match family {
-            Family::V4 => &mut st.v4,
-            Family::V6 => &mut st.v6,
-        })
-    }
-
     fn take_from_pool(&mut self, ip: IpAddr) {
-        if let Some(pool) = self.home(ip).map(|p| p.name.clone())
-            && let Some(set) = self.free_set_mut(&pool, Family::of(ip))
-        {
+        // Field-level borrows: no pool-name copy on the hot path.
+        let Some((_, (last, name))) = self.ranges.range(..=ip).next_back() else {
+            return;
+        };
+        if ip > *last {
+            return;
+        }
+        if let Some(st) = self.pools.get_mut(name) {
+            let set = match Family::of(ip) {
+                Family::V4 => &mut st.v4,
+                Family::V6 => &mut st.v6,
+            };
             set.take(to_u128(ip));
         }
     }
@@ -808,15 +809,27 @@ impl Allocator {
 
     fn unclaim(&mut self, key: &ServiceKey, ip: IpAddr, sharing_key: Option<&str>) {
         self.unshare(ip, sharing_key);
-        let home = self.home(ip).map(|p| (p.name.clone(), p.is_buggy(ip)));
-        if self.index.remove(ip, key)
-            && let Some((pool, false)) = &home
-            && let Some(set) = self.free_set_mut(pool, Family::of(ip))
-        {
-            set.put(to_u128(ip));
+        if self.index.remove(ip, key) {
+            // The free set never takes back unusable (buggy) addresses itself.
+            let home = self
+                .ranges
+                .range(..=ip)
+                .next_back()
+                .filter(|(_, (last, _))| ip <= *last)
+                .map(|(_, (_, name))| name);
+            if let Some(st) = home.and_then(|name| self.pools.get_mut(name)) {
+                let set = match Family::of(ip) {
+                    Family::V4 => &mut st.v4,
+                    Family::V6 => &mut st.v6,
+                };
+                set.put(to_u128(ip));
+            }
+        }
+        if self.waiters.is_empty() {
+            return;
         }
         self.wake(&Wait::Ip(ip));
-        if let Some((pool, _)) = home {
+        if let Some(pool) = self.home(ip).map(|p| p.name.clone()) {
             self.wake(&Wait::Pool(pool));
         }
     }
@@ -825,7 +838,7 @@ impl Allocator {
     fn install(
         &mut self,
         req: &ServiceRequest,
-        pool: Option<String>,
+        pool: Option<&str>,
         ips: &[IpAddr],
         wanted: &[Family],
     ) {
@@ -834,7 +847,7 @@ impl Allocator {
             .as_ref()
             .and_then(|e| e.sharing.as_ref())
             .map(|s| s.key.clone());
-        let pool = pool.map(|p| self.intern(&p));
+        let pool = pool.map(|p| self.intern(p));
         let mut rec = Record::new(extra, pool, wanted.first() == Some(&Family::V6));
         for ip in ips {
             rec.set_ip(*ip);
@@ -923,7 +936,7 @@ impl Allocator {
                         self.refresh_record(req, valid.pool, &wanted);
                     } else {
                         let pool = valid.pool.or_else(|| req.held_pool.clone());
-                        self.install(req, pool, &current, &wanted);
+                        self.install(req, pool.as_deref(), &current, &wanted);
                     }
                     let partial = self.complete(req, &wanted);
                     return Ok((self.assignment(key).unwrap_or_default(), partial));
@@ -932,9 +945,21 @@ impl Allocator {
                 Err(_) => {}
             }
         }
-        let (pool, ips, partial) = self.allocate_fresh(req, &wanted)?;
-        self.install(req, Some(pool), &ips, &wanted);
-        Ok((self.assignment(key).unwrap_or_default(), partial))
+        let (pool, mut ips, partial) = self.allocate_fresh(req, &wanted)?;
+        self.install(req, Some(&pool), &ips, &wanted);
+        // Fresh addresses are never stale; order them as the record does.
+        if wanted.first() == Some(&Family::V6) {
+            ips.sort_by_key(|ip| ip.is_ipv4());
+        } else {
+            ips.sort_by_key(|ip| ip.is_ipv6());
+        }
+        let assignment = Assignment {
+            pool,
+            ips,
+            stale: Vec::new(),
+        };
+        debug_assert_eq!(self.assignment(key).as_ref(), Some(&assignment));
+        Ok((assignment, partial))
     }
 
     /// Whether addresses the Service holds (or held before a restart) still fit it.
