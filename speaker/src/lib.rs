@@ -1,9 +1,11 @@
-//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode), and later
-//! membership and BGP sessions.
+//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode) and membership;
+//! BGP sessions come later.
 //!
 //! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
-//! - `l2`: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
+//! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
+//! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
 pub use ferrolb_crds as crds;
 
 pub mod election;
 pub mod l2;
+pub mod membership;
