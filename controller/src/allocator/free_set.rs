@@ -94,7 +94,7 @@ impl FreeSet {
         {
             self.runs.insert(right_start, e);
         }
-        self.free -= 1;
+        self.free = self.free.saturating_sub(1);
         true
     }
 

@@ -531,8 +531,8 @@ impl Allocator {
             return PoolCounters::default();
         };
         PoolCounters {
-            assigned_v4: saturate(st.v4.total() - st.v4.free()),
-            assigned_v6: saturate(st.v6.total() - st.v6.free()),
+            assigned_v4: saturate(st.v4.total().saturating_sub(st.v4.free())),
+            assigned_v6: saturate(st.v6.total().saturating_sub(st.v6.free())),
             available_v4: saturate(st.v4.free()),
             available_v6: saturate(st.v6.free()),
         }
@@ -1098,7 +1098,7 @@ impl Allocator {
         Refusal::PoolExhausted {
             pool: pool.to_string(),
             family,
-            in_use: saturate(total - free),
+            in_use: saturate(total.saturating_sub(free)),
             total: saturate(total),
         }
     }

@@ -936,3 +936,39 @@ fn per_allocation_structures_stay_small() {
     assert_eq!(std::mem::size_of::<Record>(), 32);
     assert_eq!(std::mem::size_of::<ServiceKey>(), 8);
 }
+
+#[test]
+fn whole_address_space_pools_and_edge_addresses() {
+    let mut all = pool("all", &["0.0.0.0/0", "::/0"]);
+    all.avoid_buggy_ips = true;
+    let mut a = Allocator::new(config(vec![all]), StalePolicy::Keep);
+    let c = a.pool_counters("all");
+    assert_eq!(c.available_v4, (1u64 << 32) - 2 * (1 << 24));
+    assert_eq!(c.available_v6, i64::MAX as u64);
+    assert_eq!(got(&mut a, &svc("ns", "first")), ips(&["0.0.0.1"]));
+    let cases: &[(&str, Result<(), &str>)] = &[
+        ("255.255.255.255", Err("ends in .0 or .255")),
+        ("0.0.0.0", Err("ends in .0 or .255")),
+        ("255.255.255.254", Ok(())),
+        ("::", Ok(())),
+        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", Ok(())),
+    ];
+    for (i, (addr, want)) in cases.iter().enumerate() {
+        let mut r = svc("", &format!("edge{i}"));
+        r.families = vec![Family::of(ip(addr))];
+        r.requested_ips = ips(&[addr]);
+        match (want, a.ensure(&r)) {
+            (Ok(()), Ok(g)) => assert_eq!(g.ips, ips(&[addr])),
+            (Err(w), Err(e)) => assert_msg(&e, w),
+            (w, g) => panic!("{addr}: want {w:?}, got {g:?}"),
+        }
+    }
+    assert_eq!(a.pool_counters("all").assigned_v6, 2);
+    for i in 0..cases.len() {
+        a.release(&key("", &format!("edge{i}")));
+    }
+    let mut v6 = svc("ns", "v6");
+    v6.families = vec![Family::V6];
+    assert_eq!(got(&mut a, &v6), ips(&["::"]));
+    assert_eq!(a.pool_counters("all").assigned_v6, 1);
+}
