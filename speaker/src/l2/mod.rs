@@ -5,7 +5,9 @@
 //! - [`links`]: the namespace's links over rtnetlink (thread-namespace correct).
 //! - [`socket`]: a filtered AF_PACKET socket per interface and protocol.
 //! - [`responder`]: per-interface threads answering for the owned set, with takeover bursts.
+//! - [`agent`]: membership changes in, election, responder out (standalone mode).
 
+pub mod agent;
 pub mod iface;
 pub mod links;
 pub mod packet;

@@ -1,0 +1,250 @@
+//! Layer 2 failover end to end: a speaker agent (SWIM membership + election + responder) on
+//! each node, kube-proxy stand-ins and backends on both, and the client's TCP probes deciding
+//! when service is back via the new owner.
+//!
+//! `failover_measurement` is the benchmark behind BENCHMARKS.md; it is ignored by default:
+//! `cargo test -p ferrolb-tests --test l2_failover -- --ignored --nocapture`.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ferrolb_crds::config::{Config, L2Advertisement};
+use ferrolb_speaker::election::{self, Cluster, Node, Service};
+use ferrolb_speaker::l2::ResponderConfig;
+use ferrolb_speaker::l2::agent::{Agent, Inputs};
+use ferrolb_speaker::membership::{MembershipConfig, Timing};
+use ferrolb_tests::lab::{self, Host, Lab, LabSpec, TcpBackend};
+
+const PORT: u16 = 7946;
+
+fn inputs(lab: &Lab, vip: IpAddr) -> Inputs {
+    Inputs {
+        config: Config {
+            l2_advertisements: vec![L2Advertisement {
+                name: "lan".into(),
+                pools: BTreeSet::from(["lan".to_string()]),
+                node_selectors: vec![],
+                interfaces: BTreeSet::new(),
+                service_selectors: vec![],
+            }],
+            ..Default::default()
+        },
+        nodes: lab
+            .nodes()
+            .iter()
+            .map(|h| Node {
+                name: h.name.clone(),
+                labels: Default::default(),
+                network_unavailable: false,
+            })
+            .collect(),
+        services: vec![Service {
+            name: "default/web".into(),
+            ips: vec![vip],
+            pool: "lan".into(),
+            has_serving_endpoint: true,
+            ..Default::default()
+        }],
+        ignore_exclude_label: false,
+    }
+}
+
+/// A VIP that the election gives to node0 when both are live (so node0 is the one to kill).
+fn vip_for_node0(lab: &Lab) -> IpAddr {
+    (200..=250u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+        .find(|ip| {
+            let inp = inputs(lab, *ip);
+            let live = BTreeSet::from(["node0".to_string(), "node1".to_string()]);
+            let cluster = Cluster {
+                config: &inp.config,
+                nodes: &inp.nodes,
+                live: &live,
+                ignore_exclude_label: false,
+            };
+            election::owner(&cluster, &inp.services[0], *ip).is_ok_and(|a| a.node == "node0")
+        })
+        .expect("a VIP owned by node0")
+}
+
+fn start_agent(lab: &Lab, host: &Host, vip: IpAddr) -> Agent {
+    let seeds = lab
+        .nodes()
+        .iter()
+        .map(|h| SocketAddr::new(h.ipv4.into(), PORT))
+        .collect();
+    let membership = MembershipConfig {
+        name: host.name.clone(),
+        bind: SocketAddr::new(host.ipv4.into(), PORT),
+        seeds,
+        secret: b"lab-secret".to_vec(),
+        timing: Timing::default(),
+        cluster_size: 2,
+    };
+    let (name, inp) = (host.name.clone(), inputs(lab, vip));
+    host.in_netns(move || Agent::start(name, inp, membership, ResponderConfig::default()))
+        .unwrap()
+        .unwrap()
+}
+
+/// Backends and the DNAT stand-in on every node: a probe's answer names the node it went through.
+fn serve(lab: &Lab, vip: IpAddr) -> Vec<TcpBackend> {
+    lab.nodes()
+        .iter()
+        .map(|h| {
+            let local = IpAddr::V4(h.ipv4);
+            h.install_service_dnat(vip, 80, local, 8080).unwrap();
+            h.start_tcp_backend(SocketAddr::new(local, 8080), &h.name)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Probes VIP:80 from the client every few ms until a response comes through `via`; returns
+/// the time since `since`. Bounded by `within`.
+fn until_served_via(
+    lab: &Lab,
+    vip: IpAddr,
+    via: &str,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    let prefix = format!("{via} ");
+    let mut last = None;
+    while since.elapsed() < within {
+        let p = lab
+            .client()
+            .tcp_probe(SocketAddr::new(vip, 80), Duration::from_millis(50))
+            .unwrap();
+        if p.ok && p.response.starts_with(&prefix) {
+            return since.elapsed();
+        }
+        last = Some(p);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("{vip} not served via {via} within {within:?}; last probe {last:?}");
+}
+
+/// Both agents up, node0 announcing, the client served via node0.
+fn settle(lab: &Lab, vip: IpAddr, agents: &[&Agent]) {
+    let both = BTreeSet::from(["node0".to_string(), "node1".to_string()]);
+    lab::wait_until(
+        "both speakers see each other",
+        Duration::from_secs(5),
+        || agents.iter().all(|a| a.status().live == both),
+    )
+    .unwrap();
+    lab::wait_until("node0 announces the VIP", Duration::from_secs(5), || {
+        agents[0].status().announced.contains_key(&vip)
+            && !agents[1].status().announced.contains_key(&vip)
+    })
+    .unwrap();
+    until_served_via(lab, vip, "node0", Instant::now(), Duration::from_secs(5));
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Death {
+    /// The node vanishes from the LAN and its speaker stops without a word.
+    Crash,
+    /// The speaker shuts down gracefully (leave message); the node stays up.
+    Leave,
+}
+
+/// One failover: node0 dies (or leaves), the time until the client is served via node1.
+/// Restores the lab afterwards (node0 back, announcing again).
+fn trial(
+    lab: &Lab,
+    vip: IpAddr,
+    agent0: &mut Option<Agent>,
+    agent1: &Agent,
+    death: Death,
+) -> Duration {
+    let a0 = agent0.take().unwrap();
+    settle(lab, vip, &[&a0, agent1]);
+    let start = Instant::now();
+    match death {
+        Death::Crash => {
+            lab.node(0).link_down().unwrap();
+            a0.crash();
+        }
+        Death::Leave => a0.leave(),
+    }
+    let took = until_served_via(lab, vip, "node1", start, Duration::from_secs(5));
+    if death == Death::Crash {
+        lab.node(0).link_up().unwrap();
+    }
+    *agent0 = Some(start_agent(lab, lab.node(0), vip));
+    took
+}
+
+fn lab_with_service() -> (Lab, IpAddr, Vec<TcpBackend>) {
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let vip = vip_for_node0(&lab);
+    let backends = serve(&lab, vip);
+    (lab, vip, backends)
+}
+
+#[test]
+fn crash_and_graceful_leave_fail_over_within_a_second() {
+    if !lab::require_lab() {
+        return;
+    }
+    let (lab, vip, _backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let mut agent0 = Some(start_agent(&lab, lab.node(0), vip));
+    let crash = trial(&lab, vip, &mut agent0, &agent1, Death::Crash);
+    let leave = trial(&lab, vip, &mut agent0, &agent1, Death::Leave);
+    eprintln!("crash: {crash:?}, graceful leave: {leave:?}");
+    assert!(
+        crash < Duration::from_millis(1500),
+        "crash failover took {crash:?}"
+    );
+    assert!(
+        leave < Duration::from_millis(700),
+        "graceful failover took {leave:?}"
+    );
+    // After the trials node0 is back and announcing again (failback), node1 quiet.
+    let a0 = agent0.take().unwrap();
+    settle(&lab, vip, &[&a0, &agent1]);
+    assert_eq!(agent1.status().error, None);
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The measurement for BENCHMARKS.md (ignored by default; see the module doc).
+#[test]
+#[ignore]
+fn failover_measurement() {
+    if !lab::require_lab() {
+        return;
+    }
+    let trials: usize = std::env::var("FAILOVER_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let (lab, vip, _backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let mut agent0 = Some(start_agent(&lab, lab.node(0), vip));
+    for death in [Death::Crash, Death::Leave] {
+        let mut times: Vec<Duration> = (0..trials)
+            .map(|_| trial(&lab, vip, &mut agent0, &agent1, death))
+            .collect();
+        times.sort();
+        println!(
+            "{death:?}: n={} min={:?} p50={:?} p99={:?} max={:?}",
+            times.len(),
+            times[0],
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            times[times.len() - 1]
+        );
+    }
+}
