@@ -58,6 +58,17 @@
 //!
 //! Pool counters count distinct addresses (a shared address counts once) and saturate at
 //! `i64::MAX`, the range of the Kubernetes status fields.
+//!
+//! Measured with `cargo bench -p ferrolb-controller --bench allocator` (100,000 Services in IPv4
+//! /16 and IPv6 /64 pools, half released and refilled): about 1 µs median and 3.6–5 µs p99 per
+//! allocation on a shared 2-core machine, 176 bytes of heap per allocation at peak; see
+//! `BENCHMARKS.md`.
+//!
+//! # Tests
+//! `tests.rs` holds one table-driven test per rule above, on /31, /32, /127 and 3-address pools;
+//! `props.rs` runs random create/update/delete/config-change/restart sequences against an
+//! independent oracle (sharing, pool membership or staleness, restore reproducing the same
+//! assignments, counters equal to a recount).
 
 pub mod free_set;
 mod index;
