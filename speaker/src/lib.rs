@@ -6,6 +6,7 @@
 //! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
 pub use ferrolb_crds as crds;
 
+pub mod bgp;
 pub mod election;
 pub mod l2;
 pub mod membership;

@@ -1,0 +1,310 @@
+use super::*;
+use proptest::prelude::*;
+
+fn codec() -> Codec {
+    Codec::default()
+}
+
+fn roundtrip(m: &Message) -> Message {
+    let bytes = codec().encode(m).unwrap();
+    assert!(bytes.len() <= MAX_MESSAGE_LEN);
+    codec().decode(&bytes).unwrap()
+}
+
+#[test]
+fn keepalive_is_19_bytes() {
+    let b = codec().encode(&Message::Keepalive).unwrap();
+    assert_eq!(b.len(), 19);
+    assert_eq!(&b[..16], &[0xff; 16]);
+    assert_eq!(&b[16..], &[0, 19, 4]);
+}
+
+#[test]
+fn open_bytes_and_roundtrip() {
+    let o = Open::new(
+        4_200_000_000,
+        90,
+        Ipv4Addr::new(10, 0, 0, 11),
+        &[(1, 1), (2, 1)],
+    );
+    let b = codec().encode(&Message::Open(o.clone())).unwrap();
+    assert_eq!(b[18], 1);
+    assert_eq!(b[19], 4, "version");
+    assert_eq!(&b[20..22], &AS_TRANS.to_be_bytes(), "large ASN -> AS_TRANS");
+    assert_eq!(&b[22..24], &90u16.to_be_bytes());
+    assert_eq!(&b[24..28], &[10, 0, 0, 11]);
+    // capability 65 with the real ASN is somewhere in the optional parameters
+    let caps = &b[29..];
+    assert!(
+        caps.windows(6)
+            .any(|w| w == [65, 4, 0xfa, 0x56, 0xea, 0x00])
+    );
+    let Message::Open(d) = roundtrip(&Message::Open(o.clone())) else {
+        panic!()
+    };
+    assert_eq!(d, o);
+    assert_eq!(d.asn(), 4_200_000_000);
+    assert!(d.has_family(2, 1) && d.has_route_refresh());
+}
+
+#[test]
+fn open_errors() {
+    let o = Open::new(64512, 90, Ipv4Addr::new(1, 2, 3, 4), &[(1, 1)]);
+    let mut b = codec().encode(&Message::Open(o)).unwrap();
+    b[19] = 3;
+    let e = codec().decode(&b).unwrap_err();
+    assert_eq!(e, DecodeError::UnsupportedVersion(3));
+    assert_eq!((e.notification().code, e.notification().subcode), (2, 1));
+    b[19] = 4;
+    b[29] = 9; // optional parameter type
+    let e = codec().decode(&b).unwrap_err();
+    assert_eq!((e.notification().code, e.notification().subcode), (2, 4));
+}
+
+#[test]
+fn header_errors() {
+    let mut b = codec().encode(&Message::Keepalive).unwrap();
+    b[0] = 0;
+    assert_eq!(
+        codec().decode(&b).unwrap_err(),
+        DecodeError::NotSynchronized
+    );
+    let mut b = codec().encode(&Message::Keepalive).unwrap();
+    b[18] = 9;
+    assert_eq!(codec().decode(&b).unwrap_err().notification().subcode, 3);
+    let mut b = codec().encode(&Message::Keepalive).unwrap();
+    b[17] = 18;
+    assert_eq!(frame_len(&b), Err(DecodeError::BadLength(18)));
+    assert_eq!(frame_len(&b[..10]), Ok(None));
+}
+
+fn sample_update() -> Update {
+    Update {
+        withdrawn: vec!["10.9.0.0/16".parse().unwrap()],
+        attrs: PathAttrs {
+            origin: Some(Origin::Igp),
+            as_path: Some(vec![AsSegment::Sequence(vec![64513, 4_200_000_001])]),
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 11)),
+            local_pref: Some(150),
+            communities: [0xfde8_0001u32, 0x0001_0002].into_iter().collect(),
+            large_communities: [LargeCommunity {
+                global: 1,
+                local1: 2,
+                local2: 3,
+            }]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        },
+        nlri: vec![
+            "192.0.2.1/32".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+        ],
+    }
+}
+
+#[test]
+fn update_wire_details() {
+    let u = sample_update();
+    let b = codec().encode(&Message::Update(u.clone())).unwrap();
+    // AS_PATH: well-known transitive, AS_SEQUENCE (type 2), two 4-octet ASNs.
+    let want = [0x40, 2, 10, 2, 2, 0, 0, 0xfc, 0x01, 0xfa, 0x56, 0xea, 0x01];
+    assert!(b.windows(want.len()).any(|w| w == want), "{b:02x?}");
+    // LARGE_COMMUNITIES: optional transitive, Partial bit clear.
+    let want = [0xc0, 32, 12, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+    assert!(b.windows(want.len()).any(|w| w == want), "{b:02x?}");
+    let Message::Update(d) = roundtrip(&Message::Update(u.clone())) else {
+        panic!()
+    };
+    assert_eq!(d, u);
+}
+
+#[test]
+fn update_ipv6_mp_roundtrip() {
+    let u = Update {
+        attrs: PathAttrs {
+            origin: Some(Origin::Igp),
+            as_path: Some(vec![]),
+            mp_reach: Some(MpReach {
+                next_hops: vec!["fd00::11".parse().unwrap()],
+                prefixes: vec![
+                    "fd00:1::5/128".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ],
+            }),
+            mp_unreach: None,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Message::Update(d) = roundtrip(&Message::Update(u.clone())) else {
+        panic!()
+    };
+    assert_eq!(d, u);
+    let w = Update {
+        attrs: PathAttrs {
+            mp_unreach: Some(vec!["fd00:1::5/128".parse().unwrap()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Message::Update(d) = roundtrip(&Message::Update(w.clone())) else {
+        panic!()
+    };
+    assert_eq!(d, w);
+}
+
+#[test]
+fn two_octet_as_path_uses_as_trans() {
+    let c = Codec {
+        four_octet_as: false,
+    };
+    let mut u = sample_update();
+    u.attrs.as_path = Some(vec![AsSegment::Sequence(vec![64513, 4_200_000_001])]);
+    let b = c.encode(&Message::Update(u)).unwrap();
+    let Message::Update(d) = c.decode(&b).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        d.attrs.as_path,
+        Some(vec![AsSegment::Sequence(vec![64513, 23456])])
+    );
+}
+
+#[test]
+fn update_errors_map_to_notifications() {
+    // NLRI without NEXT_HOP
+    let mut u = sample_update();
+    u.attrs.next_hop = None;
+    let b = codec().encode(&Message::Update(u)).unwrap();
+    let e = codec().decode(&b).unwrap_err();
+    assert_eq!(e, DecodeError::MissingWellKnown(3));
+    assert_eq!(e.notification(), Notification::with_data(3, 3, vec![3]));
+    // bad ORIGIN value
+    let b = codec().encode(&Message::Update(sample_update())).unwrap();
+    let pos = b.windows(3).position(|w| w == [0x40, 1, 1]).unwrap();
+    let mut b2 = b.clone();
+    b2[pos + 3] = 7;
+    assert_eq!(
+        codec().decode(&b2).unwrap_err(),
+        DecodeError::InvalidOrigin(7)
+    );
+    // NLRI prefix length 33
+    let mut b3 = b.clone();
+    let n = b3.len();
+    b3[n - 4] = 33; // the /24's length byte
+    assert_eq!(
+        codec().decode(&b3).unwrap_err().notification().subcode,
+        code::UPD_INVALID_NETWORK
+    );
+}
+
+#[test]
+fn notification_and_route_refresh_roundtrip() {
+    for m in [
+        Message::Notification(Notification::cease_shutdown()),
+        Message::Notification(Notification::with_data(2, 2, vec![0xfc, 0x01])),
+        Message::RouteRefresh { afi: 2, safi: 1 },
+    ] {
+        assert_eq!(roundtrip(&m), m);
+    }
+    let b = codec()
+        .encode(&Message::Notification(Notification::cease_shutdown()))
+        .unwrap();
+    assert_eq!(b.len(), 21, "Cease carries no data");
+}
+
+fn arb_v4() -> impl Strategy<Value = Ipv4Net> {
+    (any::<u32>(), 0u8..=32).prop_map(|(a, l)| Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc())
+}
+
+fn arb_v6() -> impl Strategy<Value = IpNet> {
+    (any::<u128>(), 0u8..=128)
+        .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc()))
+}
+
+prop_compose! {
+    fn arb_update()(
+        withdrawn in proptest::collection::vec(arb_v4(), 0..20),
+        nlri in proptest::collection::vec(arb_v4(), 0..20),
+        asns in proptest::collection::vec(any::<u32>(), 0..5),
+        nh in any::<u32>(),
+        lp in proptest::option::of(any::<u32>()),
+        med in proptest::option::of(any::<u32>()),
+        comms in proptest::collection::btree_set(any::<u32>(), 0..5),
+        large in proptest::collection::btree_set((any::<u32>(), any::<u32>(), any::<u32>()), 0..4),
+        v6 in proptest::collection::vec(arb_v6(), 0..10),
+        v6w in proptest::collection::vec(arb_v6(), 0..10),
+    ) -> Update {
+        let announces = !nlri.is_empty() || !v6.is_empty();
+        Update {
+            withdrawn,
+            attrs: PathAttrs {
+                origin: announces.then_some(Origin::Incomplete),
+                as_path: announces.then(|| if asns.is_empty() { vec![] } else { vec![AsSegment::Sequence(asns)] }),
+                next_hop: (!nlri.is_empty()).then(|| Ipv4Addr::from(nh)),
+                med,
+                local_pref: lp,
+                communities: comms,
+                large_communities: large.into_iter().map(|(global, local1, local2)| LargeCommunity { global, local1, local2 }).collect(),
+                mp_reach: (!v6.is_empty()).then(|| MpReach { next_hops: vec!["fd00::11".parse().unwrap()], prefixes: v6 }),
+                mp_unreach: (!v6w.is_empty()).then_some(v6w),
+                other: vec![],
+            },
+            nlri,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn update_roundtrips(u in arb_update()) {
+        let m = Message::Update(u);
+        let b = codec().encode(&m).unwrap();
+        prop_assert_eq!(codec().decode(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn decoder_survives_random_bytes(body in proptest::collection::vec(any::<u8>(), 0..200), ty in 0u8..7) {
+        let mut b = vec![0xff; 16];
+        b.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        b.push(ty);
+        b.extend_from_slice(&body);
+        let _ = codec().decode(&b);
+        let _ = Codec { four_octet_as: false }.decode(&b);
+        let _ = frame_len(&body);
+        let _ = codec().decode(&body);
+    }
+
+    #[test]
+    fn decoder_survives_mutated_messages(
+        u in arb_update(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        cut in any::<usize>(),
+    ) {
+        let mut b = codec().encode(&Message::Update(u)).unwrap();
+        for (i, v) in flips {
+            let n = b.len();
+            b[19 + i % (n - 19)] = v;
+        }
+        let _ = codec().decode(&b);
+        let n = 19 + cut % (b.len() - 18);
+        let mut t = b[..n].to_vec();
+        let len = t.len() as u16;
+        t[16..18].copy_from_slice(&len.to_be_bytes());
+        let _ = codec().decode(&t);
+    }
+
+    #[test]
+    fn decoder_survives_mutated_opens(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6)) {
+        let o = Open::new(64512, 90, Ipv4Addr::new(1, 2, 3, 4), &[(1, 1), (2, 1)]);
+        let mut b = codec().encode(&Message::Open(o)).unwrap();
+        for (i, v) in flips {
+            let n = b.len();
+            b[19 + i % (n - 19)] = v;
+        }
+        let _ = codec().decode(&b);
+    }
+}
