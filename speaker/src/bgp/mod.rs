@@ -2,4 +2,6 @@
 //!
 //! Pure cores, thin edges:
 //! - [`message`]: typed BGP messages; encoding via zettabgp, our own panic-free decoder.
+//! - [`fsm`]: the RFC 4271 session state machine, pure (events in, actions out).
+pub mod fsm;
 pub mod message;
