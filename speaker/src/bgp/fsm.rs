@@ -316,6 +316,8 @@ impl Fsm {
                 if self.state == Connect {
                     out.push(Action::AbortConnect);
                 }
+                // Unanswered attempts count as failures: the retry interval backs off.
+                self.failures = self.failures.saturating_add(1);
                 self.connect(out);
             }
             (Connect | Active, Event::ConnectFailed | Event::Closed(Conn::Outgoing)) => {
@@ -426,8 +428,17 @@ impl Fsm {
         out.push(Action::Connect);
         out.push(Action::StartTimer(
             Timer::ConnectRetry,
-            self.cfg.connect_retry,
+            self.connect_retry(),
         ));
+    }
+
+    /// ConnectRetry interval: the configured one, doubled per consecutive failure, capped.
+    pub fn connect_retry(&self) -> Duration {
+        let cap = self.cfg.idle_hold_max.max(self.cfg.connect_retry);
+        self.cfg
+            .connect_retry
+            .saturating_mul(1 << self.failures.min(16))
+            .min(cap)
     }
 
     /// A connection is up in Connect/Active: send OPEN, wait for the peer's.

@@ -4,6 +4,14 @@
 //! - [`message`]: typed BGP messages; encoding via zettabgp, our own panic-free decoder.
 //! - [`fsm`]: the RFC 4271 session state machine, pure (events in, actions out).
 //! - [`update`]: pure UPDATE builder (minimal diffs between advertised tables).
+//! - [`socket`]: TCP MD5 (RFC 2385) and TTL socket options.
+//! - [`session`]: one session on tokio: timers, connections, incremental updates, status.
 pub mod fsm;
 pub mod message;
+pub mod session;
+pub mod socket;
 pub mod update;
+
+pub use fsm::{FsmConfig, State};
+pub use session::{PeerConfig, Session, SessionStatus};
+pub use update::{RouteAttrs, Table};

@@ -294,7 +294,13 @@ fn connect_retry_and_backoff() {
     let a = f.handle(Event::TimerExpired(Timer::ConnectRetry));
     assert_eq!(f.state(), State::Connect);
     assert!(a.contains(&Action::Connect));
-    // Repeated OPEN refusals: restart delays 1, 2, 4, 8 ... capped at 60 s.
+    // The unanswered attempt counted: the next ConnectRetry interval doubled.
+    assert!(a.contains(&Action::StartTimer(
+        Timer::ConnectRetry,
+        Duration::from_secs(10)
+    )));
+    // Repeated OPEN refusals: restart delays double (from 2 s after that first failure),
+    // capped at 60 s.
     let mut delays = vec![];
     for _ in 0..9 {
         f.handle(Event::Connected);
@@ -311,7 +317,7 @@ fn connect_retry_and_backoff() {
         let a = f.handle(Event::TimerExpired(Timer::IdleHold));
         assert!(a.contains(&Action::Connect));
     }
-    assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60, 60, 60]);
     // Success resets the backoff.
     f.handle(Event::Connected);
     f.handle(Event::Received(

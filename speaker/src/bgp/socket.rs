@@ -1,0 +1,132 @@
+//! TCP socket options BGP needs that tokio does not expose: TCP MD5 signatures (RFC 2385)
+//! and the TTL / hop limit (1 for directly connected eBGP, 255 for multihop).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Longest key Linux accepts (TCP_MD5SIG_MAXKEYLEN).
+pub const MD5_MAX_KEY: usize = 80;
+
+/// `struct tcp_md5sig` from linux/tcp.h (libc does not define it).
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefixlen: u8,
+    keylen: u16,
+    ifindex: libc::c_int,
+    key: [u8; MD5_MAX_KEY],
+}
+
+/// Signs (and requires signatures on) segments exchanged with `peer` on this socket.
+pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    if key.is_empty() || key.len() > MD5_MAX_KEY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TCP MD5 key must be 1..={MD5_MAX_KEY} bytes"),
+        ));
+    }
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    match peer {
+        IpAddr::V4(a) => {
+            let sin = &mut sig.addr as *mut libc::sockaddr_storage as *mut libc::sockaddr_in;
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe {
+                (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
+                (*sin).sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+            }
+        }
+        IpAddr::V6(a) => {
+            let sin6 = &mut sig.addr as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6;
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe {
+                (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                (*sin6).sin6_addr.s6_addr = a.octets();
+            }
+        }
+    }
+    sig.keylen = key.len() as u16;
+    sig.key[..key.len()].copy_from_slice(key);
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
+}
+
+/// Sets the unicast TTL (IPv4) or hop limit (IPv6).
+pub fn set_ttl(fd: &impl AsRawFd, v6: bool, ttl: u8) -> io::Result<()> {
+    let v = libc::c_int::from(ttl);
+    if v6 {
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &v)
+    } else {
+        setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &v)
+    }
+}
+
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+) -> io::Result<()> {
+    // SAFETY: `v` points to a live value of the size we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            v as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How to open a BGP TCP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpOptions {
+    pub peer: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub md5_key: Option<Vec<u8>>,
+    /// TTL / hop limit to set, if any.
+    pub ttl: Option<u8>,
+}
+
+fn socket_for(opts: &TcpOptions) -> io::Result<TcpSocket> {
+    let v6 = opts.peer.is_ipv6();
+    let s = if v6 {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    if let Some(k) = &opts.md5_key {
+        set_md5(&s, opts.peer.ip(), k)?;
+    }
+    if let Some(t) = opts.ttl {
+        set_ttl(&s, v6, t)?;
+    }
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Connects with the options applied before the SYN goes out.
+pub async fn connect(opts: &TcpOptions) -> io::Result<TcpStream> {
+    let s = socket_for(opts)?;
+    if let Some(src) = opts.source {
+        s.bind(SocketAddr::new(src, 0))?;
+    }
+    s.connect(opts.peer).await
+}
+
+/// A listener on `local` accepting (MD5-signed, if a key is set) connections from the peer.
+pub fn listen(opts: &TcpOptions, local: SocketAddr) -> io::Result<TcpListener> {
+    let s = socket_for(opts)?;
+    s.set_reuseaddr(true)?;
+    s.bind(local)?;
+    s.listen(8)
+}
