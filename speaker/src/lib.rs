@@ -1,6 +1,7 @@
-//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode) and membership;
-//! BGP sessions come later.
+//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode), membership, and
+//! BGP mode.
 //!
+//! - [`bgp`]: BGP mode (messages, sessions).
 //! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
 //! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
 //! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
