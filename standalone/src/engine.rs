@@ -44,6 +44,11 @@ impl Engine {
         }
     }
 
+    /// The last good config, if any.
+    pub fn config(&self) -> Option<&Config> {
+        self.last_good.as_ref()
+    }
+
     /// Decides every Service of `objects`, starting from the addresses `held` records.
     pub fn step(&mut self, objects: &Objects, held: &State) -> Step {
         let mut step = Step::default();

@@ -6,6 +6,7 @@
 //! - [`state`]: the assignments, persisted atomically so a restart moves no address.
 //! - [`engine`]: one pure step from (objects, held assignments) to (assignments, refusals).
 
+pub mod announce;
 pub mod config_dir;
 pub mod engine;
 pub mod state;

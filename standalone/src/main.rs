@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_controller::allocator::StalePolicy;
+use ferrolb_standalone::announce::{self, Announcer, HostSettings};
 use ferrolb_standalone::config_dir::ConfigDir;
 use ferrolb_standalone::engine::{Engine, Step};
 use ferrolb_standalone::state;
@@ -47,7 +48,36 @@ enum Command {
         /// What happens to an address the config no longer covers.
         #[arg(long, value_enum, default_value = "keep")]
         stale_policy: Stale,
+        /// Announce from this host, as this Node (a Node object of that name belongs in DIR).
+        /// Without it, addresses are only assigned and printed.
+        #[arg(long)]
+        node: Option<String>,
+        /// UDP address (this host's) for membership between the hosts.
+        #[arg(long, requires = "node")]
+        membership_addr: Option<std::net::SocketAddr>,
+        /// Other hosts' membership addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "node")]
+        membership_seeds: Vec<std::net::SocketAddr>,
+        /// File holding the secret shared by every host.
+        #[arg(long, requires = "node")]
+        membership_secret_file: Option<PathBuf>,
     },
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGTERM and SIGINT end the loop, so the host leaves the membership gracefully.
+fn catch_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
 }
 
 fn report(step: &Step) {
@@ -78,7 +108,38 @@ fn main() -> ExitCode {
         once,
         interval_ms,
         stale_policy,
+        node,
+        membership_addr,
+        membership_seeds,
+        membership_secret_file,
     } = Cli::parse().command;
+    let mut announcer = match node {
+        None => None,
+        Some(node) => {
+            let (Some(addr), Some(secret_file)) = (membership_addr, membership_secret_file) else {
+                eprintln!("error: --node needs --membership-addr and --membership-secret-file");
+                return ExitCode::FAILURE;
+            };
+            let secret = match std::fs::read(&secret_file) {
+                Ok(s) if !s.trim_ascii().is_empty() => s.trim_ascii().to_vec(),
+                Ok(_) => {
+                    eprintln!("error: {} is empty", secret_file.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", secret_file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            Some(Announcer::new(HostSettings {
+                node,
+                membership: addr,
+                seeds: membership_seeds,
+                secret,
+            }))
+        }
+    };
+    catch_signals();
     let policy = match stale_policy {
         Stale::Keep => StalePolicy::Keep,
         Stale::Reassign => StalePolicy::Reassign,
@@ -91,6 +152,7 @@ fn main() -> ExitCode {
     let mut dir = ConfigDir::new(&config);
     let mut engine = Engine::new(policy);
     let mut first = true;
+    let mut last_announced = Default::default();
     loop {
         match dir.scan() {
             Err(e) => {
@@ -106,6 +168,13 @@ fn main() -> ExitCode {
                 if scan.changed || first {
                     let step = engine.step(&scan.objects, &held);
                     report(&step);
+                    if let (Some(a), Some(config)) = (announcer.as_mut(), engine.config()) {
+                        if let Err(e) =
+                            a.apply(announce::inputs(&scan.objects, &step, config.clone()))
+                        {
+                            eprintln!("error: cannot announce: {e}");
+                        }
+                    }
                     if step.state != held {
                         match state::save(&state_file, &step.state) {
                             Ok(()) => held = step.state,
@@ -116,9 +185,30 @@ fn main() -> ExitCode {
             }
         }
         first = false;
-        if once {
+        if let Some(status) = announcer.as_ref().and_then(Announcer::status) {
+            if status.announced != last_announced {
+                for (ip, interfaces) in &status.announced {
+                    let list: Vec<&str> = interfaces.iter().map(String::as_str).collect();
+                    println!("announcing {ip} on {}", list.join(","));
+                }
+                if status.announced.is_empty() {
+                    println!("announcing nothing (live hosts: {:?})", status.live);
+                }
+                last_announced = status.announced;
+            }
+        }
+        if once || STOP.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(a) = announcer.take() {
+                a.leave();
+            }
             return ExitCode::SUCCESS;
         }
-        std::thread::sleep(Duration::from_millis(interval_ms.max(50)));
+        // Sleep in short steps so a signal is acted on at once.
+        let deadline = std::time::Instant::now() + Duration::from_millis(interval_ms.max(50));
+        while std::time::Instant::now() < deadline
+            && !STOP.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -78,6 +78,8 @@ pub struct AgentStatus {
 pub struct Agent {
     stop: Arc<AtomicBool>,
     leave: Arc<AtomicBool>,
+    /// New inputs waiting for the agent thread (taken on its next tick).
+    update: Arc<Mutex<Option<Inputs>>>,
     status: Arc<Mutex<AgentStatus>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -99,17 +101,41 @@ impl Agent {
         let stop = Arc::new(AtomicBool::new(false));
         let leave = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(AgentStatus::default()));
-        let (s, l, st) = (Arc::clone(&stop), Arc::clone(&leave), Arc::clone(&status));
+        let update = Arc::new(Mutex::new(None));
+        let (s, l, st, u) = (
+            Arc::clone(&stop),
+            Arc::clone(&leave),
+            Arc::clone(&status),
+            Arc::clone(&update),
+        );
         let thread = thread::Builder::new()
             .name(format!("l2-agent-{node}"))
-            .spawn(move || run(node, inputs, members, Responder::new(responder), s, l, st))
+            .spawn(move || {
+                run(
+                    node,
+                    inputs,
+                    members,
+                    Responder::new(responder),
+                    s,
+                    l,
+                    st,
+                    u,
+                )
+            })
             .map_err(MembershipError::Thread)?;
         Ok(Agent {
             stop,
             leave,
+            update,
             status,
             thread: Some(thread),
         })
+    }
+
+    /// Replaces the config, Nodes and Services the election reads (within one tick), without
+    /// touching membership: a config or Service change moves only the IPs it concerns.
+    pub fn update(&self, inputs: Inputs) {
+        *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(inputs);
     }
 
     /// A snapshot of the agent's state.
@@ -145,19 +171,25 @@ impl Drop for Agent {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     node: String,
-    inputs: Inputs,
+    mut inputs: Inputs,
     members: Membership,
     mut responder: Responder,
     stop: Arc<AtomicBool>,
     leave: Arc<AtomicBool>,
     status: Arc<Mutex<AgentStatus>>,
+    update: Arc<Mutex<Option<Inputs>>>,
 ) {
     let mut last_apply: Option<Instant> = None;
     let mut dirty = true;
     while !stop.load(Ordering::Relaxed) {
         if members.next_change(TICK).is_some() {
+            dirty = true;
+        }
+        if let Some(new) = update.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            inputs = new;
             dirty = true;
         }
         if last_apply.is_none_or(|t| t.elapsed() >= RESYNC) {

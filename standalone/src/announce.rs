@@ -1,0 +1,157 @@
+//! Announcing the assigned addresses from this host: the speaker's layer-2 agent (SWIM
+//! membership between the hosts, the election, the ARP/NDP responder), fed from the directory.
+//!
+//! Standalone hosts have no EndpointSlices: every host is taken to serve every Service (as with
+//! keepalived), so externalTrafficPolicy Local elects among all live hosts like Cluster does.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use ferrolb_crds::config::Config;
+use ferrolb_speaker::election::{self, TrafficPolicy};
+use ferrolb_speaker::l2::ResponderConfig;
+use ferrolb_speaker::l2::agent::{Agent, AgentStatus, Inputs};
+use ferrolb_speaker::membership::{MembershipConfig, MembershipError, Timing};
+use k8s_openapi::api::core::v1::Node;
+
+use crate::config_dir::Objects;
+use crate::engine::Step;
+
+/// How this host takes part.
+#[derive(Clone, Debug)]
+pub struct HostSettings {
+    /// This host's Node name (a Node object of that name should be in the directory).
+    pub node: String,
+    /// The UDP address the other hosts reach this one at, for membership.
+    pub membership: SocketAddr,
+    /// Other hosts' membership addresses (any subset will do).
+    pub seeds: Vec<SocketAddr>,
+    /// The secret every host shares.
+    pub secret: Vec<u8>,
+}
+
+/// The election's view of the Nodes and assigned Services of a step.
+pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
+    let nodes: Vec<election::Node> = objects.nodes.iter().map(node).collect();
+    let all_nodes: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let mut services = Vec::new();
+    for svc in &objects.services {
+        let namespace = svc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let key = ferrolb_controller::allocator::ServiceKey::new(namespace.clone(), name.clone());
+        let Some(assignment) = step.assigned.get(&key) else {
+            continue;
+        };
+        let local = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.external_traffic_policy.as_deref())
+            == Some("Local");
+        services.push(election::Service {
+            name: format!("{namespace}/{name}"),
+            ips: assignment.ips.clone(),
+            pool: assignment.pool.clone(),
+            labels: svc.metadata.labels.clone().unwrap_or_default(),
+            traffic_policy: if local {
+                TrafficPolicy::Local
+            } else {
+                TrafficPolicy::Cluster
+            },
+            local_endpoint_nodes: all_nodes.clone(),
+            has_serving_endpoint: true,
+        });
+    }
+    Inputs {
+        config,
+        nodes,
+        services,
+        ignore_exclude_label: false,
+    }
+}
+
+fn node(n: &Node) -> election::Node {
+    let network_unavailable = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+        });
+    election::Node {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        labels: n.metadata.labels.clone().unwrap_or_default(),
+        network_unavailable,
+    }
+}
+
+/// The running layer-2 agent, given new inputs when the directory changes.
+pub struct Announcer {
+    settings: HostSettings,
+    agent: Option<Agent>,
+    current: Option<(Vec<String>, String)>,
+}
+
+impl Announcer {
+    /// Nothing runs until [`Announcer::apply`].
+    pub fn new(settings: HostSettings) -> Self {
+        Self {
+            settings,
+            agent: None,
+            current: None,
+        }
+    }
+
+    /// Runs the agent with `inputs` (a no-op when they did not change).
+    pub fn apply(&mut self, inputs: Inputs) -> Result<(), MembershipError> {
+        // Inputs hold no Eq-comparable config; compare what the election reads.
+        let fingerprint = (
+            inputs
+                .services
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>(),
+            format!("{:?}{:?}", inputs.nodes, inputs.config),
+        );
+        if self.current.as_ref() == Some(&fingerprint) && self.agent.is_some() {
+            return Ok(());
+        }
+        if let Some(agent) = &self.agent {
+            agent.update(inputs);
+            self.current = Some(fingerprint);
+            return Ok(());
+        }
+        let membership = MembershipConfig {
+            name: self.settings.node.clone(),
+            bind: self.settings.membership,
+            seeds: self.settings.seeds.clone(),
+            secret: self.settings.secret.clone(),
+            timing: Timing::default(),
+            cluster_size: u8::try_from(inputs.nodes.len().max(1)).unwrap_or(u8::MAX),
+        };
+        self.agent = Some(Agent::start(
+            self.settings.node.clone(),
+            inputs,
+            membership,
+            ResponderConfig::default(),
+        )?);
+        self.current = Some(fingerprint);
+        Ok(())
+    }
+
+    /// What the agent announces now.
+    pub fn status(&self) -> Option<AgentStatus> {
+        self.agent.as_ref().map(Agent::status)
+    }
+
+    /// Stops gracefully (the other hosts take over at once).
+    pub fn leave(mut self) {
+        if let Some(agent) = self.agent.take() {
+            agent.leave();
+        }
+    }
+}
