@@ -1,3 +1,4 @@
 //! ferrolb integration tests and harnesses.
 
+pub mod demo;
 pub mod lab;

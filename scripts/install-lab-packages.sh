@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the network lab drives (routing daemons as peers, client tools),
+# once per machine: apt-get update, then install whatever is missing.
+set -euo pipefail
+packages=(bird2 frr gobgpd arping ndisc6 nftables iproute2 iputils-ping tcpdump keepalived)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "not root: cannot install ${missing[*]}; lab tests will skip (they fail under CI=true)" >&2
+  fi
+fi
