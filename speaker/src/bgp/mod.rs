@@ -2,10 +2,12 @@
 //!
 //! Pure cores, thin edges:
 //! - [`message`]: typed BGP messages; encoding via zettabgp, our own panic-free decoder.
+//! - [`announce`]: pure; which peers this node uses and the table each gets (and why not).
 //! - [`fsm`]: the RFC 4271 session state machine, pure (events in, actions out).
 //! - [`update`]: pure UPDATE builder (minimal diffs between advertised tables).
 //! - [`socket`]: TCP MD5 (RFC 2385) and TTL socket options.
 //! - [`session`]: one session on tokio: timers, connections, incremental updates, status.
+pub mod announce;
 pub mod fsm;
 pub mod message;
 pub mod session;
