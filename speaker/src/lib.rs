@@ -9,5 +9,6 @@ pub use ferrolb_crds as crds;
 
 pub mod bgp;
 pub mod election;
+pub mod kubernetes;
 pub mod l2;
 pub mod membership;

@@ -1,4 +1,125 @@
-fn main() {
-    eprintln!("ferrolb-speaker: not implemented yet (see issues 6 and 7)");
-    std::process::exit(2);
+//! `ferrolb-speaker`: the DaemonSet that announces LoadBalancer addresses from its Node
+//! (layer 2: ARP/NDP, one elected live node per address).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, ValueEnum};
+use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_speaker::kubernetes::{self, Settings};
+use ferrolb_speaker::l2::iface::DEFAULT_EXCLUDE;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Announces ferrolb LoadBalancer addresses from this Node.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// This Node's name (from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Namespace of the ferrolb config objects.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ferrolb-system")]
+    namespace: String,
+    /// Handle only Services with this loadBalancerClass; empty: only Services without a class.
+    #[arg(long, env = "FERROLB_LB_CLASS", default_value = "")]
+    lb_class: String,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7473")]
+    metrics_addr: SocketAddr,
+    /// UDP port for membership between speakers (on the Node's InternalIP).
+    #[arg(long, default_value_t = 7946)]
+    membership_port: u16,
+    /// File holding the membership secret shared by every speaker.
+    #[arg(long)]
+    membership_secret_file: PathBuf,
+    /// Interface name globs never announced on (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude_interfaces: Option<Vec<String>>,
+    /// Announce even from Nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
+    #[arg(long)]
+    ignore_exclude_lb: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let secret = match std::fs::read(&args.membership_secret_file) {
+        Ok(s) if !s.trim_ascii().is_empty() => s.trim_ascii().to_vec(),
+        Ok(_) => {
+            tracing::error!(file = %args.membership_secret_file.display(), "the membership secret is empty");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!(file = %args.membership_secret_file.display(), error = %e, "cannot read the membership secret");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_ready(true);
+    tokio::spawn(metrics::serve(args.metrics_addr, metrics, shutdown.clone()));
+    let settings = Settings {
+        node: args.node_name,
+        namespace: args.namespace,
+        lb_class: Some(args.lb_class).filter(|c| !c.is_empty()),
+        membership_port: args.membership_port,
+        secret,
+        exclude: args
+            .exclude_interfaces
+            .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect()),
+        ignore_exclude_label: args.ignore_exclude_lb,
+    };
+    let mut task = tokio::spawn(kubernetes::run(client, settings, shutdown));
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+        ended = &mut task => {
+            tracing::error!("speaker stopped: {ended:?}");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!("shutting down: leaving the membership so another node takes over");
+    let _ = shutdown_tx.send(true);
+    match task.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "speaker failed");
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }

@@ -1,0 +1,449 @@
+//! Kubernetes mode: what the speaker DaemonSet reads (Services, EndpointSlices, Nodes, the ferrolb
+//! config) turned into the election's inputs, and Events telling users which node announces.
+//!
+//! The conversions are pure; [`run`] is the thin loop around kube-runtime reflectors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_controller::events::{Event, EventType, Publisher};
+use ferrolb_crds::config::{self, Config};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::election::{self, TrafficPolicy};
+use crate::l2::ResponderConfig;
+use crate::l2::agent::{Agent, Inputs};
+use crate::membership::{MembershipConfig, Timing};
+
+/// The label EndpointSlices carry to name their Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The election's view of a Node.
+pub fn node(n: &Node) -> election::Node {
+    let network_unavailable = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+        });
+    election::Node {
+        name: n.name_any(),
+        labels: n.labels().clone(),
+        network_unavailable,
+    }
+}
+
+/// A Node's InternalIP (the address speakers reach each other at, with hostNetwork).
+pub fn internal_ip(n: &Node) -> Option<IpAddr> {
+    n.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
+}
+
+/// The election's view of a LoadBalancer Service that has addresses, with its endpoints.
+/// `None` for Services that are not ferrolb's (not LoadBalancer, other class) or have no address.
+pub fn service(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    lb_class: Option<&str>,
+) -> Option<election::Service> {
+    if !ferrolb_controller::service_request::is_ours(svc, lb_class) {
+        return None;
+    }
+    let ips: Vec<IpAddr> = svc
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .iter()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        return None;
+    }
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    let pool = ferrolb_controller::annotations::lookup(&annotations, "ip-allocated-from-pool")
+        .map(|f| f.value.to_string())
+        .unwrap_or_default();
+    let local = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_traffic_policy.as_deref())
+        == Some("Local");
+    let mut local_endpoint_nodes = BTreeSet::new();
+    let mut has_serving_endpoint = false;
+    for slice in slices {
+        for ep in slice.endpoints.iter().flatten() {
+            let c = ep.conditions.as_ref();
+            // As in Kubernetes: unset "ready" counts as ready; terminating-but-serving still serves.
+            let serving = c.is_none_or(|c| c.ready.unwrap_or(true) || c.serving == Some(true));
+            if serving {
+                has_serving_endpoint = true;
+                if let Some(n) = &ep.node_name {
+                    local_endpoint_nodes.insert(n.clone());
+                }
+            }
+        }
+    }
+    Some(election::Service {
+        name: format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any()),
+        ips,
+        pool,
+        labels: svc.labels().clone(),
+        traffic_policy: if local {
+            TrafficPolicy::Local
+        } else {
+            TrafficPolicy::Cluster
+        },
+        local_endpoint_nodes,
+        has_serving_endpoint,
+    })
+}
+
+/// Every ferrolb Service with its EndpointSlices (matched by the service-name label and namespace).
+pub fn services(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    lb_class: Option<&str>,
+) -> Vec<election::Service> {
+    let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    for s in slices {
+        if let Some(name) = s.labels().get(SERVICE_NAME_LABEL) {
+            by_service
+                .entry((s.namespace().unwrap_or_default(), name.clone()))
+                .or_default()
+                .push(s);
+        }
+    }
+    let none = Vec::new();
+    let mut out: Vec<election::Service> = services
+        .iter()
+        .filter_map(|svc| {
+            let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+            service(svc, by_service.get(&key).unwrap_or(&none), lb_class)
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// How the speaker runs in a cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This Node's name.
+    pub node: String,
+    /// Namespace of the config objects.
+    pub namespace: String,
+    /// `--lb-class`.
+    pub lb_class: Option<String>,
+    /// UDP port for membership (on the Node's InternalIP).
+    pub membership_port: u16,
+    /// The shared membership secret.
+    pub secret: Vec<u8>,
+    /// Interface patterns never announced on.
+    pub exclude: Vec<String>,
+    /// Ignore the exclude-from-external-load-balancers label.
+    pub ignore_exclude_label: bool,
+}
+
+fn reflect<K>(api: Api<K>) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .filter_map(|e| async move {
+            match e {
+                Ok(
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone,
+                ) => Some(()),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch failed; retrying");
+                    None
+                }
+            }
+        })
+        .boxed();
+    (reader, stream)
+}
+
+/// Runs layer-2 announcing for this Node until `shutdown` fires; a shutdown leaves the
+/// membership gracefully so another node takes over at once.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (svc_store, a) = reflect(Api::<Service>::all(client.clone()));
+    let (slice_store, b) = reflect(Api::<EndpointSlice>::all(client.clone()));
+    let (node_store, c) = reflect(Api::<Node>::all(client.clone()));
+    let (config_stores, d) = ferrolb_controller::config_source::watch(&client, &settings.namespace);
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut changes = futures::stream::select_all([a, b, c, d.boxed()]);
+    tokio::spawn(async move {
+        while changes.next().await.is_some() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = svc_store.wait_until_ready().await.is_ok()
+        && slice_store.wait_until_ready().await.is_ok()
+        && node_store.wait_until_ready().await.is_ok()
+        && config_stores.wait_until_ready().await;
+    if !ready {
+        return Err("watches ended before their first list".into());
+    }
+    let publisher = Publisher::new(client.clone(), "ferrolb-speaker", &settings.node, 1024);
+    let mut last_good: Option<Config> = None;
+    let mut agent: Option<Agent> = None;
+    let mut announced: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    loop {
+        match config::build(&config_stores.snapshot()) {
+            Ok(c) => last_good = Some(c),
+            Err(e) => {
+                tracing::warn!(errors = %e, "configuration refused; keeping the last good one")
+            }
+        }
+        let nodes: Vec<election::Node> = node_store.state().iter().map(|n| node(n)).collect();
+        let inputs = Inputs {
+            config: last_good.clone().unwrap_or_default(),
+            nodes,
+            services: services(
+                &svc_store.state(),
+                &slice_store.state(),
+                settings.lb_class.as_deref(),
+            ),
+            ignore_exclude_label: settings.ignore_exclude_label,
+        };
+        match &agent {
+            Some(a) => a.update(inputs),
+            None => {
+                let me = node_store
+                    .state()
+                    .iter()
+                    .find(|n| n.name_any() == settings.node)
+                    .and_then(|n| internal_ip(n));
+                let Some(my_ip) = me else {
+                    tracing::warn!(node = %settings.node, "this Node has no InternalIP yet; waiting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                let seeds: Vec<SocketAddr> = node_store
+                    .state()
+                    .iter()
+                    .filter(|n| n.name_any() != settings.node)
+                    .filter_map(|n| internal_ip(n))
+                    .map(|ip| SocketAddr::new(ip, settings.membership_port))
+                    .collect();
+                let membership = MembershipConfig {
+                    name: settings.node.clone(),
+                    bind: SocketAddr::new(my_ip, settings.membership_port),
+                    seeds,
+                    secret: settings.secret.clone(),
+                    timing: Timing::default(),
+                    cluster_size: u8::try_from(inputs.nodes.len().max(1)).unwrap_or(u8::MAX),
+                };
+                let responder = ResponderConfig {
+                    exclude: settings.exclude.clone(),
+                    ..ResponderConfig::default()
+                };
+                agent = Some(
+                    Agent::start(settings.node.clone(), inputs, membership, responder)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        // Wait for a change, telling users what this node announces as it changes.
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { return Ok(()); }
+                    // Let a burst of changes settle into one update.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while rx.try_recv().is_ok() {}
+                    break;
+                }
+                _ = tick.tick() => {
+                    if let Some(a) = &agent {
+                        let now = a.status().announced;
+                        if now != announced {
+                            report(&publisher, &settings.node, &announced, &now, &svc_store.state()).await;
+                            announced = now;
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if let Some(a) = agent.take() {
+                        tokio::task::spawn_blocking(move || a.leave()).await.ok();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Events on the Services whose addresses this node started or stopped announcing.
+async fn report(
+    publisher: &Publisher,
+    node: &str,
+    before: &BTreeMap<IpAddr, BTreeSet<String>>,
+    now: &BTreeMap<IpAddr, BTreeSet<String>>,
+    services: &[Arc<Service>],
+) {
+    for svc in services {
+        let ips: Vec<IpAddr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .map(|i| {
+                i.iter()
+                    .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ip in ips {
+            let (was, is) = (before.get(&ip), now.get(&ip));
+            let event = match (was, is) {
+                (None, Some(ifs)) => Event {
+                    type_: EventType::Normal,
+                    reason: "nodeAssigned".into(),
+                    note: format!(
+                        "announcing {ip} from node {node} with protocol layer2 on {}",
+                        ifs.iter().cloned().collect::<Vec<_>>().join(",")
+                    ),
+                    action: "Announce".into(),
+                },
+                (Some(_), None) => Event {
+                    type_: EventType::Normal,
+                    reason: "nodeWithdrawn".into(),
+                    note: format!("node {node} no longer announces {ip}"),
+                    action: "Announce".into(),
+                },
+                _ => continue,
+            };
+            if let Err(e) = publisher.publish(&event, &svc.object_ref(&())).await {
+                tracing::debug!(error = %e, "could not publish event");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(spec: serde_json::Value, ingress: &[&str]) -> Service {
+        let ingress: Vec<_> = ingress.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                         "annotations": {"metallb.io/ip-allocated-from-pool": "lan"}},
+            "spec": spec,
+            "status": {"loadBalancer": {"ingress": ingress}}
+        }))
+        .unwrap()
+    }
+
+    fn slice(endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4", "endpoints": endpoints
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn services_carry_ips_pool_policy_and_serving_endpoints() {
+        let s = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}),
+            &["10.0.0.200"],
+        );
+        let sl = slice(json!([
+            {"addresses": ["10.244.0.1"], "nodeName": "a", "conditions": {"ready": true}},
+            {"addresses": ["10.244.0.2"], "nodeName": "b", "conditions": {"ready": false, "serving": true}},
+            {"addresses": ["10.244.0.3"], "nodeName": "c", "conditions": {"ready": false, "serving": false}},
+            {"addresses": ["10.244.0.4"], "nodeName": "d"}
+        ]));
+        let e = service(&s, &[&sl], None).unwrap();
+        assert_eq!(e.name, "shop/web");
+        assert_eq!(e.ips, vec!["10.0.0.200".parse::<IpAddr>().unwrap()]);
+        assert_eq!(e.pool, "lan", "MetalLB's annotation is read too");
+        assert_eq!(e.traffic_policy, TrafficPolicy::Local);
+        assert!(e.has_serving_endpoint);
+        assert_eq!(
+            e.local_endpoint_nodes,
+            BTreeSet::from(["a".into(), "b".into(), "d".into()])
+        );
+    }
+
+    #[test]
+    fn not_ours_or_unassigned_services_are_skipped() {
+        let lb = json!({"type": "LoadBalancer"});
+        assert!(
+            service(&svc(lb.clone(), &[]), &[], None).is_none(),
+            "no address yet"
+        );
+        assert!(service(&svc(json!({"type": "ClusterIP"}), &["10.0.0.1"]), &[], None).is_none());
+        assert!(
+            service(&svc(lb.clone(), &["10.0.0.1"]), &[], Some("other")).is_none(),
+            "another class"
+        );
+        let e = service(&svc(lb, &["10.0.0.1"]), &[], None).unwrap();
+        assert!(!e.has_serving_endpoint, "no EndpointSlice: nothing serves");
+    }
+
+    #[test]
+    fn slices_are_matched_to_their_service_by_label_and_namespace() {
+        let s = Arc::new(svc(json!({"type": "LoadBalancer"}), &["10.0.0.1"]));
+        let mine = Arc::new(slice(
+            json!([{"addresses": ["10.244.0.1"], "nodeName": "a"}]),
+        ));
+        let mut elsewhere = slice(json!([{"addresses": ["10.244.0.9"], "nodeName": "z"}]));
+        elsewhere.metadata.namespace = Some("other".into());
+        let out = services(&[s], &[mine, Arc::new(elsewhere)], None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].local_endpoint_nodes, BTreeSet::from(["a".into()]));
+    }
+
+    #[test]
+    fn nodes() {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"zone": "a"}},
+            "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}],
+                       "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.11"}]}
+        }))
+        .unwrap();
+        let e = node(&n);
+        assert!(e.network_unavailable && e.labels["zone"] == "a");
+        assert_eq!(internal_ip(&n), Some("10.0.0.11".parse().unwrap()));
+    }
+}
