@@ -13,7 +13,8 @@ This script generates, deterministically:
 Usage:
   python3 deploy/render.py             regenerate all of the above
   python3 deploy/render.py --check     exit 1, listing the stale files, if any is out of date
-  python3 deploy/render.py template [-f VALUES]...   print the chart rendered (like `helm template`)
+  python3 deploy/render.py template [-f VALUES]...   print the chart rendered (like `helm template`;
+                                                    a generated membership key is random)
   python3 deploy/render.py merge-values [-f VALUES]...  print the chart's values with overlays
 
 Helm is not needed and not used here: no Helm template renderer is available on these machines
@@ -22,17 +23,21 @@ and of Helm's/sprig's functions that the chart uses, with Go's semantics (whites
 truthiness, short-circuit and/or, `include`, `toYaml` with sorted keys and no trailing newline,
 `nindent`, ...). Anything else is an error naming the construct, never a silent difference:
 keep the chart inside this subset or extend it here. Functions that need a cluster or randomness
-(lookup, randAlphaNum, b64enc) are refused; the plain manifest's values turn off the one
-template that uses them (the membership Secret). `deploy/lint.sh` checks the same chart with
+(lookup, randAlphaNum, b64enc) are refused when generating files (the plain manifest's values
+turn off the one template that uses them, the membership Secret); `template` evaluates them as
+`helm template` does (lookup finds nothing, the key is random). `deploy/lint.sh` checks the same chart with
 Helm's own library, so a template that Helm rejects cannot pass CI either.
 
 Needs Python 3 and PyYAML (Debian: python3-yaml).
 """
 
 import argparse
+import base64
 import json
 import os
 import re
+import secrets
+import string
 import sys
 
 import yaml
@@ -387,6 +392,11 @@ def dig(*args):
     return d
 
 
+def rand_alnum(n):
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
 def refused(name):
     def f(*_):
         raise RenderError(
@@ -397,7 +407,11 @@ def refused(name):
 
 
 class Renderer:
-    def __init__(self, defines, root):
+    """`offline`: evaluate lookup (an empty result, as `helm template` has no cluster) and the
+    random functions, for `render.py template`. The generated files are rendered without it, so
+    they stay deterministic and hold no secret."""
+
+    def __init__(self, defines, root, offline=False, cluster=None):
         self.defines = defines
         self.root = root
         self.funcs = {
@@ -427,6 +441,12 @@ class Renderer:
             "randAlphaNum": refused("randAlphaNum"),
             "b64enc": refused("b64enc"),
         }
+        if offline:
+            # cluster: objects `lookup` finds, keyed "apiVersion/kind/namespace/name" (--lookup).
+            self.funcs["lookup"] = lambda api, kind, ns, name: (cluster or {}).get(
+                f"{api}/{kind}/{ns}/{name}", {})
+            self.funcs["randAlphaNum"] = lambda n: rand_alnum(to_int(n))
+            self.funcs["b64enc"] = lambda s: base64.b64encode(to_text(s, "b64enc").encode()).decode()
 
     @staticmethod
     def fail(msg):
@@ -598,7 +618,7 @@ def split_documents(text):
     return [d.strip("\n") for d in docs if d.strip()]
 
 
-def render_chart(value_files):
+def render_chart(value_files, offline=False, cluster=None):
     """Renders templates/ like `helm template`: a list of (source, kind, name, text)."""
     chart_meta = load_yaml(os.path.join(CHART, "Chart.yaml"))
     values = chart_values(value_files)
@@ -625,7 +645,7 @@ def render_chart(value_files):
     for n in names:
         with open(os.path.join(tdir, n), encoding="utf-8") as f:
             parsed[n] = parse(f.read(), f"templates/{n}", defines)
-    r = Renderer(defines, root)
+    r = Renderer(defines, root, offline, cluster)
     docs = []
     for n in names:
         if n.startswith("_") or n.endswith(".tpl"):
@@ -718,10 +738,16 @@ def main():
     p.add_argument("command", nargs="?", choices=["generate", "template", "merge-values"],
                    default="generate")
     p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
+    p.add_argument("--lookup", help="template: JSON file of objects `lookup` finds, keyed "
+                   '"apiVersion/kind/namespace/name" (to show what an upgrade renders)')
     a = p.parse_args()
     try:
         if a.command == "template":
-            docs = render_chart(a.values)
+            cluster = None
+            if a.lookup:
+                with open(a.lookup, encoding="utf-8") as f:
+                    cluster = json.load(f)
+            docs = render_chart(a.values, offline=True, cluster=cluster)
             sys.stdout.write("".join(f"---\n# Source: {s}\n{t}\n" for s, _, _, t in install_order(docs)))
             return 0
         if a.command == "merge-values":

@@ -1,0 +1,928 @@
+//! Checks of `deploy/` and the `Dockerfile`: the generated files are current, every object of the
+//! plain manifest (and of the chart rendered with each values file) parses as the Kubernetes type
+//! it claims to be, losing no field, the chart's controller RBAC equals `controller/src/rbac.rs`,
+//! the pods are locked down as documented, the controller flags the chart passes exist, the
+//! example configs build, the Dockerfile is multi-stage, non-root and copies the workspace's
+//! binaries, and Helm's own lint (through helm-sdkpy, `deploy/lint.sh`) passes.
+//!
+//! Needs `python3` with PyYAML (Debian: python3-yaml) for `deploy/render.py`, and for the lint
+//! test python3-venv plus PyPI access the first time (`scripts/test.sh` prepares both).
+//! Run alone with `cargo test -p ferrolb-tests --test deploy`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+fn files_in(rel: &str, ext: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join(rel))
+        .unwrap_or_else(|e| panic!("listing {rel}: {e}"))
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs a command from the workspace root; panics with its output unless it succeeds.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The YAML documents of a stream, as JSON values, empty ones dropped.
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("valid YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind_of(doc: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&doc["apiVersion"]),
+        s(&doc["kind"]),
+        s(&doc["metadata"]["name"]),
+    )
+}
+
+/// Equal as Kubernetes would read them: numbers by value (255 == 255.0).
+fn same(a: &Value, b: &Value, path: &str, diffs: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()).collect::<BTreeSet<_>>() {
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => same(p, q, &format!("{path}.{k}"), diffs),
+                    (Some(p), None) => {
+                        diffs.push(format!("{path}.{k} = {p} is lost (unknown field?)"))
+                    }
+                    (None, Some(q)) => diffs.push(format!("{path}.{k} = {q} appears")),
+                    (None, None) => unreachable!(),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                same(p, q, &format!("{path}[{i}]"), diffs);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a == b => {}
+        _ => diffs.push(format!("{path}: {a} became {b}")),
+    }
+}
+
+/// Parses `doc` as `T` (whose Deserialize checks apiVersion and kind) and requires that
+/// serialising it again gives the same object: a misspelt or misplaced field fails here.
+fn strict<T: DeserializeOwned + serde::Serialize>(doc: &Value) -> Result<T, String> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut diffs = Vec::new();
+    same(doc, &back, "", &mut diffs);
+    if diffs.is_empty() {
+        Ok(typed)
+    } else {
+        Err(diffs.join("\n"))
+    }
+}
+
+/// Every object a rendering of the chart may hold, parsed as its type. Returns the typed objects
+/// that later checks look at; ferrolb.io objects are checked with the config model instead.
+#[derive(Default)]
+struct Objects {
+    deployments: Vec<Deployment>,
+    daemonsets: Vec<DaemonSet>,
+    cluster_roles: Vec<ClusterRole>,
+    roles: Vec<Role>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
+    role_bindings: Vec<RoleBinding>,
+    service_accounts: Vec<ServiceAccount>,
+    crds: Vec<CustomResourceDefinition>,
+    kinds: Vec<String>,
+    config_yaml: String,
+}
+
+fn parse_objects(text: &str, source: &str) -> Objects {
+    let mut o = Objects::default();
+    let mut errors = Vec::new();
+    for doc in documents(text) {
+        let (api, kind, name) = kind_of(&doc);
+        let what = format!("{source}: {api} {kind} {name}");
+        let result = match (api.as_str(), kind.as_str()) {
+            ("v1", "Namespace") => strict::<Namespace>(&doc).map(drop),
+            ("v1", "ServiceAccount") => strict(&doc).map(|x| o.service_accounts.push(x)),
+            ("v1", "Secret") => strict::<Secret>(&doc).map(drop),
+            ("v1", "Service") => strict::<Service>(&doc).map(drop),
+            ("apps/v1", "Deployment") => strict(&doc).map(|x| o.deployments.push(x)),
+            ("apps/v1", "DaemonSet") => strict(&doc).map(|x| o.daemonsets.push(x)),
+            ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(&doc).map(drop),
+            ("networking.k8s.io/v1", "NetworkPolicy") => strict::<NetworkPolicy>(&doc).map(drop),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                strict(&doc).map(|x| o.cluster_roles.push(x))
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => strict(&doc).map(|x| o.roles.push(x)),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                strict(&doc).map(|x| o.cluster_role_bindings.push(x))
+            }
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                strict(&doc).map(|x| o.role_bindings.push(x))
+            }
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+                strict(&doc).map(|x| o.crds.push(x))
+            }
+            ("ferrolb.io/v1beta1", _) => {
+                // Read below with the config model (ferrolb_crds::config).
+                o.config_yaml += &format!("---\n{}", serde_yaml::to_string(&doc).unwrap());
+                Ok(())
+            }
+            // The Prometheus Operator's kinds: no Rust types here; check their shape by hand.
+            ("monitoring.coreos.com/v1", "ServiceMonitor") => monitor(&doc, "endpoints"),
+            ("monitoring.coreos.com/v1", "PodMonitor") => monitor(&doc, "podMetricsEndpoints"),
+            _ => Err("a kind this test does not know: add it here with its type".to_string()),
+        };
+        if let Err(e) = result {
+            errors.push(format!("{what}:\n{e}"));
+        }
+        o.kinds.push(kind);
+    }
+    assert!(
+        errors.is_empty(),
+        "objects that do not parse as their kind:\n{}",
+        errors.join("\n\n")
+    );
+    if !o.config_yaml.is_empty() {
+        let docs = ferrolb_crds::config::parse_documents(&o.config_yaml)
+            .unwrap_or_else(|e| panic!("{source}: config objects: {e}"));
+        // A Secret a peer refers to may sit elsewhere in the stream: add the typed Secrets.
+        let mut raw = docs.config;
+        for doc in documents(text) {
+            if kind_of(&doc).1 == "Secret" {
+                raw.secrets.push(serde_json::from_value(doc).unwrap());
+            }
+        }
+        ferrolb_crds::config::build(&raw)
+            .unwrap_or_else(|e| panic!("{source}: config objects do not build: {e:?}"));
+    }
+    o
+}
+
+fn monitor(doc: &Value, endpoints: &str) -> Result<(), String> {
+    let spec = &doc["spec"];
+    let ok = spec["selector"]["matchLabels"].is_object()
+        && spec[endpoints].as_array().is_some_and(|e| {
+            !e.is_empty()
+                && e.iter()
+                    .all(|p| p["port"] == "metrics" && p["path"] == "/metrics")
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unexpected monitor spec: {spec}"))
+    }
+}
+
+fn manifest() -> Objects {
+    parse_objects(
+        &read("deploy/manifests/ferrolb.yaml"),
+        "deploy/manifests/ferrolb.yaml",
+    )
+}
+
+/// The chart rendered by deploy/render.py with one values file.
+fn render_with(values: &str) -> Objects {
+    let text = run("python3", &["deploy/render.py", "template", "-f", values]);
+    parse_objects(&text, values)
+}
+
+/// Every values file the chart is checked with (besides its defaults).
+fn values_files() -> Vec<String> {
+    let mut files = vec!["deploy/manifests/values.yaml".to_string()];
+    for dir in ["deploy/examples/values", "deploy/helm/ferrolb/ci"] {
+        files.extend(
+            files_in(dir, ".yaml")
+                .into_iter()
+                .map(|n| format!("{dir}/{n}")),
+        );
+    }
+    files
+}
+
+#[test]
+fn generated_files_are_current() {
+    // The chart's crds/ are byte copies of what crdgen writes.
+    let source = files_in("deploy/crds", ".yaml");
+    let copies = files_in("deploy/helm/ferrolb/crds", ".yaml");
+    assert_eq!(
+        source, copies,
+        "deploy/helm/ferrolb/crds/ lists other files than deploy/crds/"
+    );
+    for n in &source {
+        assert_eq!(
+            read(&format!("deploy/crds/{n}")),
+            read(&format!("deploy/helm/ferrolb/crds/{n}")),
+            "deploy/helm/ferrolb/crds/{n} is stale: run `python3 deploy/render.py`"
+        );
+    }
+    // The manifest and the example values, re-rendered and compared byte for byte.
+    run("python3", &["deploy/render.py", "--check"]);
+    let manifest = read("deploy/manifests/ferrolb.yaml");
+    assert!(manifest.starts_with("# Generated by `python3 deploy/render.py`"));
+    assert!(manifest.contains("Do not edit."));
+    for n in files_in("deploy/examples/values", ".yaml") {
+        assert!(read(&format!("deploy/examples/values/{n}")).starts_with("# Generated by"));
+    }
+}
+
+#[test]
+fn manifest_objects_parse_as_their_kinds() {
+    let o = manifest();
+    let count = |k: &str| o.kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("Namespace"), 1);
+    assert_eq!(
+        count("CustomResourceDefinition"),
+        files_in("deploy/crds", ".yaml").len()
+    );
+    assert_eq!(count("Deployment"), 1);
+    assert_eq!(count("DaemonSet"), 1);
+    assert_eq!(count("ServiceAccount"), 2);
+    assert_eq!(count("ClusterRole"), 2);
+    assert_eq!(count("ClusterRoleBinding"), 2);
+    assert_eq!(count("Role"), 2);
+    assert_eq!(count("RoleBinding"), 2);
+    assert_eq!(count("PodDisruptionBudget"), 1);
+    // No per-cluster secret in a public file (deploy/README.md: created at install).
+    assert_eq!(
+        count("Secret"),
+        0,
+        "the plain manifest must not carry a membership key"
+    );
+    // Namespace first, CRDs before anything that could use them.
+    assert_eq!(o.kinds[0], "Namespace");
+    let crd_last = o
+        .kinds
+        .iter()
+        .rposition(|k| k == "CustomResourceDefinition")
+        .unwrap();
+    assert!(
+        o.kinds[..crd_last]
+            .iter()
+            .all(|k| k != "Deployment" && k != "DaemonSet")
+    );
+    // The CRDs are the generated ones.
+    let names: BTreeSet<String> = o
+        .crds
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    let files: BTreeSet<String> = files_in("deploy/crds", ".yaml")
+        .into_iter()
+        .map(|n| n.trim_end_matches(".yaml").to_string())
+        .collect();
+    assert_eq!(names, files);
+}
+
+#[test]
+fn chart_renders_with_every_values_file() {
+    let defaults = parse_objects(
+        &run("python3", &["deploy/render.py", "template"]),
+        "defaults",
+    );
+    assert_eq!(defaults.daemonsets.len(), 1);
+    for values in values_files() {
+        let o = render_with(&values);
+        assert_eq!(
+            o.deployments.len(),
+            1,
+            "{values}: one controller Deployment"
+        );
+    }
+    // Optional parts appear when switched on, the speaker goes with both announcers off.
+    let all = render_with("deploy/helm/ferrolb/ci/all-features-values.yaml");
+    for k in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "NetworkPolicy",
+        "Service",
+        "IPAddressPool",
+    ] {
+        assert!(all.kinds.iter().any(|x| x == k), "all-features: no {k}");
+    }
+    let controller_only = render_with("deploy/helm/ferrolb/ci/controller-only-values.yaml");
+    assert!(controller_only.daemonsets.is_empty());
+    assert!(
+        !controller_only
+            .kinds
+            .iter()
+            .any(|k| k == "PodDisruptionBudget"),
+        "1 replica: no PDB"
+    );
+    // Values the binaries cannot honour are refused with a message.
+    let dir = std::env::temp_dir().join(format!("ferrolb-deploy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body, message) in [
+        (
+            "tls.yaml",
+            "metrics:\n  tls:\n    enabled: true\n",
+            "TLS is not implemented",
+        ),
+        (
+            "replicas.yaml",
+            "controller:\n  leaderElection:\n    enabled: false\n",
+            "needs controller.leaderElection.enabled",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new("python3")
+            .args(["deploy/render.py", "template", "-f"])
+            .arg(&path)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(message),
+            "{name}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The membership key: generated (64 characters) when none exists, read back when one does,
+/// kept on uninstall; and it is the Secret the speaker mounts.
+#[test]
+fn membership_secret_is_generated_once_and_kept() {
+    let secret_of = |text: &str| -> Secret {
+        let doc = documents(text)
+            .into_iter()
+            .find(|d| kind_of(d).1 == "Secret")
+            .expect("a Secret");
+        strict(&doc).unwrap()
+    };
+    let key = |s: &Secret| s.data.as_ref().unwrap()["secretkey"].0.clone();
+    let first = secret_of(&run("python3", &["deploy/render.py", "template"]));
+    let second = secret_of(&run("python3", &["deploy/render.py", "template"]));
+    assert_eq!(key(&first).len(), 64);
+    assert!(key(&first).iter().all(u8::is_ascii_alphanumeric));
+    assert_ne!(
+        key(&first),
+        key(&second),
+        "a fresh install gets a random key"
+    );
+    let annotations = first.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+    // An upgrade finds the existing Secret (Helm's lookup) and keeps its key.
+    let dir = std::env::temp_dir().join(format!("ferrolb-deploy-lookup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lookup = dir.join("cluster.json");
+    std::fs::write(
+        &lookup,
+        r#"{"v1/Secret/ferrolb-system/ferrolb-memberlist": {"data": {"secretkey": "ZXhpc3Rpbmcta2V5"}}}"#,
+    )
+    .unwrap();
+    let text = run(
+        "python3",
+        &[
+            "deploy/render.py",
+            "template",
+            "--lookup",
+            lookup.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(key(&secret_of(&text)), b"existing-key");
+    let o = parse_objects(&text, "upgrade");
+    let pod = o.daemonsets[0].spec.template.spec.as_ref().unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "membership")
+        .unwrap();
+    let mounted = volume.secret.as_ref().unwrap().secret_name.clone();
+    assert_eq!(mounted, first.metadata.name);
+}
+
+fn args(c: &k8s_openapi::api::core::v1::Container) -> Vec<String> {
+    c.args.clone().unwrap_or_default()
+}
+
+#[test]
+fn pods_are_locked_down() {
+    let o = manifest();
+    // Controller: 2 replicas electing a leader, non-root, read-only, no capabilities.
+    let d = &o.deployments[0];
+    let spec = &d.spec;
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_ne!(psc.run_as_user, Some(0));
+    let c = &pod.containers[0];
+    assert!(args(c).contains(&"--leader-elect=true".to_string()));
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert!(caps.add.is_none());
+    assert!(c.resources.as_ref().unwrap().limits.is_some());
+    assert!(c.resources.as_ref().unwrap().requests.is_some());
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
+
+    // Speaker: host network, NET_RAW and NET_ADMIN only, not privileged, read-only, on
+    // control-plane nodes too, with the membership key mounted.
+    let pod = o.daemonsets[0].spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
+    assert_eq!(added, BTreeSet::from(["NET_RAW", "NET_ADMIN"]));
+    let tolerated: BTreeSet<&str> = pod
+        .tolerations
+        .iter()
+        .flatten()
+        .filter_map(|t| t.key.as_deref())
+        .collect();
+    assert!(tolerated.contains("node-role.kubernetes.io/control-plane"));
+    assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
+    let a = args(c);
+    for flag in [
+        "--metrics-addr=",
+        "--membership-port=",
+        "--membership-secret-file=",
+        "--exclude-interfaces=",
+    ] {
+        assert!(
+            a.iter().any(|x| x.starts_with(flag)),
+            "speaker lacks {flag}: {a:?}"
+        );
+    }
+    let env: BTreeSet<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(env.contains("NODE_NAME") && env.contains("POD_NAMESPACE"));
+    assert!(c.resources.as_ref().unwrap().limits.is_some());
+
+    // A port below 1024 adds NET_BIND_SERVICE, nothing else.
+    let all = render_with("deploy/helm/ferrolb/ci/all-features-values.yaml");
+    let c = &all.daemonsets[0]
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let caps = c
+        .security_context
+        .as_ref()
+        .unwrap()
+        .capabilities
+        .as_ref()
+        .unwrap();
+    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
+    assert_eq!(
+        added,
+        BTreeSet::from(["NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"])
+    );
+}
+
+/// (group, resource, verb) triples of RBAC rules; wildcards and name/URL rules are refused.
+fn triples(rules: &[PolicyRule], what: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        assert!(
+            r.resource_names.is_none() && r.non_resource_urls.is_none(),
+            "{what}: {r:?}"
+        );
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                for v in &r.verbs {
+                    assert!(
+                        !g.contains('*') && !res.contains('*') && !v.contains('*'),
+                        "{what}: wildcard in {r:?}"
+                    );
+                    assert!(
+                        out.insert((g.clone(), res.clone(), v.clone())),
+                        "{what}: repeated {g} {res} {v}"
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> BTreeSet<(String, String, String)> {
+    rules
+        .iter()
+        .flat_map(|r| {
+            r.verbs
+                .iter()
+                .map(move |v| (r.group.to_string(), r.resource.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn controller_rbac_matches_the_code() {
+    use ferrolb_controller::rbac::{CLUSTER_RULES, NAMESPACE_RULES};
+    let o = manifest();
+    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.name.clone().unwrap_or_default()
+    };
+    let cluster = o
+        .cluster_roles
+        .iter()
+        .find(|r| name(&r.metadata) == "ferrolb-controller")
+        .unwrap();
+    let role = o
+        .roles
+        .iter()
+        .find(|r| name(&r.metadata) == "ferrolb-controller")
+        .unwrap();
+    assert_eq!(
+        triples(
+            cluster.rules.as_deref().unwrap_or_default(),
+            "controller ClusterRole"
+        ),
+        code_triples(CLUSTER_RULES),
+        "chart ClusterRole vs controller/src/rbac.rs CLUSTER_RULES"
+    );
+    assert_eq!(
+        triples(role.rules.as_deref().unwrap_or_default(), "controller Role"),
+        code_triples(NAMESPACE_RULES),
+        "chart Role vs controller/src/rbac.rs NAMESPACE_RULES"
+    );
+    // The speaker's rules (pending a list next to the speaker code): no wildcards at least.
+    for r in &o.cluster_roles {
+        triples(r.rules.as_deref().unwrap_or_default(), &name(&r.metadata));
+    }
+    for r in &o.roles {
+        triples(r.rules.as_deref().unwrap_or_default(), &name(&r.metadata));
+    }
+    // Each binding ties its role to the ServiceAccount of the same name in the namespace.
+    let accounts: BTreeSet<String> = o
+        .service_accounts
+        .iter()
+        .map(|s| name(&s.metadata))
+        .collect();
+    for b in &o.cluster_role_bindings {
+        assert_eq!(b.role_ref.name, name(&b.metadata));
+        let s = &b.subjects.as_ref().unwrap()[0];
+        assert!(s.kind == "ServiceAccount" && accounts.contains(&s.name));
+        assert_eq!(s.namespace.as_deref(), Some("ferrolb-system"));
+    }
+    for b in &o.role_bindings {
+        assert_eq!(b.role_ref.name, name(&b.metadata));
+        assert!(accounts.contains(&b.subjects.as_ref().unwrap()[0].name));
+    }
+}
+
+/// The long flags `ferrolb-controller` accepts, read from its clap struct (field names).
+fn controller_flags() -> BTreeSet<String> {
+    let main = read("controller/src/main.rs");
+    let body = main
+        .split("struct Args {")
+        .nth(1)
+        .expect("struct Args")
+        .split("\n}")
+        .next()
+        .unwrap();
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("//") && !l.starts_with('#'))
+        .filter_map(|l| l.split(':').next())
+        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(|f| format!("--{}", f.replace('_', "-")))
+        .collect()
+}
+
+#[test]
+fn controller_flags_in_the_chart_exist() {
+    let known = controller_flags();
+    assert!(
+        known.contains("--metrics-addr") && known.contains("--leader-elect"),
+        "{known:?}"
+    );
+    for values in values_files() {
+        let o = render_with(&values);
+        for c in &o.deployments[0]
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+        {
+            for a in args(c) {
+                let flag = a.split('=').next().unwrap();
+                assert!(
+                    known.contains(flag),
+                    "{values}: the controller has no flag {flag}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn examples_build_as_config() {
+    let names = files_in("deploy/examples", ".yaml");
+    for n in [
+        "l2-only.yaml",
+        "bgp-only.yaml",
+        "dual-stack.yaml",
+        "shared-ip.yaml",
+        "per-namespace-pools.yaml",
+    ] {
+        assert!(
+            names.contains(&n.to_string()),
+            "missing deploy/examples/{n}"
+        );
+    }
+    for n in names {
+        let text = read(&format!("deploy/examples/{n}"));
+        let docs = ferrolb_crds::config::parse_documents(&text)
+            .unwrap_or_else(|e| panic!("deploy/examples/{n}: {e}"));
+        let config = ferrolb_crds::config::build(&docs.config)
+            .unwrap_or_else(|e| panic!("deploy/examples/{n} does not build: {e:?}"));
+        assert!(!config.pools.is_empty(), "{n}: no pool");
+        assert!(
+            !config.l2_advertisements.is_empty() || !config.bgp_advertisements.is_empty(),
+            "{n}: nothing announces the pools"
+        );
+        // Config objects live in the namespace the controller reads.
+        for doc in documents(&text) {
+            let (api, kind, name) = kind_of(&doc);
+            if api == "ferrolb.io/v1beta1" || kind == "Secret" {
+                assert_eq!(
+                    doc["metadata"]["namespace"], "ferrolb-system",
+                    "{n}: {kind} {name}"
+                );
+            }
+        }
+        // The other objects (Services) are valid Kubernetes objects.
+        for (i, other) in docs.others {
+            strict::<Service>(&other).unwrap_or_else(|e| panic!("{n} document {i}: {e}"));
+        }
+    }
+    let dual = ferrolb_crds::config::build(
+        &ferrolb_crds::config::parse_documents(&read("deploy/examples/dual-stack.yaml"))
+            .unwrap()
+            .config,
+    )
+    .unwrap();
+    let text = format!("{:?}", dual.pools["dual"]);
+    assert!(
+        text.contains("192.168.10.240") && text.contains("fd00:10::f0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn chart_version_follows_the_workspace() {
+    let chart: Value = serde_yaml::from_str(&read("deploy/helm/ferrolb/Chart.yaml")).unwrap();
+    assert_eq!(
+        chart["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion"
+    );
+    assert_eq!(chart["name"], "ferrolb");
+}
+
+/// `name = "..."` entries of [package] and [[bin]] sections, and whether src/main.rs exists:
+/// the binaries a member builds.
+fn workspace_binaries() -> BTreeMap<String, String> {
+    let mut bins = BTreeMap::new();
+    let ws = read("Cargo.toml");
+    let members = ws
+        .split("members = [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    for m in members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+    {
+        let toml = read(&format!("{m}/Cargo.toml"));
+        let mut section = String::new();
+        let mut package = String::new();
+        for line in toml.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_string();
+            } else if let Some(v) = line.strip_prefix("name = ") {
+                let v = v.trim_matches('"').to_string();
+                if section == "[package]" {
+                    package = v;
+                    if root().join(m).join("src/main.rs").exists() {
+                        bins.insert(package.clone(), package.clone());
+                    }
+                } else if section == "[[bin]]" {
+                    bins.insert(v, package.clone());
+                }
+            }
+        }
+    }
+    bins
+}
+
+#[test]
+fn dockerfile_is_multistage_static_and_non_root() {
+    let text = read("Dockerfile");
+    // Logical lines (continuations joined), comments dropped.
+    let joined = text.replace("\\\n", " ");
+    let lines: Vec<&str> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut stages: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut args = BTreeMap::new();
+    for l in &lines {
+        let (instr, rest) = l.split_once(' ').unwrap_or((l, ""));
+        match instr.to_ascii_uppercase().as_str() {
+            "FROM" => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let name = match words.as_slice() {
+                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
+                    _ => panic!("FROM without a stage name: {l}"),
+                };
+                stages.push((name, Vec::new()));
+            }
+            "ARG" if stages.is_empty() => {
+                if let Some((k, v)) = rest.split_once('=') {
+                    args.insert(k.to_string(), v.to_string());
+                }
+            }
+            "ADD" => assert!(
+                !rest.contains("http://") && !rest.contains("https://"),
+                "ADD of a URL: {l}"
+            ),
+            _ => {}
+        }
+        if let Some(s) = stages.last_mut() {
+            s.1.push(l);
+        }
+    }
+    assert!(stages.len() >= 2, "not multi-stage");
+    // The builder is a Rust image at least as new as the workspace's rust-version.
+    let rust_image = args.get("RUST_IMAGE").expect("ARG RUST_IMAGE");
+    let version = rust_image
+        .strip_prefix("rust:")
+        .expect("rust: image")
+        .split('-')
+        .next()
+        .unwrap();
+    let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    let ws = read("Cargo.toml");
+    let required = ws
+        .split("rust-version = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(
+        minor(version) >= minor(required),
+        "{rust_image} older than rust-version {required}"
+    );
+    // Static binaries: a musl target.
+    assert!(text.contains("unknown-linux-musl"), "no musl target");
+
+    let bins = workspace_binaries();
+    let runtime: Vec<_> = stages.iter().filter(|(n, _)| n != "builder").collect();
+    assert!(!runtime.is_empty());
+    let builder = &stages
+        .iter()
+        .find(|(n, _)| n == "builder")
+        .expect("builder stage")
+        .1;
+    let build = builder
+        .iter()
+        .find(|l| l.contains("cargo build"))
+        .expect("cargo build");
+    let mut shipped = BTreeSet::new();
+    for (name, body) in runtime {
+        // The final USER of every image is a non-root one.
+        let user = body
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("USER "))
+            .unwrap_or_else(|| panic!("{name}: no USER"));
+        let uid = user.split(':').next().unwrap().trim();
+        assert!(uid != "0" && uid != "root", "{name}: USER {user}");
+        // It copies a binary the workspace builds, built by the builder's cargo command.
+        let copies: Vec<&str> = body
+            .iter()
+            .filter(|l| l.starts_with("COPY"))
+            .copied()
+            .collect();
+        assert_eq!(copies.len(), 1, "{name}: {copies:?}");
+        let bin = copies[0]
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let package = bins
+            .get(bin)
+            .unwrap_or_else(|| panic!("{name}: {bin} is no workspace binary ({bins:?})"));
+        assert!(
+            build.contains(&format!("-p {package}")) && build.contains(&format!("--bin {bin}")),
+            "{build}"
+        );
+        let entry = body
+            .iter()
+            .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+            .expect("ENTRYPOINT");
+        assert!(
+            entry.contains(&format!("/{bin}\"")),
+            "{name}: ENTRYPOINT {entry}"
+        );
+        assert!(
+            !body.iter().any(|l| l.starts_with("RUN")),
+            "{name}: RUN in a shell-less image"
+        );
+        shipped.insert(bin.to_string());
+    }
+    assert_eq!(
+        shipped,
+        BTreeSet::from([
+            "ferrolb-controller".to_string(),
+            "ferrolb-speaker".to_string()
+        ])
+    );
+    // The images the chart refers to are these stages.
+    let values: Value = serde_yaml::from_str(&read("deploy/helm/ferrolb/values.yaml")).unwrap();
+    assert_eq!(
+        values["controller"]["image"]["repository"],
+        "ferrolb/controller"
+    );
+    assert_eq!(values["speaker"]["image"]["repository"], "ferrolb/speaker");
+}
+
+#[test]
+fn helm_lint_passes() {
+    // Helm's own lint (helm-sdkpy) with the default values and every values file.
+    let out = run("bash", &["deploy/lint.sh"]);
+    let expected = 1 + values_files().len();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("ok   helm lint"))
+            .count(),
+        expected,
+        "{out}"
+    );
+}
