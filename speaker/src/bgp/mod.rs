@@ -7,13 +7,16 @@
 //! - [`update`]: pure UPDATE builder (minimal diffs between advertised tables).
 //! - [`socket`]: TCP MD5 (RFC 2385) and TTL socket options.
 //! - [`session`]: one session on tokio: timers, connections, incremental updates, status.
+//! - [`speaker`]: one node's sessions, kept in step with config, Services and Node.
 pub mod announce;
 pub mod fsm;
 pub mod message;
 pub mod session;
 pub mod socket;
+pub mod speaker;
 pub mod update;
 
 pub use fsm::{FsmConfig, State};
 pub use session::{PeerConfig, Session, SessionStatus};
+pub use speaker::NodeSpeaker;
 pub use update::{RouteAttrs, Table};

@@ -1,0 +1,388 @@
+//! The per-node BGP speaker: one [`Session`] per peer selected for this node, kept in step with
+//! the inputs (config, Services, Node) by [`NodeSpeaker::apply`].
+//!
+//! Each `apply` computes the tables with the pure [`announce::plan`] and then, per peer:
+//! - new peer: start a session with its table;
+//! - peer gone (deleted, or its `nodeSelectors` no longer match): stop it (Cease, so the
+//!   router withdraws at once);
+//! - peer's session settings changed (address, ASNs, password, ...): stop it and start anew
+//!   (the only case that resets a session);
+//! - otherwise, if its table changed: `set_routes`, which sends only the difference.
+//!
+//! Sessions run on the tokio runtime `apply` is called from; their sockets are created in that
+//! runtime's network namespace.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ferrolb_crds::config::{Config, Peer};
+
+use super::announce::{self, Local, Plan};
+use super::fsm::FsmConfig;
+use super::session::{PeerConfig, Session, SessionStatus};
+use super::update::Table;
+use crate::election::{Node, Service};
+
+/// Why a selected peer gets no session.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// No `routerID` on the BGPPeer and the node has no IPv4 address to use instead.
+    #[error(
+        "peer {peer}: no routerID set and the node has no IPv4 address to use as BGP identifier"
+    )]
+    NoRouterId {
+        /// The BGPPeer's name.
+        peer: String,
+    },
+}
+
+/// The session settings for `peer` from this node. The BGP identifier is the peer's
+/// `routerID`, else `node_ipv4`. Hold times the FSM cannot use are brought into range
+/// (1-2 s become 3 s, more than 65535 s become 65535 s; the config model refuses both).
+/// The keepalive interval is the negotiated hold time / 3 (the session does not take
+/// `keepaliveTime` yet).
+pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfig, PeerError> {
+    let router_id = peer
+        .router_id
+        .or(node_ipv4)
+        .ok_or_else(|| PeerError::NoRouterId {
+            peer: peer.name.clone(),
+        })?;
+    let mut fsm = FsmConfig::new(peer.my_asn, peer.peer_asn, router_id);
+    fsm.hold_time = match peer.hold_time.as_secs() {
+        0 => 0,
+        1..=2 => 3,
+        s => u16::try_from(s).unwrap_or(u16::MAX),
+    };
+    if !peer.connect_time.is_zero() {
+        fsm.connect_retry = peer.connect_time;
+        // Restart backoff starts at the connect time (capped low so a short connectTime gives
+        // quick recovery) and doubles up to a minute.
+        fsm.idle_hold = peer.connect_time.min(Duration::from_secs(5));
+    }
+    let mut cfg = PeerConfig::new(fsm, peer.address);
+    cfg.peer_port = peer.port;
+    cfg.source_address = peer.source_address;
+    cfg.password = peer.password.clone().filter(|p| !p.is_empty());
+    cfg.ebgp_multihop = peer.ebgp_multihop;
+    Ok(cfg)
+}
+
+/// What one [`NodeSpeaker::apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The decision it acted on (tables and per-IP reasons, for status and `explain`).
+    pub plan: Plan,
+    /// Peers whose session was started (new, or restarted after a settings change).
+    pub started: Vec<String>,
+    /// Peers whose session was stopped with a Cease (gone, or restarted).
+    pub stopped: Vec<String>,
+    /// Peers that were sent a new table (only the difference goes on the wire).
+    pub updated: Vec<String>,
+    /// Selected peers that get no session, and why.
+    pub errors: Vec<PeerError>,
+}
+
+struct Running {
+    cfg: PeerConfig,
+    session: Session,
+    table: Table,
+}
+
+/// One node's BGP sessions.
+pub struct NodeSpeaker {
+    node_ipv4: Option<Ipv4Addr>,
+    sessions: BTreeMap<String, Running>,
+}
+
+impl NodeSpeaker {
+    /// A speaker with no sessions. `node_ipv4` is the BGP identifier for peers without a
+    /// `routerID` (the node's IPv4 address).
+    pub fn new(node_ipv4: Option<Ipv4Addr>) -> Self {
+        NodeSpeaker {
+            node_ipv4,
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Brings the sessions and their tables in line with the inputs. Call it on every change
+    /// of the config, the Services (IPs, endpoints) or this Node, from inside a tokio runtime.
+    pub async fn apply(
+        &mut self,
+        config: &Config,
+        node: &Node,
+        services: &[Service],
+        ignore_exclude_label: bool,
+    ) -> Applied {
+        let plan = announce::plan(
+            &Local {
+                config,
+                node,
+                ignore_exclude_label,
+            },
+            services,
+        );
+        let mut out = Applied::default();
+        let mut wanted: BTreeMap<String, (PeerConfig, Table)> = BTreeMap::new();
+        for (name, table) in &plan.tables {
+            let Some(peer) = config.peers.get(name) else {
+                continue;
+            };
+            match peer_config(peer, self.node_ipv4) {
+                Ok(cfg) => {
+                    wanted.insert(name.clone(), (cfg, table.clone()));
+                }
+                Err(e) => out.errors.push(e),
+            }
+        }
+        let mut stopping = Vec::new();
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            let keep = wanted
+                .get(&name)
+                .is_some_and(|(cfg, _)| self.sessions.get(&name).is_some_and(|r| r.cfg == *cfg));
+            if keep {
+                continue;
+            }
+            if let Some(r) = self.sessions.remove(&name) {
+                out.stopped.push(name);
+                stopping.push(r.session);
+            }
+        }
+        stop_all(stopping).await;
+        for (name, (cfg, table)) in wanted {
+            match self.sessions.get_mut(&name) {
+                Some(r) => {
+                    if r.table != table {
+                        r.session.set_routes(table.clone());
+                        r.table = table;
+                        out.updated.push(name);
+                    }
+                }
+                None => {
+                    let session = Session::spawn(cfg.clone(), table.clone());
+                    tracing::info!(peer = %name, address = %cfg.peer_address, "BGP session started");
+                    self.sessions.insert(
+                        name.clone(),
+                        Running {
+                            cfg,
+                            session,
+                            table,
+                        },
+                    );
+                    out.started.push(name);
+                }
+            }
+        }
+        out.plan = plan;
+        out
+    }
+
+    /// Each session's state, by peer name.
+    pub fn status(&self) -> BTreeMap<String, SessionStatus> {
+        self.sessions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.session.status()))
+            .collect()
+    }
+
+    /// The table currently given to each peer.
+    pub fn tables(&self) -> BTreeMap<String, Table> {
+        self.sessions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.table.clone()))
+            .collect()
+    }
+
+    /// The peer addresses of the sessions, by peer name.
+    pub fn peers(&self) -> BTreeMap<String, IpAddr> {
+        self.sessions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.cfg.peer_address))
+            .collect()
+    }
+
+    /// Stops every session with a Cease (shutdown), concurrently.
+    pub async fn stop(mut self) {
+        let all = std::mem::take(&mut self.sessions)
+            .into_values()
+            .map(|r| r.session)
+            .collect();
+        stop_all(all).await;
+    }
+}
+
+async fn stop_all(sessions: Vec<Session>) {
+    let handles: Vec<_> = sessions
+        .into_iter()
+        .map(|s| tokio::spawn(s.stop()))
+        .collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer {
+            name: "tor".into(),
+            my_asn: 64512,
+            peer_asn: 64513,
+            address: "10.0.0.1".parse().unwrap(),
+            port: 1179,
+            source_address: Some("10.0.0.2".parse().unwrap()),
+            hold_time: Duration::from_secs(9),
+            keepalive_time: Duration::from_secs(3),
+            connect_time: Duration::from_secs(2),
+            router_id: None,
+            node_selectors: vec![],
+            password: Some("pw".into()),
+            bfd_profile: None,
+            graceful_restart: false,
+            ebgp_multihop: true,
+        }
+    }
+
+    #[test]
+    fn peer_config_from_bgppeer() {
+        let node: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let c = peer_config(&peer(), Some(node)).unwrap();
+        assert_eq!(c.fsm.local_asn, 64512);
+        assert_eq!(c.fsm.peer_asn, 64513);
+        assert_eq!(c.fsm.router_id, node);
+        assert_eq!(c.fsm.hold_time, 9);
+        assert_eq!(c.fsm.connect_retry, Duration::from_secs(2));
+        assert_eq!(c.peer_address, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.peer_port, 1179);
+        assert_eq!(c.source_address, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(c.password.as_deref(), Some("pw"));
+        assert!(c.ebgp_multihop);
+        assert!(!c.fsm.passive);
+    }
+
+    #[test]
+    fn router_id_prefers_the_peer_setting_and_needs_one() {
+        let mut p = peer();
+        p.router_id = Some("192.0.2.9".parse().unwrap());
+        let c = peer_config(&p, Some("10.0.0.2".parse().unwrap())).unwrap();
+        assert_eq!(c.fsm.router_id, "192.0.2.9".parse::<Ipv4Addr>().unwrap());
+        let c = peer_config(&p, None).unwrap();
+        assert_eq!(c.fsm.router_id, "192.0.2.9".parse::<Ipv4Addr>().unwrap());
+        p.router_id = None;
+        assert_eq!(
+            peer_config(&p, None),
+            Err(PeerError::NoRouterId { peer: "tor".into() })
+        );
+    }
+
+    #[test]
+    fn hold_times_are_brought_into_range() {
+        let mut p = peer();
+        for (secs, want) in [
+            (0, 0),
+            (1, 3),
+            (2, 3),
+            (3, 3),
+            (90, 90),
+            (1 << 20, u16::MAX),
+        ] {
+            p.hold_time = Duration::from_secs(secs);
+            let c = peer_config(&p, Some(Ipv4Addr::LOCALHOST)).unwrap();
+            assert_eq!(c.fsm.hold_time, want, "{secs}");
+        }
+        p.password = Some(String::new());
+        assert_eq!(
+            peer_config(&p, Some(Ipv4Addr::LOCALHOST)).unwrap().password,
+            None
+        );
+    }
+
+    fn svc(ip: &str) -> Service {
+        Service {
+            name: "default/web".into(),
+            ips: vec![ip.parse().unwrap()],
+            pool: "lan".into(),
+            has_serving_endpoint: true,
+            ..Default::default()
+        }
+    }
+
+    fn cfg(peers: Vec<Peer>) -> Config {
+        Config {
+            bgp_advertisements: vec![ferrolb_crds::config::BgpAdvertisement {
+                name: "a".into(),
+                pools: ["lan".to_string()].into(),
+                aggregation_length: 32,
+                aggregation_length_v6: 128,
+                local_pref: None,
+                communities: Default::default(),
+                node_selectors: vec![],
+                peers: Default::default(),
+                service_selectors: vec![],
+            }],
+            peers: peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Bookkeeping without a router: the peer (a closed port on loopback) never answers, so
+    /// the sessions only retry; what matters is which sessions start, stop or get a table.
+    #[test]
+    fn apply_starts_updates_and_stops_sessions() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut p = peer();
+            p.address = "127.0.0.1".parse().unwrap();
+            p.source_address = None;
+            p.password = None;
+            p.port = 9; // discard: nothing listens
+            let node = Node {
+                name: "n1".into(),
+                labels: Default::default(),
+                network_unavailable: false,
+            };
+            let mut sp = NodeSpeaker::new(Some(Ipv4Addr::LOCALHOST));
+            let c = cfg(vec![p.clone()]);
+            let a = sp.apply(&c, &node, &[svc("10.96.0.1")], false).await;
+            assert_eq!(a.started, vec!["tor"]);
+            assert!(a.updated.is_empty() && a.stopped.is_empty() && a.errors.is_empty());
+            assert_eq!(sp.tables()["tor"].len(), 1);
+            // Same inputs: nothing to do.
+            let a = sp.apply(&c, &node, &[svc("10.96.0.1")], false).await;
+            assert!(a.started.is_empty() && a.updated.is_empty() && a.stopped.is_empty());
+            // A Service change: only a table update, the session is kept.
+            let a = sp.apply(&c, &node, &[svc("10.96.0.2")], false).await;
+            assert_eq!(a.updated, vec!["tor"]);
+            assert!(a.started.is_empty() && a.stopped.is_empty());
+            // A settings change restarts that session.
+            let mut p2 = p.clone();
+            p2.hold_time = Duration::from_secs(30);
+            let a = sp
+                .apply(&cfg(vec![p2]), &node, &[svc("10.96.0.2")], false)
+                .await;
+            assert_eq!(
+                (a.stopped, a.started),
+                (vec!["tor".to_string()], vec!["tor".to_string()])
+            );
+            // Peer removed: stopped.
+            let a = sp
+                .apply(&cfg(vec![]), &node, &[svc("10.96.0.2")], false)
+                .await;
+            assert_eq!(a.stopped, vec!["tor"]);
+            assert!(sp.status().is_empty());
+            // No router id anywhere: a typed error, no session.
+            let mut sp = NodeSpeaker::new(None);
+            let a = sp.apply(&c, &node, &[], false).await;
+            assert_eq!(a.errors, vec![PeerError::NoRouterId { peer: "tor".into() }]);
+            assert!(sp.status().is_empty());
+            sp.stop().await;
+        });
+    }
+}

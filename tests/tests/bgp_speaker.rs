@@ -1,0 +1,325 @@
+//! The per-node BGP speaker (`NodeSpeaker`) against BIRD: two nodes, each running the speaker
+//! in its namespace on the same validated config (pool + BGPAdvertisement with a Community
+//! alias + BGPPeer, iBGP), the router's view of what they announce and how it changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferrolb_crds::config::{self, Config};
+use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus, State};
+use ferrolb_speaker::election::{Node, Service, TrafficPolicy};
+use ferrolb_tests::lab::{
+    self, Afi, BgpConfig, BgpDaemon, Bird, Community, Host, Lab, LabSpec, LargeCommunity, Neighbor,
+    NetnsThread, Route, wait_until,
+};
+use ipnet::IpNet;
+
+const T: Duration = Duration::from_secs(10);
+const ASN: u32 = 64512;
+
+enum Cmd {
+    Apply(Box<Config>, Node, Vec<Service>),
+    Stop,
+}
+
+/// A `NodeSpeaker` on its own runtime inside a node's namespace.
+struct NodeDriver {
+    tx: tokio::sync::mpsc::UnboundedSender<Cmd>,
+    status: Arc<Mutex<BTreeMap<String, SessionStatus>>>,
+    thread: Option<NetnsThread<()>>,
+}
+
+impl NodeDriver {
+    fn start(host: &Host) -> NodeDriver {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
+        let status = Arc::new(Mutex::new(BTreeMap::new()));
+        let st = status.clone();
+        let ipv4 = host.ipv4;
+        let thread = host
+            .spawn_thread(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let mut speaker = NodeSpeaker::new(Some(ipv4));
+                    let mut tick = tokio::time::interval(Duration::from_millis(50));
+                    loop {
+                        tokio::select! {
+                            c = rx.recv() => match c {
+                                Some(Cmd::Apply(cfg, node, services)) => {
+                                    let a = speaker.apply(&cfg, &node, &services, false).await;
+                                    assert!(a.errors.is_empty(), "{:?}", a.errors);
+                                }
+                                Some(Cmd::Stop) | None => { speaker.stop().await; break; }
+                            },
+                            _ = tick.tick() => { *st.lock().unwrap() = speaker.status(); }
+                        }
+                    }
+                });
+            })
+            .unwrap();
+        NodeDriver {
+            tx,
+            status,
+            thread: Some(thread),
+        }
+    }
+
+    fn apply(&self, cfg: &Config, node: &Node, services: &[Service]) {
+        self.tx
+            .send(Cmd::Apply(
+                Box::new(cfg.clone()),
+                node.clone(),
+                services.to_vec(),
+            ))
+            .unwrap();
+    }
+
+    fn status(&self) -> SessionStatus {
+        self.status
+            .lock()
+            .unwrap()
+            .get("tor")
+            .cloned()
+            .expect("no session to tor")
+    }
+
+    fn wait_established(&self) {
+        let ok = wait_until("speaker Established", T, || {
+            self.status
+                .lock()
+                .unwrap()
+                .get("tor")
+                .is_some_and(|s| s.state == State::Established)
+        });
+        assert!(ok.is_ok(), "{:?}", self.status.lock().unwrap());
+    }
+
+    fn stop(mut self) {
+        let _ = self.tx.send(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for NodeDriver {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn config(router: &Host) -> Config {
+    let yaml = format!(
+        r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.96.0.0/28]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: agg, namespace: ferrolb-system}}
+spec: {{addresses: [10.97.0.0/28]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: Community
+metadata: {{name: communities, namespace: ferrolb-system}}
+spec:
+  communities:
+    - {{name: no-export, value: "65535:65281"}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+spec:
+  ipAddressPools: [web]
+  aggregationLength: 32
+  localPref: 150
+  communities: [no-export, "64512:7", "large:64512:1:2"]
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: agg, namespace: ferrolb-system}}
+spec:
+  ipAddressPools: [agg]
+  aggregationLength: 30
+  communities: ["64512:30"]
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, peerASN: {ASN}, peerAddress: {}, holdTime: 9s, connectTime: 1s}}
+"#,
+        router.ipv4
+    );
+    let docs = config::parse_documents(&yaml).unwrap();
+    config::build(&docs.config).unwrap()
+}
+
+fn service(name: &str, pool: &str, ip: &str) -> Service {
+    Service {
+        name: format!("default/{name}"),
+        ips: vec![ip.parse().unwrap()],
+        pool: pool.into(),
+        has_serving_endpoint: true,
+        ..Default::default()
+    }
+}
+
+fn local_service(on: &str) -> Service {
+    let mut s = service("local", "web", "10.96.0.2");
+    s.traffic_policy = TrafficPolicy::Local;
+    s.local_endpoint_nodes = BTreeSet::from([on.to_string()]);
+    s
+}
+
+fn node(h: &Host) -> Node {
+    Node {
+        name: h.name.clone(),
+        labels: Default::default(),
+        network_unavailable: false,
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// The sources (`from`) of the received paths for `prefix`.
+fn sources(routes: &[Route], prefix: &str) -> BTreeSet<IpAddr> {
+    routes
+        .iter()
+        .filter(|r| r.prefix == net(prefix))
+        .filter_map(|r| r.from)
+        .collect()
+}
+
+#[test]
+fn bgp_speaker_two_nodes_ecmp_communities_etp_local_and_withdrawal() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let (h0, h1) = (lab.node(0), lab.node(1));
+    let (a0, a1) = (IpAddr::from(h0.ipv4), IpAddr::from(h1.ipv4));
+    // iBGP: BIRD resolves the next hops recursively, through the directly connected LAN.
+    let bird = Bird::start_with(
+        router,
+        &BgpConfig::new(ASN, router.ipv4)
+            .neighbor(Neighbor::new(h0.ipv4, ASN).passive())
+            .neighbor(Neighbor::new(h1.ipv4, ASN).passive()),
+        "protocol direct { ipv4; }\n",
+    )
+    .unwrap();
+    let cfg = config(router);
+    let mut services = vec![
+        service("cluster", "web", "10.96.0.1"),
+        local_service("node0"),
+        service("agg1", "agg", "10.97.0.1"),
+        service("agg2", "agg", "10.97.0.2"),
+    ];
+    let d0 = NodeDriver::start(h0);
+    let d1 = NodeDriver::start(h1);
+    d0.apply(&cfg, &node(h0), &services);
+    d1.apply(&cfg, &node(h1), &services);
+    bird.wait_established(a0, T).unwrap();
+    bird.wait_established(a1, T).unwrap();
+    d0.wait_established();
+    d1.wait_established();
+
+    // Both nodes' paths for the Cluster Service and the aggregate; the Local one from node0 only.
+    let both = BTreeSet::from([a0, a1]);
+    let routes = bird
+        .wait_routes(Afi::Ipv4, "both nodes' paths", T, |rs| {
+            sources(rs, "10.96.0.1/32") == both
+                && sources(rs, "10.97.0.0/30") == both
+                && !sources(rs, "10.96.0.2/32").is_empty()
+        })
+        .unwrap();
+    assert_eq!(sources(&routes, "10.96.0.2/32"), BTreeSet::from([a0]));
+    for r in routes.iter().filter(|r| r.prefix == net("10.96.0.1/32")) {
+        assert_eq!(r.next_hops, vec![r.from.unwrap()], "next hop self: {r:?}");
+        assert_eq!(r.local_pref, Some(150));
+        assert_eq!(r.as_path, Vec::<u32>::new());
+        assert_eq!(
+            r.communities.iter().copied().collect::<BTreeSet<_>>(),
+            BTreeSet::from([Community::new(65535, 65281), Community::new(64512, 7)]),
+            "alias no-export resolved: {r:?}"
+        );
+        assert_eq!(r.large_communities, vec![LargeCommunity::new(64512, 1, 2)]);
+    }
+    for r in routes.iter().filter(|r| r.prefix == net("10.97.0.0/30")) {
+        assert_eq!(r.communities, vec![Community::new(64512, 30)]);
+        assert_eq!(r.local_pref, Some(100), "iBGP default LOCAL_PREF");
+    }
+    assert!(
+        !routes
+            .iter()
+            .any(|r| r.prefix == net("10.97.0.1/32") || r.prefix == net("10.97.0.2/32")),
+        "only the /30 aggregate"
+    );
+    let bird_up = |a: IpAddr| bird.session(a).unwrap().unwrap().uptime;
+    let (up0, up1) = (bird_up(a0), bird_up(a1));
+
+    // The Local Service's endpoint moves to node1: node0 withdraws, node1 announces.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = (d0.status().updates_sent, d1.status().updates_sent);
+    services[1] = local_service("node1");
+    d0.apply(&cfg, &node(h0), &services);
+    d1.apply(&cfg, &node(h1), &services);
+    bird.wait_routes(Afi::Ipv4, "10.96.0.2/32 moved to node1", T, |rs| {
+        sources(rs, "10.96.0.2/32") == BTreeSet::from([a1])
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(d0.status().updates_sent, before.0 + 1);
+    assert_eq!(d1.status().updates_sent, before.1 + 1);
+
+    // Deleting the Cluster Service withdraws it from both (one UPDATE each); deleting one of
+    // the two aggregated Services keeps the /30. Sessions stay up.
+    let before = (d0.status().updates_sent, d1.status().updates_sent);
+    services.retain(|s| s.name != "default/cluster" && s.name != "default/agg1");
+    d0.apply(&cfg, &node(h0), &services);
+    d1.apply(&cfg, &node(h1), &services);
+    let routes = bird
+        .wait_routes(Afi::Ipv4, "10.96.0.1/32 withdrawn by both", T, |rs| {
+            sources(rs, "10.96.0.1/32").is_empty()
+        })
+        .unwrap();
+    assert_eq!(sources(&routes, "10.97.0.0/30"), both);
+    assert_eq!(sources(&routes, "10.96.0.2/32"), BTreeSet::from([a1]));
+    std::thread::sleep(Duration::from_millis(200));
+    for (d, b) in [(&d0, before.0), (&d1, before.1)] {
+        let st = d.status();
+        assert_eq!(st.updates_sent, b + 1, "{st:?}");
+        assert_eq!(st.flaps, 0);
+        assert_eq!(st.state, State::Established);
+    }
+    for (a, before) in [(a0, up0), (a1, up1)] {
+        let s = bird.session(a).unwrap().unwrap();
+        assert!(s.is_established());
+        if let (Some(now), Some(then)) = (s.uptime, before) {
+            assert!(now >= then, "BIRD session with {a} was reset");
+        }
+    }
+
+    // Shutdown: Cease from both, BIRD drops everything at once.
+    d0.stop();
+    d1.stop();
+    bird.wait_routes(Afi::Ipv4, "all withdrawn", Duration::from_secs(3), |rs| {
+        rs.iter().all(|r| r.from.is_none())
+    })
+    .unwrap();
+}
