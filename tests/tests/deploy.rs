@@ -626,9 +626,9 @@ fn controller_rbac_matches_the_code() {
     }
 }
 
-/// The long flags `ferrolb-controller` accepts, read from its clap struct (field names).
-fn controller_flags() -> BTreeSet<String> {
-    let main = read("controller/src/main.rs");
+/// The long flags a binary accepts, read from the clap `struct Args` of its main.rs.
+fn flags_of(main_rs: &str) -> BTreeSet<String> {
+    let main = read(main_rs);
     let body = main
         .split("struct Args {")
         .nth(1)
@@ -646,28 +646,32 @@ fn controller_flags() -> BTreeSet<String> {
 }
 
 #[test]
-fn controller_flags_in_the_chart_exist() {
-    let known = controller_flags();
+fn flags_in_the_chart_exist() {
+    let controller = flags_of("controller/src/main.rs");
     assert!(
-        known.contains("--metrics-addr") && known.contains("--leader-elect"),
-        "{known:?}"
+        controller.contains("--metrics-addr") && controller.contains("--leader-elect"),
+        "{controller:?}"
     );
+    let speaker = flags_of("speaker/src/main.rs");
+    assert!(speaker.contains("--membership-secret-file"), "{speaker:?}");
     for values in values_files() {
         let o = render_with(&values);
-        for c in &o.deployments[0]
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers
-        {
-            for a in args(c) {
-                let flag = a.split('=').next().unwrap();
-                assert!(
-                    known.contains(flag),
-                    "{values}: the controller has no flag {flag}"
-                );
+        let pods = (o.deployments.iter())
+            .map(|d| (&controller, "controller", &d.spec.template))
+            .chain(
+                o.daemonsets
+                    .iter()
+                    .map(|d| (&speaker, "speaker", &d.spec.template)),
+            );
+        for (known, who, template) in pods {
+            for c in &template.spec.as_ref().unwrap().containers {
+                for a in args(c) {
+                    let flag = a.split('=').next().unwrap();
+                    assert!(
+                        known.contains(flag),
+                        "{values}: the {who} has no flag {flag}"
+                    );
+                }
             }
         }
     }
