@@ -144,6 +144,89 @@ pub fn services(
     out
 }
 
+/// The condition the speakers keep on each ferrolb Service: who announces its addresses.
+pub const ANNOUNCED_CONDITION: &str = "ferrolb.io/Announced";
+
+/// What the `ferrolb.io/Announced` condition should say, and which node writes it: the owner
+/// of the Service's first address, or, when nobody announces it, the first live node by name.
+/// Every speaker computes the same answer, so exactly one writes.
+pub fn announced_condition(
+    cluster: &election::Cluster<'_>,
+    svc: &election::Service,
+) -> Option<(String, bool, String, String)> {
+    let ip = *svc.ips.first()?;
+    match election::owner(cluster, svc, ip) {
+        Ok(a) => {
+            let interfaces = match &a.interfaces {
+                election::Interfaces::All => "every suitable interface".to_string(),
+                election::Interfaces::Named(n) => n.iter().cloned().collect::<Vec<_>>().join(","),
+            };
+            let ips: Vec<String> = svc.ips.iter().map(|ip| ip.to_string()).collect();
+            Some((
+                a.node.clone(),
+                true,
+                "Layer2".into(),
+                format!(
+                    "node {} announces {} on {interfaces} (ARP/NDP)",
+                    a.node,
+                    ips.join(", ")
+                ),
+            ))
+        }
+        Err(reason) => {
+            let writer = cluster.live.iter().next()?.clone();
+            Some((
+                writer,
+                false,
+                reason.tag().to_string(),
+                format!("no node announces {ip}: {reason}"),
+            ))
+        }
+    }
+}
+
+/// The merge patch that sets the condition, keeping the others; `None` when it already says so.
+fn condition_patch(
+    svc: &Service,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> Option<serde_json::Value> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let current: Vec<Condition> = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let status_text = if status { "True" } else { "False" };
+    let existing = current.iter().find(|c| c.type_ == ANNOUNCED_CONDITION);
+    if existing
+        .is_some_and(|c| c.status == status_text && c.reason == reason && c.message == message)
+    {
+        return None;
+    }
+    let last_transition_time = match existing {
+        Some(c) if c.status == status_text => c.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    let mut conditions: Vec<Condition> = current
+        .into_iter()
+        .filter(|c| c.type_ != ANNOUNCED_CONDITION)
+        .collect();
+    conditions.push(Condition {
+        type_: ANNOUNCED_CONDITION.into(),
+        status: status_text.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: svc.metadata.generation,
+        last_transition_time,
+    });
+    Some(serde_json::json!({
+        "metadata": {"resourceVersion": svc.metadata.resource_version},
+        "status": {"conditions": conditions},
+    }))
+}
+
 /// How the speaker runs in a cluster.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -223,7 +306,10 @@ pub async fn run(
     let mut last_good: Option<Config> = None;
     let mut agent: Option<Agent> = None;
     let mut announced: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    let mut conditions_for: Option<(BTreeSet<String>, u64)> = None;
+    let mut generation: u64 = 0;
     loop {
+        generation += 1;
         match config::build(&config_stores.snapshot()) {
             Ok(c) => last_good = Some(c),
             Err(e) => {
@@ -292,10 +378,16 @@ pub async fn run(
                 }
                 _ = tick.tick() => {
                     if let Some(a) = &agent {
-                        let now = a.status().announced;
-                        if now != announced {
-                            report(&publisher, &settings.node, &announced, &now, &svc_store.state()).await;
-                            announced = now;
+                        let status = a.status();
+                        if status.announced != announced {
+                            report(&publisher, &settings.node, &announced, &status.announced, &svc_store.state()).await;
+                            announced = status.announced;
+                        }
+                        // Conditions: recomputed when the inputs or the live set change.
+                        let key = (status.live.clone(), generation);
+                        if conditions_for.as_ref() != Some(&key) {
+                            write_conditions(&client, &settings, last_good.as_ref(), &node_store.state(), &svc_store.state(), &slice_store.state(), &status.live).await;
+                            conditions_for = Some(key);
                         }
                     }
                 }
@@ -306,6 +398,60 @@ pub async fn run(
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Writes `ferrolb.io/Announced` on the Services for which this node is the designated writer.
+async fn write_conditions(
+    client: &Client,
+    settings: &Settings,
+    config: Option<&Config>,
+    nodes: &[Arc<Node>],
+    svcs: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    live: &BTreeSet<String>,
+) {
+    let Some(config) = config else { return };
+    let nodes: Vec<election::Node> = nodes.iter().map(|n| node(n)).collect();
+    let cluster = election::Cluster {
+        config,
+        nodes: &nodes,
+        live,
+        ignore_exclude_label: settings.ignore_exclude_label,
+    };
+    let views = services(svcs, slices, settings.lb_class.as_deref());
+    for view in &views {
+        let Some((writer, status, reason, message)) = announced_condition(&cluster, view) else {
+            continue;
+        };
+        if writer != settings.node {
+            continue;
+        }
+        let Some(object) = svcs.iter().find(|s| {
+            format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == view.name
+        }) else {
+            continue;
+        };
+        let Some(patch) = condition_patch(object, status, &reason, &message) else {
+            continue;
+        };
+        let api: Api<Service> =
+            Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+        let params = kube::api::PatchParams {
+            field_manager: Some("ferrolb-speaker".into()),
+            ..Default::default()
+        };
+        if let Err(e) = api
+            .patch_status(
+                &object.name_any(),
+                &params,
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            // A conflict means the object moved on; the next change recomputes.
+            tracing::debug!(error = %e, service = %view.name, "could not write the Announced condition");
         }
     }
 }

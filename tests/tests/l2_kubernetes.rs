@@ -127,6 +127,30 @@ fn speakers_in_kubernetes_mode_answer_report_and_follow_endpoints() {
         seen
     };
     assert!(reported, "an Event says which node announces");
+    let announced = |server: &FakeApiServer| -> Option<(String, String)> {
+        let svc = server.get::<Service>(Some("default"), "web")?;
+        let c = svc
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == kubernetes::ANNOUNCED_CONDITION)?;
+        Some((c.status, c.message))
+    };
+    let wait_condition = |want_status: &str, want_text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if announced(&server).is_some_and(|(s, m)| s == want_status && m.contains(want_text)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(
+        wait_condition("True", &format!("node {owner_name} announces 10.0.0.200")),
+        "condition: {:?}",
+        announced(&server)
+    );
 
     // ETP Local with the only endpoint on the other node: ownership moves there.
     let other = 1 - owner;
@@ -136,6 +160,16 @@ fn speakers_in_kubernetes_mode_answer_report_and_follow_endpoints() {
     while Instant::now() < deadline && !moved {
         moved = answered_by(Duration::from_secs(2)) == Some(lab.node(other).mac);
     }
+    let other_name = lab.node(other).name.clone();
+    let moved_condition = wait_condition("True", &format!("node {other_name} announces"));
+    // No endpoint anywhere: nobody announces, and the condition says why.
+    let empty: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "endpoints": []
+    }))
+    .unwrap();
+    server.upsert(&empty);
+    let silent_condition = wait_condition("False", "no node announces 10.0.0.200");
     for tx in &stops {
         let _ = tx.send(true);
     }
@@ -146,4 +180,6 @@ fn speakers_in_kubernetes_mode_answer_report_and_follow_endpoints() {
         moved,
         "with externalTrafficPolicy Local the node with the endpoint answers"
     );
+    assert!(moved_condition, "the condition follows the owner");
+    assert!(silent_condition, "without endpoints the condition says why");
 }
