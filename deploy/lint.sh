@@ -8,7 +8,8 @@
 # Warnings fail like errors (helm lint --strict); INFO messages (e.g. "icon is recommended") pass.
 #
 # The venv ($FERROLB_HELM_VENV, default target/helm-venv) is created on first use; that needs
-# python3-venv and network access to PyPI. Exits non-zero on any lint failure.
+# python3-venv and network access to PyPI. `deploy/lint.sh --setup` only prepares it.
+# Exits non-zero on any lint failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,9 @@ if ! "$VENV/bin/python" -c "import helm_sdkpy" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python \
     "helm-sdkpy==$HELM_SDKPY_VERSION" cffi >&2
+fi
+if [ "${1:-}" = "--setup" ]; then
+  exit 0
 fi
 
 tmp=$(mktemp -d)
