@@ -86,6 +86,10 @@ pub struct Agent {
 
 /// How often the agent re-applies even without a membership change (interface rescans).
 const RESYNC: Duration = Duration::from_secs(10);
+/// After starting with seeds, how long to wait for another member before announcing alone: a
+/// speaker that has not joined yet sees only itself alive and would answer for every address,
+/// alongside the speaker that really owns it.
+pub const JOIN_GRACE: Duration = Duration::from_secs(1);
 /// The longest the agent waits before checking its stop flag.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -97,6 +101,7 @@ impl Agent {
         membership: MembershipConfig,
         responder: ResponderConfig,
     ) -> Result<Agent, MembershipError> {
+        let has_seeds = !membership.seeds.is_empty();
         let members = Membership::start(membership)?;
         let stop = Arc::new(AtomicBool::new(false));
         let leave = Arc::new(AtomicBool::new(false));
@@ -120,6 +125,7 @@ impl Agent {
                     l,
                     st,
                     u,
+                    has_seeds,
                 )
             })
             .map_err(MembershipError::Thread)?;
@@ -181,7 +187,9 @@ fn run(
     leave: Arc<AtomicBool>,
     status: Arc<Mutex<AgentStatus>>,
     update: Arc<Mutex<Option<Inputs>>>,
+    has_seeds: bool,
 ) {
+    let started = Instant::now();
     let mut last_apply: Option<Instant> = None;
     let mut dirty = true;
     while !stop.load(Ordering::Relaxed) {
@@ -199,6 +207,11 @@ fn run(
             continue;
         }
         let live = members.live();
+        if has_seeds && live.len() <= 1 && started.elapsed() < JOIN_GRACE {
+            // Not joined yet: re-check on the next tick (the join usually takes milliseconds).
+            dirty = true;
+            continue;
+        }
         let want = desired(&node, &inputs, &live);
         let result = responder.announce(&want);
         last_apply = Some(Instant::now());
