@@ -1,13 +1,16 @@
 //! Announcing the assigned addresses from this host: the speaker's layer-2 agent (SWIM
-//! membership between the hosts, the election, the ARP/NDP responder), fed from the directory.
+//! membership between the hosts, the election, the ARP/NDP responder) and its BGP sessions to the
+//! BGPPeers selected for this host, both fed from the directory.
 //!
 //! Standalone hosts have no EndpointSlices: every host is taken to serve every Service (as with
 //! keepalived), so externalTrafficPolicy Local elects among all live hosts like Cluster does.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use ferrolb_crds::config::Config;
+use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus};
 use ferrolb_speaker::election::{self, TrafficPolicy};
 use ferrolb_speaker::l2::ResponderConfig;
 use ferrolb_speaker::l2::agent::{Agent, AgentStatus, Inputs};
@@ -28,6 +31,83 @@ pub struct HostSettings {
     pub seeds: Vec<SocketAddr>,
     /// The secret every host shares.
     pub secret: Vec<u8>,
+    /// The BGP identifier for peers without a `routerID` (this host's IPv4 address).
+    pub router_id: Option<Ipv4Addr>,
+}
+
+enum BgpCommand {
+    Apply(Box<Config>, election::Node, Vec<election::Service>),
+    Stop,
+}
+
+/// The BGP sessions of this host, on their own thread and tokio runtime (standalone mode is
+/// otherwise synchronous). Sockets are created in the namespace the thread was started in.
+struct Bgp {
+    tx: tokio::sync::mpsc::UnboundedSender<BgpCommand>,
+    status: Arc<Mutex<BTreeMap<String, SessionStatus>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bgp {
+    fn start(router_id: Option<Ipv4Addr>) -> std::io::Result<Bgp> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let status = Arc::new(Mutex::new(BTreeMap::new()));
+        let shared = Arc::clone(&status);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("bgp".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                let mut speaker = NodeSpeaker::new(router_id);
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+                loop {
+                    tokio::select! {
+                        command = rx.recv() => match command {
+                            Some(BgpCommand::Apply(config, node, services)) => {
+                                let applied = speaker.apply(&config, &node, &services, false).await;
+                                for e in &applied.errors {
+                                    eprintln!("error: BGP: {e}");
+                                }
+                            }
+                            Some(BgpCommand::Stop) | None => {
+                                speaker.stop().await;
+                                break;
+                            }
+                        },
+                        _ = tick.tick() => {
+                            *shared.lock().unwrap_or_else(|p| p.into_inner()) = speaker.status();
+                        }
+                    }
+                }
+            });
+            })?;
+        Ok(Bgp {
+            tx,
+            status,
+            thread: Some(thread),
+        })
+    }
+
+    fn apply(&self, config: Config, node: election::Node, services: Vec<election::Service>) {
+        let _ = self
+            .tx
+            .send(BgpCommand::Apply(Box::new(config), node, services));
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(BgpCommand::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Bgp {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The election's view of the Nodes and assigned Services of a step.
@@ -89,10 +169,11 @@ fn node(n: &Node) -> election::Node {
     }
 }
 
-/// The running layer-2 agent, given new inputs when the directory changes.
+/// The running layer-2 agent and BGP sessions, given new inputs when the directory changes.
 pub struct Announcer {
     settings: HostSettings,
     agent: Option<Agent>,
+    bgp: Option<Bgp>,
     current: Option<(Vec<String>, String)>,
 }
 
@@ -102,6 +183,7 @@ impl Announcer {
         Self {
             settings,
             agent: None,
+            bgp: None,
             current: None,
         }
     }
@@ -119,6 +201,24 @@ impl Announcer {
         );
         if self.current.as_ref() == Some(&fingerprint) && self.agent.is_some() {
             return Ok(());
+        }
+        // BGP: every host announces what its BGPAdvertisements select; sessions change only
+        // where the tables do.
+        if self.bgp.is_none() {
+            self.bgp = Some(Bgp::start(self.settings.router_id).map_err(MembershipError::Thread)?);
+        }
+        if let Some(bgp) = &self.bgp {
+            let me = inputs
+                .nodes
+                .iter()
+                .find(|n| n.name == self.settings.node)
+                .cloned()
+                .unwrap_or_else(|| election::Node {
+                    name: self.settings.node.clone(),
+                    labels: Default::default(),
+                    network_unavailable: false,
+                });
+            bgp.apply(inputs.config.clone(), me, inputs.services.clone());
         }
         if let Some(agent) = &self.agent {
             agent.update(inputs);
@@ -148,8 +248,20 @@ impl Announcer {
         self.agent.as_ref().map(Agent::status)
     }
 
-    /// Stops gracefully (the other hosts take over at once).
+    /// Each BGP session's state, by peer name.
+    pub fn bgp_status(&self) -> BTreeMap<String, SessionStatus> {
+        self.bgp
+            .as_ref()
+            .map(|b| b.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops gracefully: Cease to the BGP peers, leave the membership (the other hosts take
+    /// over at once).
     pub fn leave(mut self) {
+        if let Some(mut bgp) = self.bgp.take() {
+            bgp.stop();
+        }
         if let Some(agent) = self.agent.take() {
             agent.leave();
         }

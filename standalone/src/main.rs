@@ -2,6 +2,7 @@
 //! to the Services described in DIR, keeps them across restarts in a state file, and picks up
 //! edits to DIR while it runs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -131,11 +132,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let router_id = match addr.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            };
             Some(Announcer::new(HostSettings {
                 node,
                 membership: addr,
                 seeds: membership_seeds,
                 secret,
+                router_id,
             }))
         }
     };
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
     let mut engine = Engine::new(policy);
     let mut first = true;
     let mut last_announced = Default::default();
+    let mut last_sessions: BTreeMap<String, String> = BTreeMap::new();
     loop {
         match dir.scan() {
             Err(e) => {
@@ -195,6 +202,19 @@ fn main() -> ExitCode {
                     println!("announcing nothing (live hosts: {:?})", status.live);
                 }
                 last_announced = status.announced;
+            }
+        }
+        if let Some(a) = announcer.as_ref() {
+            let sessions: BTreeMap<String, String> = a
+                .bgp_status()
+                .into_iter()
+                .map(|(peer, s)| (peer, format!("{:?}", s.state)))
+                .collect();
+            if sessions != last_sessions {
+                for (peer, state) in &sessions {
+                    println!("BGP session to {peer}: {state}");
+                }
+                last_sessions = sessions;
             }
         }
         if once || STOP.load(std::sync::atomic::Ordering::Relaxed) {
