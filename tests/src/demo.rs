@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::lab::{Host, Lab, LabError, LabSpec};
+use crate::lab::{Afi, BgpConfig, BgpDaemon, Bird, Host, Lab, LabError, LabSpec, Neighbor};
 
 /// Where the demo writes (stdout, or a test's buffer).
 pub type Out<'a> = &'a mut dyn Write;
 
-/// The demo's config directory: an L2 pool, the two Nodes and two Services.
+/// The demo's config directory: a pool announced over layer 2 on the LAN, a pool announced over
+/// BGP to the router, the two Nodes and two Services (one in each pool).
 pub const CONFIG: &str = r#"# ferrolb standalone config: the same kinds a cluster would hold.
 apiVersion: ferrolb.io/v1beta1
 kind: IPAddressPool
@@ -22,6 +23,21 @@ apiVersion: ferrolb.io/v1beta1
 kind: L2Advertisement
 metadata: {name: lan}
 spec: {ipAddressPools: [lan], interfaces: [eth0]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: routed}
+spec: {addresses: [10.99.0.0/28], autoAssign: false}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: routed}
+spec: {ipAddressPools: [routed], communities: ["65000:100"]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: router}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1, holdTime: 9s}
 ---
 apiVersion: v1
 kind: Node
@@ -38,7 +54,7 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: api, namespace: demo}
+metadata: {name: api, namespace: demo, annotations: {ferrolb.io/address-pool: routed}}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 "#;
 
@@ -61,6 +77,10 @@ pub enum DemoError {
 pub struct Figures {
     /// The addresses assigned, as `namespace/name -> ip`.
     pub assigned: Vec<(String, String)>,
+    /// The node that answered the client for the BGP Service.
+    pub bgp_served_by: String,
+    /// The router's next hops for the BGP Service's prefix.
+    pub bgp_next_hops: Vec<IpAddr>,
     /// The node that answered for the first Service.
     pub owner: String,
     /// The node that took over.
@@ -116,9 +136,11 @@ pub fn run(ferrolb: &Path, out: Out) -> Result<Figures, DemoError> {
         nodes: 2,
         ..Default::default()
     })?;
-    for h in [lab.node(0), lab.node(1), lab.client()] {
+    for h in [lab.router(), lab.node(0), lab.node(1), lab.client()] {
         writeln!(out, "   {:<7} {} {} mac {}", h.name, h.ipv4, h.ipv6, h.mac)?;
     }
+    let client = lab.client();
+    let router = lab.router();
     let conf = lab.dir().join("conf");
     std::fs::create_dir_all(&conf)?;
     std::fs::write(conf.join("ferrolb.yaml"), CONFIG)?;
@@ -127,10 +149,34 @@ pub fn run(ferrolb: &Path, out: Out) -> Result<Figures, DemoError> {
     writeln!(out, "\n== the config directory ({}):", conf.display())?;
     for line in CONFIG
         .lines()
-        .filter(|l| l.contains("addresses") || l.starts_with("kind"))
+        .filter(|l| l.starts_with("kind") || l.starts_with("metadata") || l.starts_with("spec"))
     {
         writeln!(out, "   {line}")?;
     }
+
+    writeln!(
+        out,
+        "\n== the router: BIRD (AS 64500) peering with node0 and node1, installing ECMP routes"
+    )?;
+    router.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    let mut bird_cfg = BgpConfig::new(64500, router.ipv4);
+    for i in 0..2 {
+        bird_cfg = bird_cfg.neighbor(Neighbor::new(IpAddr::V4(lab.node(i).ipv4), 64512).passive());
+    }
+    let bird = Bird::start_with(
+        router,
+        &bird_cfg,
+        "protocol kernel { ipv4 { export all; }; merge paths on; }\n",
+    )?;
+    let router_ip = router.ipv4.to_string();
+    client.exec_ok(&[
+        "ip",
+        "route",
+        "add",
+        "10.99.0.0/24",
+        "via",
+        router_ip.as_str(),
+    ])?;
 
     writeln!(
         out,
@@ -175,13 +221,11 @@ pub fn run(ferrolb: &Path, out: Out) -> Result<Figures, DemoError> {
         backends.push(
             node.start_tcp_backend(SocketAddr::new(IpAddr::V4(node.ipv4), 8080), &node.name)?,
         );
-        for vip in 200..210 {
-            node.install_service_dnat(
-                IpAddr::from([10, 0, 0, vip]),
-                80,
-                IpAddr::V4(node.ipv4),
-                8080,
-            )?;
+        let vips = (200..210)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .chain((0..16).map(|i| IpAddr::from([10, 99, 0, i])));
+        for vip in vips {
+            node.install_service_dnat(vip, 80, IpAddr::V4(node.ipv4), 8080)?;
         }
         states.push(state);
     }
@@ -206,16 +250,62 @@ pub fn run(ferrolb: &Path, out: Out) -> Result<Figures, DemoError> {
     for (svc, ip) in &figures_assigned {
         writeln!(out, "   {svc:<10} {ip}")?;
     }
+    let address_of = |name: &str| -> Result<IpAddr, DemoError> {
+        figures_assigned
+            .iter()
+            .find(|(s, _)| s == name)
+            .and_then(|(_, ip)| ip.parse().ok())
+            .ok_or_else(|| DemoError::Timeout(format!("{name} has no address")))
+    };
 
-    let client = lab.client();
-    let (_, web_ip) = figures_assigned
-        .iter()
-        .find(|(s, _)| s == "demo/web")
-        .cloned()
-        .ok_or_else(|| DemoError::Timeout("demo/web has no address".into()))?;
-    let vip: IpAddr = web_ip
-        .parse()
-        .map_err(|_| DemoError::Timeout(format!("bad address {web_ip}")))?;
+    // BGP: both nodes announce demo/api to the router; the client goes through the router.
+    let api = address_of("demo/api")?;
+    let prefix = format!("{api}/32");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut next_hops: Vec<IpAddr> = Vec::new();
+    while Instant::now() < deadline && next_hops.len() < 2 {
+        next_hops = bird
+            .routes(Afi::Ipv4)?
+            .into_iter()
+            .filter(|r| r.prefix.to_string() == prefix)
+            .flat_map(|r| r.next_hops)
+            .collect();
+        next_hops.sort();
+        next_hops.dedup();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    writeln!(
+        out,
+        "\n== the router's BGP table for demo/api (birdc show route {prefix} all):"
+    )?;
+    let table = bird
+        .birdc(&["show", "route", prefix.as_str(), "all"])
+        .unwrap_or_default();
+    for line in table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("BIRD"))
+    {
+        writeln!(out, "   {line}")?;
+    }
+    if next_hops.len() < 2 {
+        return Err(DemoError::Timeout(format!(
+            "the router did not learn {prefix} from both nodes: {next_hops:?}"
+        )));
+    }
+    let (bgp_served_by, via_bgp) =
+        served_by(client, SocketAddr::new(api, 80), Duration::from_secs(10))?.ok_or_else(|| {
+            DemoError::Timeout(format!(
+                "the client could not reach {api}:80 through the router"
+            ))
+        })?;
+    writeln!(
+        out,
+        "\n== the client reaches demo/api at {api}:80 through the router (BGP, ECMP over both nodes)"
+    )?;
+    writeln!(out, "   answered by {bgp_served_by} after {via_bgp:.0?}")?;
+
+    // Layer 2: one node answers ARP for demo/web.
+    let vip = address_of("demo/web")?;
     let target = SocketAddr::new(vip, 80);
     let (owner, first) = served_by(client, target, Duration::from_secs(10))?
         .ok_or_else(|| DemoError::Timeout(format!("the client could not reach {target}")))?;
@@ -250,10 +340,13 @@ pub fn run(ferrolb: &Path, out: Out) -> Result<Figures, DemoError> {
     writeln!(out, "\n== tearing the lab down")?;
     drop(procs);
     drop(backends);
+    drop(bird);
     drop(lab);
     writeln!(out, "   done")?;
     Ok(Figures {
         assigned: figures_assigned,
+        bgp_served_by,
+        bgp_next_hops: next_hops,
         owner,
         survivor,
         failover,

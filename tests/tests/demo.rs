@@ -25,6 +25,12 @@ fn the_readme_demo_runs_and_fails_over() {
     let text = String::from_utf8_lossy(&out);
     assert_eq!(figures.assigned.len(), 2, "{text}");
     assert_ne!(figures.owner, figures.survivor);
+    assert_eq!(
+        figures.bgp_next_hops.len(),
+        2,
+        "both nodes announce the BGP Service: {text}"
+    );
+    assert!(text.contains("BGP.community: (65000,100)"), "{text}");
     assert!(figures.failover < Duration::from_secs(5), "{text}");
     assert!(text.contains("again through"), "{text}");
 }
