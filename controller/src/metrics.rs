@@ -151,7 +151,25 @@ impl Metrics {
     }
 }
 
-fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+/// What the HTTP endpoint serves: metrics in the Prometheus text format, and readiness.
+pub trait Exporter: Send + Sync + 'static {
+    /// The metrics text.
+    fn encode(&self) -> String;
+    /// Whether `/readyz` answers 200.
+    fn is_ready(&self) -> bool;
+}
+
+impl Exporter for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+
+    fn is_ready(&self) -> bool {
+        Metrics::is_ready(self)
+    }
+}
+
+fn respond<E: Exporter + ?Sized>(metrics: &E, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, metrics.encode()),
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
@@ -168,9 +186,9 @@ fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` fires.
-pub async fn serve(
+pub async fn serve<E: Exporter>(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -183,7 +201,7 @@ pub async fn serve(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = respond(&metrics, req.uri().path());
+                let response = respond(metrics.as_ref(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);

@@ -244,6 +244,105 @@ pub struct Settings {
     pub exclude: Vec<String>,
     /// Ignore the exclude-from-external-load-balancers label.
     pub ignore_exclude_label: bool,
+    /// Where BGP session state is exported, if anywhere.
+    pub metrics: Option<Arc<SpeakerMetrics>>,
+}
+
+/// The speaker's BGP session metrics, per peer.
+#[derive(Debug)]
+pub struct SpeakerMetrics {
+    registry: prometheus_client::registry::Registry,
+    up: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    prefixes: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    updates: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    flaps: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+}
+
+/// A BGP peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The BGPPeer's name.
+    pub peer: String,
+}
+
+impl Default for SpeakerMetrics {
+    fn default() -> Self {
+        let mut registry =
+            prometheus_client::registry::Registry::with_prefix("ferrolb_speaker_bgp");
+        let m = SpeakerMetrics {
+            registry: Default::default(),
+            up: Default::default(),
+            prefixes: Default::default(),
+            updates: Default::default(),
+            flaps: Default::default(),
+        };
+        registry.register(
+            "session_up",
+            "1 while the session to the peer is Established",
+            m.up.clone(),
+        );
+        registry.register(
+            "prefixes_sent",
+            "Prefixes the peer holds from this node",
+            m.prefixes.clone(),
+        );
+        registry.register(
+            "updates_sent",
+            "UPDATE messages sent to the peer",
+            m.updates.clone(),
+        );
+        registry.register(
+            "session_flaps",
+            "Times the session went down from Established",
+            m.flaps.clone(),
+        );
+        SpeakerMetrics { registry, ..m }
+    }
+}
+
+impl SpeakerMetrics {
+    /// Copies the sessions' state into the gauges.
+    pub fn record(&self, sessions: &BTreeMap<String, crate::bgp::SessionStatus>) {
+        for (peer, s) in sessions {
+            let l = PeerLabels { peer: peer.clone() };
+            self.up.get_or_create(&l).set(i64::from(s.is_up()));
+            self.prefixes
+                .get_or_create(&l)
+                .set(i64::try_from(s.prefixes_sent).unwrap_or(i64::MAX));
+            self.updates
+                .get_or_create(&l)
+                .set(i64::try_from(s.updates_sent).unwrap_or(i64::MAX));
+            self.flaps
+                .get_or_create(&l)
+                .set(i64::try_from(s.flaps).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl ferrolb_controller::metrics::Exporter for SpeakerMetrics {
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 fn reflect<K>(api: Api<K>) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
@@ -307,6 +406,16 @@ pub async fn run(
     let mut agent: Option<Agent> = None;
     let mut announced: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
     let mut conditions_for: Option<(BTreeSet<String>, u64)> = None;
+    let my_ipv4 = node_store
+        .state()
+        .iter()
+        .find(|n| n.name_any() == settings.node)
+        .and_then(|n| internal_ip(n))
+        .and_then(|ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+    let mut bgp = crate::bgp::NodeSpeaker::new(my_ipv4);
     let mut generation: u64 = 0;
     loop {
         generation += 1;
@@ -327,6 +436,22 @@ pub async fn run(
             ),
             ignore_exclude_label: settings.ignore_exclude_label,
         };
+        // BGP: this node's sessions to its selected peers follow the same inputs.
+        if let Some(config) = &last_good {
+            let me = inputs
+                .nodes
+                .iter()
+                .find(|n| n.name == settings.node)
+                .cloned();
+            if let Some(me) = me {
+                let applied = bgp
+                    .apply(config, &me, &inputs.services, settings.ignore_exclude_label)
+                    .await;
+                for e in &applied.errors {
+                    tracing::warn!(error = %e, "BGP peer skipped");
+                }
+            }
+        }
         match &agent {
             Some(a) => a.update(inputs),
             None => {
@@ -377,6 +502,9 @@ pub async fn run(
                     break;
                 }
                 _ = tick.tick() => {
+                    if let Some(m) = &settings.metrics {
+                        m.record(&bgp.status());
+                    }
                     if let Some(a) = &agent {
                         let status = a.status();
                         if status.announced != announced {
@@ -392,6 +520,8 @@ pub async fn run(
                     }
                 }
                 _ = shutdown.changed() => {
+                    // Cease first, so routers withdraw at once, then leave the membership.
+                    bgp.stop().await;
                     if let Some(a) = agent.take() {
                         tokio::task::spawn_blocking(move || a.leave()).await.ok();
                     }
@@ -578,6 +708,31 @@ mod tests {
         let out = services(&[s], &[mine, Arc::new(elsewhere)], None);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].local_endpoint_nodes, BTreeSet::from(["a".into()]));
+    }
+
+    #[test]
+    fn bgp_session_metrics() {
+        use ferrolb_controller::metrics::Exporter;
+        let m = SpeakerMetrics::default();
+        let status = crate::bgp::SessionStatus {
+            state: crate::bgp::State::Established,
+            established_at: None,
+            prefixes_sent: 3,
+            updates_sent: 5,
+            flaps: 1,
+            last_error: None,
+            failures: 0,
+        };
+        m.record(&BTreeMap::from([("tor".to_string(), status)]));
+        let text = m.encode();
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_up{peer=\"tor\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_prefixes_sent{peer=\"tor\"} 3"),
+            "{text}"
+        );
     }
 
     #[test]

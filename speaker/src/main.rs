@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use ferrolb_controller::metrics::{self, Metrics};
-use ferrolb_speaker::kubernetes::{self, Settings};
+use ferrolb_controller::metrics;
+use ferrolb_speaker::kubernetes::{self, Settings, SpeakerMetrics};
 use ferrolb_speaker::l2::iface::DEFAULT_EXCLUDE;
 use tokio::sync::watch;
 
@@ -80,9 +80,12 @@ async fn main() -> ExitCode {
         }
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let metrics = Arc::new(Metrics::new());
-    metrics.set_ready(true);
-    tokio::spawn(metrics::serve(args.metrics_addr, metrics, shutdown.clone()));
+    let speaker_metrics = Arc::new(SpeakerMetrics::default());
+    tokio::spawn(metrics::serve(
+        args.metrics_addr,
+        speaker_metrics.clone(),
+        shutdown.clone(),
+    ));
     let settings = Settings {
         node: args.node_name,
         namespace: args.namespace,
@@ -93,6 +96,7 @@ async fn main() -> ExitCode {
             .exclude_interfaces
             .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect()),
         ignore_exclude_label: args.ignore_exclude_lb,
+        metrics: Some(speaker_metrics),
     };
     let mut task = tokio::spawn(kubernetes::run(client, settings, shutdown));
     tokio::select! {
