@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Lints deploy/helm/ferrolb with Helm's own Go library (the PyPI package helm-sdkpy; Helm itself
+# Checks deploy/helm/ferrolb with Helm's own Go library (the PyPI package helm-sdkpy; Helm itself
 # is not packaged in Debian here), once with the chart's default values and once per values file:
-# deploy/manifests/values.yaml, deploy/examples/values/*.yaml and deploy/helm/ferrolb/ci/*.yaml.
+# deploy/manifests/values.yaml, deploy/examples/values/*.yaml and deploy/helm/ferrolb/ci/*.yaml:
+#
+#  1. helm lint;
+#  2. Helm's rendering (deploy/helm_render.py: a real `helm install` against a throw-away fake
+#     API server, reading the rendered manifest out of Helm's release record) must equal
+#     deploy/render.py's, object for object and in order (render.py compare-helm), so the plain
+#     manifest is what Helm would install.
 #
 # helm-sdkpy's Lint takes no values argument, so each values file is merged over the chart's
 # values.yaml (Helm's coalescing rules, by deploy/render.py merge-values) into a copy of the chart.
@@ -43,6 +49,24 @@ done
 
 status=0
 for i in "${!charts[@]}"; do
+  # 2. Helm renders the same objects as render.py.
+  if [ "$i" -gt 0 ]; then
+    python3 deploy/render.py merge-values --json -f "${labels[$i]}" > "$tmp/values-$i.json"
+    render_args=(-f "${labels[$i]}")
+  else
+    python3 deploy/render.py merge-values --json > "$tmp/values-$i.json"
+    render_args=()
+  fi
+  if "$VENV/bin/python" deploy/helm_render.py deploy/helm/ferrolb "$tmp/values-$i.json" \
+       > "$tmp/helm-$i.yaml" 2> "$tmp/helm-$i.err" \
+     && python3 deploy/render.py compare-helm "$tmp/helm-$i.yaml" "${render_args[@]}" 2> "$tmp/cmp-$i.err"; then
+    echo "ok   helm template = render.py (${labels[$i]})"
+  else
+    status=1
+    echo "FAIL helm template = render.py (${labels[$i]})"
+    cat "$tmp/helm-$i.err" "$tmp/cmp-$i.err" 2> /dev/null
+  fi
+  # 1. helm lint.
   if out=$("$VENV/bin/python" - "${charts[$i]}" <<'PY'
 import asyncio, json, sys
 import helm_sdkpy

@@ -15,7 +15,9 @@ Usage:
   python3 deploy/render.py --check     exit 1, listing the stale files, if any is out of date
   python3 deploy/render.py template [-f VALUES]...   print the chart rendered (like `helm template`;
                                                     a generated membership key is random)
-  python3 deploy/render.py merge-values [-f VALUES]...  print the chart's values with overlays
+  python3 deploy/render.py merge-values [--json] [-f VALUES]...  print the chart's values with overlays
+  python3 deploy/render.py compare-helm HELM_OUTPUT [-f VALUES]...  compare the chart rendered here
+      with Helm's own rendering of it (deploy/helm_render.py): same objects, in the same order
 
 Helm is not needed and not used here: no Helm template renderer is available on these machines
 (helm-sdkpy offers Lint and Install only). So this file implements the part of Go's text/template
@@ -63,7 +65,7 @@ EXAMPLE_SETTINGS = {
     "per-namespace-pools.yaml": {},
 }
 
-# Helm's install order (helm.sh/helm/v3 pkg/releaseutil/kind_sorter.go); other kinds go last.
+# Helm's install order (pkg/releaseutil/kind_sorter.go); other kinds go last, sorted by kind name.
 INSTALL_ORDER = [
     "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
     "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass",
@@ -680,8 +682,9 @@ def crd_documents():
 def install_order(docs):
     def key(item):
         i, (_, kind, _, _) = item
-        rank = INSTALL_ORDER.index(kind) if kind in INSTALL_ORDER else len(INSTALL_ORDER)
-        return (rank, i)
+        if kind in INSTALL_ORDER:
+            return (INSTALL_ORDER.index(kind), "", i)
+        return (len(INSTALL_ORDER), kind, i)  # other kinds after, by kind name (as Helm does)
 
     return [d for _, d in sorted(enumerate(docs), key=key)]
 
@@ -719,6 +722,45 @@ def example_values(name):
                                  allow_unicode=True, width=float("inf"))
 
 
+def normalized(text):
+    """The objects of a rendering, with what legitimately differs between two renderings made
+    out: the managed-by label (Helm: "Helm", here: "kubectl") and generated keys (random)."""
+    out = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+
+        def walk(v, key=None):
+            if isinstance(v, dict):
+                if key == "labels":
+                    v = {k: x for k, x in v.items() if k != "app.kubernetes.io/managed-by"}
+                return {k: walk(x, k) for k, x in v.items()}
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            return v
+
+        doc = walk(doc)
+        if doc.get("kind") == "Secret" and "secretkey" in (doc.get("data") or {}):
+            key = base64.b64decode(doc["data"]["secretkey"]).decode()
+            ok = len(key) == 64 and key.isalnum()
+            doc["data"]["secretkey"] = "<64 random characters>" if ok else f"<bad key {key!r}>"
+        out.append(doc)
+    return out
+
+
+def compare_renderings(ours, theirs):
+    a, b = normalized(ours), normalized(theirs)
+    ident = lambda d: f"{d.get('kind')} {d.get('metadata', {}).get('name')}"  # noqa: E731
+    problems = []
+    if [ident(d) for d in a] != [ident(d) for d in b]:
+        problems.append("different objects or order:\n  render.py: %s\n  Helm:      %s"
+                        % ([ident(d) for d in a], [ident(d) for d in b]))
+    for x, y in zip(a, b):
+        if x != y:
+            problems.append(f"{ident(x)} differs:\n--- render.py\n{to_yaml(x)}\n--- Helm\n{to_yaml(y)}")
+    return problems
+
+
 def generated_files():
     """Every generated path with its expected content (bytes)."""
     files = {}
@@ -735,8 +777,10 @@ def generated_files():
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
-    p.add_argument("command", nargs="?", choices=["generate", "template", "merge-values"],
-                   default="generate")
+    p.add_argument("command", nargs="?", default="generate",
+                   choices=["generate", "template", "merge-values", "compare-helm"])
+    p.add_argument("helm_output", nargs="?", help="compare-helm: Helm's rendering (YAML)")
+    p.add_argument("--json", action="store_true", help="merge-values: print JSON")
     p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
     p.add_argument("--lookup", help="template: JSON file of objects `lookup` finds, keyed "
                    '"apiVersion/kind/namespace/name" (to show what an upgrade renders)')
@@ -749,6 +793,17 @@ def main():
                     cluster = json.load(f)
             docs = render_chart(a.values, offline=True, cluster=cluster)
             sys.stdout.write("".join(f"---\n# Source: {s}\n{t}\n" for s, _, _, t in install_order(docs)))
+            return 0
+        if a.command == "compare-helm":
+            with open(a.helm_output, encoding="utf-8") as f:
+                theirs = f.read()
+            ours = "".join(f"---\n{t}\n" for _, _, _, t in install_order(render_chart(a.values, offline=True)))
+            problems = compare_renderings(ours, theirs)
+            for p_ in problems:
+                print(p_, file=sys.stderr)
+            return 1 if problems else 0
+        if a.command == "merge-values" and a.json:
+            json.dump(chart_values(a.values), sys.stdout, sort_keys=True)
             return 0
         if a.command == "merge-values":
             sys.stdout.write(yaml.safe_dump(chart_values(a.values), default_flow_style=False,

@@ -918,15 +918,12 @@ fn dockerfile_is_multistage_static_and_non_root() {
 }
 
 #[test]
-fn helm_lint_passes() {
-    // Helm's own lint (helm-sdkpy) with the default values and every values file.
+fn helm_lint_passes_and_helm_renders_like_render_py() {
+    // Helm's own lint (helm-sdkpy) with the default values and every values file, and Helm's own
+    // rendering (deploy/helm_render.py) equal to render.py's, object for object, for each.
     let out = run("bash", &["deploy/lint.sh"]);
     let expected = 1 + values_files().len();
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with("ok   helm lint"))
-            .count(),
-        expected,
-        "{out}"
-    );
+    let count = |prefix: &str| out.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("ok   helm lint ("), expected, "{out}");
+    assert_eq!(count("ok   helm template = render.py ("), expected, "{out}");
 }
