@@ -323,3 +323,112 @@ fn bgp_speaker_two_nodes_ecmp_communities_etp_local_and_withdrawal() {
     })
     .unwrap();
 }
+
+/// BGPPeer `nodeSelectors` pick the nodes that peer; an excluded or NetworkUnavailable node
+/// withdraws everything but keeps its session; deleting the BGPPeer sends a Cease.
+#[test]
+fn bgp_speaker_peer_selection_exclusion_and_peer_removal() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let (h0, h1) = (lab.node(0), lab.node(1));
+    let (a0, a1) = (IpAddr::from(h0.ipv4), IpAddr::from(h1.ipv4));
+    let bird = Bird::start_with(
+        router,
+        &BgpConfig::new(ASN, router.ipv4)
+            .neighbor(Neighbor::new(h0.ipv4, ASN).passive())
+            .neighbor(Neighbor::new(h1.ipv4, ASN).passive()),
+        "protocol direct { ipv4; }\n",
+    )
+    .unwrap();
+    // The peer only for nodes labelled bgp=on.
+    let mut cfg = config(router);
+    let sel = ferrolb_crds::selector::Selector::compile(&ferrolb_crds::api::LabelSelector {
+        match_labels: Some([("bgp".to_string(), "on".to_string())].into()),
+        ..Default::default()
+    })
+    .unwrap();
+    cfg.peers.get_mut("tor").unwrap().node_selectors = vec![sel];
+    let labelled = |h: &Host| {
+        let mut n = node(h);
+        n.labels.insert("bgp".into(), "on".into());
+        n
+    };
+    let services = vec![service("cluster", "web", "10.96.0.1")];
+    let d0 = NodeDriver::start(h0);
+    let d1 = NodeDriver::start(h1);
+    d0.apply(&cfg, &labelled(h0), &services);
+    d1.apply(&cfg, &node(h1), &services);
+    bird.wait_established(a0, T).unwrap();
+    bird.wait_route(net("10.96.0.1/32"), T).unwrap();
+    d0.wait_established();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        d1.status.lock().unwrap().is_empty(),
+        "node1 is not selected: no session"
+    );
+    assert!(!bird.session(a1).unwrap().unwrap().is_established());
+
+    // node1 gets the label: it peers and announces too.
+    d1.apply(&cfg, &labelled(h1), &services);
+    bird.wait_routes(Afi::Ipv4, "both paths", T, |rs| {
+        sources(rs, "10.96.0.1/32") == BTreeSet::from([a0, a1])
+    })
+    .unwrap();
+    d1.wait_established();
+
+    // node0 excluded: it withdraws, its session stays; node1 NetworkUnavailable: same.
+    let mut excluded = labelled(h0);
+    excluded.labels.insert(
+        ferrolb_speaker::election::EXCLUDE_LABEL.into(),
+        String::new(),
+    );
+    d0.apply(&cfg, &excluded, &services);
+    bird.wait_routes(Afi::Ipv4, "node0 withdrew", T, |rs| {
+        sources(rs, "10.96.0.1/32") == BTreeSet::from([a1])
+    })
+    .unwrap();
+    let mut unavailable = labelled(h1);
+    unavailable.network_unavailable = true;
+    d1.apply(&cfg, &unavailable, &services);
+    bird.wait_routes(Afi::Ipv4, "node1 withdrew", T, |rs| {
+        sources(rs, "10.96.0.1/32").is_empty()
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for d in [&d0, &d1] {
+        let st = d.status();
+        assert_eq!((st.state, st.flaps), (State::Established, 0), "{st:?}");
+    }
+    // Back to normal: both announce again over the same sessions.
+    d0.apply(&cfg, &labelled(h0), &services);
+    d1.apply(&cfg, &labelled(h1), &services);
+    bird.wait_routes(Afi::Ipv4, "both back", T, |rs| {
+        sources(rs, "10.96.0.1/32") == BTreeSet::from([a0, a1])
+    })
+    .unwrap();
+
+    // The BGPPeer is deleted: Cease from both, BIRD drops the routes at once.
+    let mut no_peer = cfg.clone();
+    no_peer.peers.clear();
+    let t0 = std::time::Instant::now();
+    d0.apply(&no_peer, &labelled(h0), &services);
+    d1.apply(&no_peer, &labelled(h1), &services);
+    bird.wait_routes(Afi::Ipv4, "all withdrawn", Duration::from_secs(3), |rs| {
+        rs.iter().all(|r| r.from.is_none())
+    })
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let ok = wait_until("speaker sessions removed", T, || {
+        d0.status.lock().unwrap().is_empty() && d1.status.lock().unwrap().is_empty()
+    });
+    assert!(ok.is_ok());
+    d0.stop();
+    d1.stop();
+}
