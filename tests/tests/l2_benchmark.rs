@@ -24,7 +24,8 @@
 //! ```
 //!
 //! `BENCH_TRIALS` (default 20) sets the trials per failover kind, `ARP_SAMPLES` (default 400)
-//! the arping samples per target.
+//! the arping samples per target, `IDLE_SECS` (default 30) the idle watch for false
+//! suspicions, `FERROLB_BIN` another `ferrolb` binary (e.g. a saved copy, to compare builds).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -269,10 +270,14 @@ fn proc_status(pid: u32) -> String {
 }
 
 fn ferrolb_bin() -> PathBuf {
-    // target/debug/deps/l2_benchmark-HASH -> target/debug/ferrolb.
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.join("ferrolb")))
+    // FERROLB_BIN, or target/debug/deps/l2_benchmark-HASH -> target/debug/ferrolb.
+    let bin = std::env::var_os("FERROLB_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| Some(p.parent()?.parent()?.join("ferrolb")))
+        })
         .expect("test binary path");
     assert!(
         bin.exists(),
@@ -566,6 +571,28 @@ fn l2_failover_benchmark() {
         }
     }
 
+    // False suspicions: the survivor (up all along) changes what it announces twice per trial
+    // (takes the VIP over, gives it back); more means it also declared a live owner down.
+    let lines = |p: &Process| {
+        p.log()
+            .lines()
+            .filter(|l| l.starts_with("announcing"))
+            .count()
+    };
+    let survivor_changes = lines(f.proc(1 - o));
+    println!(
+        "announce changes by the survivor during the trials: {survivor_changes} ({} expected)",
+        4 * trials
+    );
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        println!("survivor log:\n{}", f.proc(1 - o).log());
+    }
+    let idle = Duration::from_secs(env_usize("IDLE_SECS", 30) as u64);
+    let (before_s, before_o) = (lines(f.proc(1 - o)), lines(f.proc(o)));
+    thread::sleep(idle);
+    let idle_flaps = (lines(f.proc(1 - o)) - before_s) + (lines(f.proc(o)) - before_o);
+    println!("announce changes in {idle:?} idle with both up: {idle_flaps} (0 expected)");
+
     // ---- ARP reply latency and RSS, while the owner announces ------------------------------
     let IpAddr::V4(vip4) = vip else {
         panic!("IPv4 pool")
@@ -675,5 +702,9 @@ fn l2_failover_benchmark() {
         println!("{}", s.row());
     }
     println!("RSS announcing: {rss_owner}; RSS other: {rss_other}");
+    println!(
+        "survivor announce changes {survivor_changes} (expected {}), idle flaps {idle_flaps}",
+        4 * trials
+    );
     assert_eq!(dead.samples.len(), trials);
 }
