@@ -25,7 +25,7 @@
 //!
 //! `BENCH_TRIALS` (default 20) sets the trials per failover kind, `ARP_SAMPLES` (default 400)
 //! the arping samples per target, `IDLE_SECS` (default 30) the idle watch for false
-//! suspicions, `FERROLB_BIN` another `ferrolb` binary (e.g. a saved copy, to compare builds).
+//! suspicions (tcpdump on the client: ARP frames from the non-owner naming the VIP), `FERROLB_BIN` another `ferrolb` binary (e.g. a saved copy, to compare builds).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -571,27 +571,48 @@ fn l2_failover_benchmark() {
         }
     }
 
-    // False suspicions: the survivor (up all along) changes what it announces twice per trial
-    // (takes the VIP over, gives it back); more means it also declared a live owner down.
-    let lines = |p: &Process| {
-        p.log()
-            .lines()
-            .filter(|l| l.starts_with("announcing"))
-            .count()
-    };
-    let survivor_changes = lines(f.proc(1 - o));
+    // False suspicions: with both up, the non-owner must never claim the VIP. A takeover starts
+    // with a gratuitous ARP burst, so the client captures every ARP frame from the non-owner's
+    // MAC that names the VIP. (The speakers' "announcing ..." log lines are no measure: the
+    // main loop samples the status every 100 ms and a takeover that the owner's refutation
+    // ends sooner is not printed; during the trials the survivor's takeovers often end less
+    // than 100 ms after the measurement, when the restarted owner rejoins.)
+    let survivor_mac = lab.node(1 - o).mac.to_string();
+    let idle = Duration::from_secs(env_usize("IDLE_SECS", 30) as u64);
+    let filter = format!("arp and ether src {survivor_mac}");
+    let mut capture = client
+        .spawn(&["tcpdump", "-l", "-n", "-e", "-i", "eth0", filter.as_str()])
+        .unwrap();
+    thread::sleep(idle);
+    // Positive control: one ARP request from the non-owner's kernel must be captured.
+    let router = lab.router().ipv4.to_string();
+    let _ = lab
+        .node(1 - o)
+        .exec(&["arping", "-c", "1", "-w", "1", "-i", "eth0", &router]);
+    thread::sleep(Duration::from_millis(300));
+    capture.stop();
+    let vip_s = vip.to_string();
+    let false_claims = capture
+        .log()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .any(|t| t.trim_end_matches(',') == vip_s)
+        })
+        .count();
+    let arp_frames = capture.log().lines().filter(|l| l.contains("ARP")).count();
     println!(
-        "announce changes by the survivor during the trials: {survivor_changes} ({} expected)",
-        4 * trials
+        "{idle:?} idle with both up: {false_claims} ARP frames from the non-owner naming {vip} \
+         (0 expected; {arp_frames} ARP frames from it in all, 1 being a control)"
     );
     if std::env::var_os("BENCH_DEBUG").is_some() {
-        println!("survivor log:\n{}", f.proc(1 - o).log());
+        println!("capture:\n{}", capture.log());
     }
-    let idle = Duration::from_secs(env_usize("IDLE_SECS", 30) as u64);
-    let (before_s, before_o) = (lines(f.proc(1 - o)), lines(f.proc(o)));
-    thread::sleep(idle);
-    let idle_flaps = (lines(f.proc(1 - o)) - before_s) + (lines(f.proc(o)) - before_o);
-    println!("announce changes in {idle:?} idle with both up: {idle_flaps} (0 expected)");
+    assert!(
+        arp_frames >= 1,
+        "the capture saw nothing:\n{}",
+        capture.log()
+    );
 
     // ---- ARP reply latency and RSS, while the owner announces ------------------------------
     let IpAddr::V4(vip4) = vip else {
@@ -702,9 +723,6 @@ fn l2_failover_benchmark() {
         println!("{}", s.row());
     }
     println!("RSS announcing: {rss_owner}; RSS other: {rss_other}");
-    println!(
-        "survivor announce changes {survivor_changes} (expected {}), idle flaps {idle_flaps}",
-        4 * trials
-    );
+    println!("false VIP claims by the non-owner in {idle:?} idle: {false_claims}");
     assert_eq!(dead.samples.len(), trials);
 }
