@@ -1,0 +1,13 @@
+//! Config files (standalone mode reads them from disk): any text through the YAML reader and
+//! the config model never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(docs) = ferrolb_crds::config::parse_documents(text)
+    {
+        let _ = ferrolb_crds::config::build(&docs.config);
+    }
+});
