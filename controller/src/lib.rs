@@ -11,6 +11,7 @@ pub mod annotations;
 pub mod config_source;
 pub mod events;
 pub mod leader;
+pub mod membership_secret;
 pub mod metrics;
 pub mod rbac;
 pub mod reconciler;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ferrolb_controller::allocator::StalePolicy;
 use ferrolb_controller::leader::{self, LeaseSettings};
+use ferrolb_controller::membership_secret;
 use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::reconciler::{self, Settings};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -62,6 +63,10 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Create this Secret (in --namespace) with a random membership key for the speakers if it
+    /// does not exist; an existing Secret is never changed. Empty: create nothing.
+    #[arg(long, env = "FERROLB_MEMBERSHIP_SECRET_NAME", default_value = "")]
+    membership_secret_name: String,
 }
 
 fn init_logging(format: LogFormat) {
@@ -128,6 +133,14 @@ async fn main() -> ExitCode {
         };
         let api: Api<Lease> = Api::namespaced(client.clone(), &args.namespace);
         tasks.spawn(leader::run(api, settings, leader_tx, shutdown.clone()));
+    }
+    if !args.membership_secret_name.is_empty() {
+        tasks.spawn(membership_secret::run(
+            client.clone(),
+            args.namespace.clone(),
+            args.membership_secret_name.clone(),
+            shutdown.clone(),
+        ));
     }
     let settings = Settings {
         namespace: args.namespace.clone(),

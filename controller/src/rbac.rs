@@ -78,7 +78,8 @@ pub const NAMESPACE_RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "secrets",
-        verbs: READ,
+        // create: the speakers' membership key when it does not exist (membership_secret.rs).
+        verbs: &["get", "list", "watch", "create"],
     },
     Rule {
         group: "coordination.k8s.io",

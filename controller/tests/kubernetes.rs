@@ -638,3 +638,60 @@ async fn only_the_leader_writes_and_a_new_leader_moves_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The speakers' membership Secret: created with a random key when missing, never replaced,
+/// and an API failure names the Secret.
+#[tokio::test]
+async fn membership_secret_is_created_once_and_never_replaced() {
+    use ferrolb_controller::membership_secret::{self, Outcome, SECRET_KEY};
+    use k8s_openapi::api::core::v1::Secret;
+    let server = FakeApiServer::new();
+    let key_of = |s: &Secret| {
+        s.string_data
+            .as_ref()
+            .and_then(|d| d.get(SECRET_KEY))
+            .cloned()
+            .expect("a key")
+    };
+
+    let created = membership_secret::ensure(server.client(), NS, "ferrolb-memberlist").await;
+    assert_eq!(created.unwrap(), Outcome::Created);
+    let first: Secret = server.get(Some(NS), "ferrolb-memberlist").expect("created");
+    let key = key_of(&first);
+    assert_eq!(key.len(), membership_secret::KEY_LENGTH);
+
+    // A second replica (or a restart) finds it and leaves the key alone.
+    let again = membership_secret::ensure(server.client(), NS, "ferrolb-memberlist").await;
+    assert_eq!(again.unwrap(), Outcome::AlreadyExists);
+    let second: Secret = server.get(Some(NS), "ferrolb-memberlist").unwrap();
+    assert_eq!(key_of(&second), key);
+    let posts = (server.requests().into_iter())
+        .filter(|r| r.method == Method::POST && r.path.ends_with("/secrets"))
+        .count();
+    assert_eq!(posts, 2, "one create per call, nothing else");
+
+    // A Secret the user made is kept as it is.
+    let own: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "own", "namespace": NS},
+        "stringData": {"secretkey": "users-key"},
+    }))
+    .unwrap();
+    server.upsert(&own);
+    let kept = membership_secret::ensure(server.client(), NS, "own").await;
+    assert_eq!(kept.unwrap(), Outcome::AlreadyExists);
+    let own_after: Secret = server.get(Some(NS), "own").unwrap();
+    assert_eq!(key_of(&own_after), "users-key");
+
+    // A failing API server: the error names the Secret, nothing is created.
+    server.inject(Fault {
+        method: Method::POST,
+        path_suffix: "/secrets".into(),
+        code: 500,
+        times: 1,
+    });
+    let err = membership_secret::ensure(server.client(), NS, "other")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ferrolb-system/other"), "{err}");
+    assert!(server.get::<Secret>(Some(NS), "other").is_none());
+}

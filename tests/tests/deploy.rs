@@ -293,6 +293,19 @@ fn manifest_objects_parse_as_their_kinds() {
         0,
         "the plain manifest must not carry a membership key"
     );
+    // ... so its controller creates the Secret the speakers mount (one-command install).
+    let mounted = (o.daemonsets[0].spec.template.spec.as_ref().unwrap().volumes.iter())
+        .flatten()
+        .find(|v| v.name == "membership")
+        .and_then(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.clone())
+        .expect("the speaker mounts the membership Secret");
+    let controller = &o.deployments[0].spec.template.spec.as_ref().unwrap().containers[0];
+    assert!(
+        args(controller).contains(&format!("--membership-secret-name={mounted}")),
+        "the manifest's controller must create the Secret {mounted}: {:?}",
+        args(controller)
+    );
     // Namespace first, CRDs before anything that could use them.
     assert_eq!(o.kinds[0], "Namespace");
     let crd_last = o
