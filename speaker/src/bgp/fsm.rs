@@ -116,6 +116,10 @@ pub struct FsmConfig {
     pub router_id: Ipv4Addr,
     /// Proposed hold time in seconds: 0 (no keepalives) or at least 3.
     pub hold_time: u16,
+    /// Configured keepalive interval (`keepaliveTime`); `None` or zero: a third of the
+    /// negotiated hold time. Never longer than that third, so a peer that negotiated a shorter
+    /// hold time does not time the session out.
+    pub keepalive: Option<Duration>,
     /// Never connect, only accept.
     pub passive: bool,
     pub connect_retry: Duration,
@@ -133,6 +137,7 @@ impl FsmConfig {
             peer_asn,
             router_id,
             hold_time: 90,
+            keepalive: None,
             passive: false,
             connect_retry: Duration::from_secs(5),
             idle_hold: Duration::from_secs(1),
@@ -232,9 +237,14 @@ pub fn negotiate(cfg: &FsmConfig, open: &Open) -> Negotiated {
         .iter()
         .any(|c| matches!(c, super::message::Capability::Multiprotocol { .. }));
     let ours = |afi, safi| cfg.families.contains(&(afi, safi));
+    let third = Duration::from_millis(u64::from(hold_time) * 1000 / 3);
+    let keepalive = match cfg.keepalive {
+        Some(k) if !k.is_zero() => k.min(third),
+        _ => third,
+    };
     Negotiated {
         hold_time,
-        keepalive: Duration::from_millis(u64::from(hold_time) * 1000 / 3),
+        keepalive,
         four_octet_as: open.four_octet_as().is_some(),
         peer_asn: open.asn(),
         peer_id: open.bgp_id,

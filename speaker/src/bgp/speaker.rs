@@ -40,8 +40,7 @@ pub enum PeerError {
 /// The session settings for `peer` from this node. The BGP identifier is the peer's
 /// `routerID`, else `node_ipv4`. Hold times the FSM cannot use are brought into range
 /// (1-2 s become 3 s, more than 65535 s become 65535 s; the config model refuses both).
-/// The keepalive interval is the negotiated hold time / 3 (the session does not take
-/// `keepaliveTime` yet).
+/// The keepalive interval is `keepaliveTime`, at most a third of the negotiated hold time.
 pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfig, PeerError> {
     let router_id = peer
         .router_id
@@ -55,6 +54,7 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
         1..=2 => 3,
         s => u16::try_from(s).unwrap_or(u16::MAX),
     };
+    fsm.keepalive = Some(peer.keepalive_time);
     if !peer.connect_time.is_zero() {
         fsm.connect_retry = peer.connect_time;
         // Restart backoff starts at the connect time (capped low so a short connectTime gives
@@ -255,6 +255,7 @@ mod tests {
         assert_eq!(c.fsm.peer_asn, 64513);
         assert_eq!(c.fsm.router_id, node);
         assert_eq!(c.fsm.hold_time, 9);
+        assert_eq!(c.fsm.keepalive, Some(Duration::from_secs(3)));
         assert_eq!(c.fsm.connect_retry, Duration::from_secs(2));
         assert_eq!(c.peer_address, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(c.peer_port, 1179);

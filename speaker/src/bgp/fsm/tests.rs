@@ -79,6 +79,24 @@ fn happy_path_negotiates_min_hold_and_keepalive_third() {
 }
 
 #[test]
+fn configured_keepalive_is_used_up_to_a_third_of_the_negotiated_hold() {
+    // (configured keepalive, our hold, peer's hold) -> keepalive interval used
+    for (keepalive, ours, theirs, want_ms) in [
+        (Some(1), 90, 90, 1000),   // keepaliveTime 1 s with hold 90: 1 s
+        (Some(30), 90, 90, 30000), // exactly a third
+        (Some(30), 90, 9, 3000),   // the peer negotiated 9 s: capped at 3 s
+        (Some(0), 90, 90, 30000),  // zero: the default third
+        (None, 90, 60, 20000),
+    ] {
+        let mut c = cfg();
+        c.hold_time = ours;
+        c.keepalive = keepalive.map(Duration::from_secs);
+        let n = negotiate(&c, &peer_open(theirs, LOW));
+        assert_eq!(n.keepalive, Duration::from_millis(want_ms), "{keepalive:?} {ours} {theirs}");
+    }
+}
+
+#[test]
 fn hold_time_zero_means_no_keepalives() {
     let mut f = open_sent();
     let a = f.handle(Event::Received(
