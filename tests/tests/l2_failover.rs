@@ -248,3 +248,76 @@ fn failover_measurement() {
         );
     }
 }
+
+/// Drops (or, with `heal`, lets through again) membership datagrams to and from `host`.
+fn partition(host: &Host, heal: bool) {
+    let rules = if heal {
+        "table inet flb_partition {}\ndelete table inet flb_partition\n".to_string()
+    } else {
+        format!(
+            "table inet flb_partition {{\n chain input {{ type filter hook input priority 0; udp dport {PORT} drop; }}\n chain output {{ type filter hook output priority 0; udp dport {PORT} drop; }}\n}}\n"
+        )
+    };
+    let file = host.unique_path("partition.nft");
+    std::fs::write(&file, rules).unwrap();
+    host.exec_ok(&["nft", "-f", file.to_str().unwrap()])
+        .unwrap();
+}
+
+/// A partition between the speakers (membership datagrams dropped, the LAN itself up) must not
+/// leave the VIP unannounced: each side elects an owner among the members it sees, so both
+/// answer (the documented split-brain behaviour). When the partition heals the two sides merge
+/// again and exactly one node, the first-ranked, answers.
+#[test]
+fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
+    if !lab::require_lab() {
+        return;
+    }
+    let (lab, vip, _backends) = lab_with_service();
+    let IpAddr::V4(vip4) = vip else {
+        unreachable!("the lab VIP is IPv4")
+    };
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let agent0 = start_agent(&lab, lab.node(0), vip);
+    settle(&lab, vip, &[&agent0, &agent1]);
+
+    partition(lab.node(1), false);
+    lab::wait_until(
+        "each side sees only itself and announces the VIP",
+        Duration::from_secs(5),
+        || {
+            agent0.status().live == BTreeSet::from(["node0".to_string()])
+                && agent1.status().live == BTreeSet::from(["node1".to_string()])
+                && agent1.status().announced.contains_key(&vip)
+        },
+    )
+    .unwrap();
+    // node0 never stopped answering: the VIP had an owner throughout.
+    assert!(agent0.status().announced.contains_key(&vip));
+    let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+    assert!(reply.is_some(), "nobody answers {vip} during the partition");
+
+    partition(lab.node(1), true);
+    let both = BTreeSet::from(["node0".to_string(), "node1".to_string()]);
+    lab::wait_until(
+        "the sides merge and node1 stops answering",
+        Duration::from_secs(10),
+        || {
+            agent0.status().live == both
+                && agent1.status().live == both
+                && agent0.status().announced.contains_key(&vip)
+                && !agent1.status().announced.contains_key(&vip)
+        },
+    )
+    .unwrap();
+    // Only node0's MAC answers again (several asks, so a stray answer from node1 would show).
+    for _ in 0..3 {
+        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            reply.map(|r| r.mac),
+            Some(lab.node(0).mac),
+            "after the heal only node0 answers {vip}"
+        );
+    }
+    until_served_via(&lab, vip, "node0", Instant::now(), Duration::from_secs(5));
+}
