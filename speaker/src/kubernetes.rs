@@ -246,6 +246,12 @@ pub struct Settings {
     pub ignore_exclude_label: bool,
     /// Where BGP session state is exported, if anywhere.
     pub metrics: Option<Arc<SpeakerMetrics>>,
+    /// Gratuitous ARP / unsolicited NA rounds sent on takeover.
+    pub burst: crate::l2::responder::Burst,
+    /// Announce over ARP/NDP (L2Advertisements are ignored when false).
+    pub l2: bool,
+    /// Announce over BGP (no session is opened when false).
+    pub bgp: bool,
 }
 
 /// The speaker's BGP session metrics, per peer.
@@ -420,7 +426,7 @@ pub async fn run(
     loop {
         generation += 1;
         match config::build(&config_stores.snapshot()) {
-            Ok(c) => last_good = Some(c),
+            Ok(c) => last_good = Some(enabled_modes_only(c, settings.l2, settings.bgp)),
             Err(e) => {
                 tracing::warn!(errors = %e, "configuration refused; keeping the last good one")
             }
@@ -482,6 +488,7 @@ pub async fn run(
                 };
                 let responder = ResponderConfig {
                     exclude: settings.exclude.clone(),
+                    burst: settings.burst,
                     ..ResponderConfig::default()
                 };
                 agent = Some(
@@ -530,6 +537,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The config with the objects of a mode switched off on this speaker set aside, as if absent:
+/// no L2Advertisement without L2, no BGPAdvertisement or BGPPeer without BGP.
+pub fn enabled_modes_only(mut config: Config, l2: bool, bgp: bool) -> Config {
+    if !l2 {
+        config.l2_advertisements.clear();
+    }
+    if !bgp {
+        config.bgp_advertisements.clear();
+        config.peers.clear();
+    }
+    config
 }
 
 /// Writes `ferrolb.io/Announced` on the Services for which this node is the designated writer.
@@ -708,6 +728,46 @@ mod tests {
         let out = services(&[s], &[mine, Arc::new(elsewhere)], None);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].local_endpoint_nodes, BTreeSet::from(["a".into()]));
+    }
+
+    #[test]
+    fn a_mode_switched_off_sets_its_objects_aside() {
+        let yaml = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: ferrolb-system}
+spec: {addresses: ["10.0.0.0/28"]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: ferrolb-system}
+spec: {}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bgp, namespace: ferrolb-system}
+spec: {}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: tor, namespace: ferrolb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
+"#;
+        let docs = config::parse_documents(yaml).unwrap();
+        let full = config::build(&docs.config).unwrap();
+        let counts = |c: &Config| {
+            (
+                c.pools.len(),
+                c.l2_advertisements.len(),
+                c.bgp_advertisements.len(),
+                c.peers.len(),
+            )
+        };
+        assert_eq!(counts(&full), (1, 1, 1, 1));
+        assert_eq!(counts(&enabled_modes_only(full.clone(), true, true)), (1, 1, 1, 1));
+        assert_eq!(counts(&enabled_modes_only(full.clone(), false, true)), (1, 0, 1, 1));
+        assert_eq!(counts(&enabled_modes_only(full.clone(), true, false)), (1, 1, 0, 0));
+        assert_eq!(counts(&enabled_modes_only(full, false, false)), (1, 0, 0, 0));
     }
 
     #[test]

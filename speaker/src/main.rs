@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use ferrolb_controller::metrics;
 use ferrolb_speaker::kubernetes::{self, Settings, SpeakerMetrics};
 use ferrolb_speaker::l2::iface::DEFAULT_EXCLUDE;
+use ferrolb_speaker::l2::responder::Burst;
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -46,6 +47,18 @@ struct Args {
     /// Announce even from Nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
     #[arg(long)]
     ignore_exclude_lb: bool,
+    /// Gratuitous ARP / unsolicited NA rounds repeated after the first one on takeover.
+    #[arg(long, default_value_t = 5)]
+    l2_burst_repeats: u32,
+    /// Milliseconds between those rounds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    l2_burst_interval_ms: u64,
+    /// Announce over ARP/NDP.
+    #[arg(long, env = "FERROLB_L2_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    l2_enabled: bool,
+    /// Announce over BGP.
+    #[arg(long, env = "FERROLB_BGP_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    bgp_enabled: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -97,6 +110,12 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect()),
         ignore_exclude_label: args.ignore_exclude_lb,
         metrics: Some(speaker_metrics),
+        burst: Burst {
+            repeats: args.l2_burst_repeats,
+            interval: std::time::Duration::from_millis(args.l2_burst_interval_ms),
+        },
+        l2: args.l2_enabled,
+        bgp: args.bgp_enabled,
     };
     let mut task = tokio::spawn(kubernetes::run(client, settings, shutdown));
     tokio::select! {

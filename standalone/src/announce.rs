@@ -33,6 +33,8 @@ pub struct HostSettings {
     pub secret: Vec<u8>,
     /// The BGP identifier for peers without a `routerID` (this host's IPv4 address).
     pub router_id: Option<Ipv4Addr>,
+    /// Gratuitous ARP / unsolicited NA rounds sent on takeover.
+    pub burst: ferrolb_speaker::l2::Burst,
 }
 
 enum BgpCommand {
@@ -237,7 +239,10 @@ impl Announcer {
             self.settings.node.clone(),
             inputs,
             membership,
-            ResponderConfig::default(),
+            ResponderConfig {
+                burst: self.settings.burst,
+                ..ResponderConfig::default()
+            },
         )?);
         self.current = Some(fingerprint);
         Ok(())

@@ -62,6 +62,12 @@ enum Command {
         /// File holding the secret shared by every host.
         #[arg(long, requires = "node")]
         membership_secret_file: Option<PathBuf>,
+        /// Gratuitous ARP / unsolicited NA rounds repeated after the first one on takeover.
+        #[arg(long, default_value_t = 5)]
+        l2_burst_repeats: u32,
+        /// Milliseconds between those rounds.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        l2_burst_interval_ms: u64,
     },
 }
 
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
         membership_addr,
         membership_seeds,
         membership_secret_file,
+        l2_burst_repeats,
+        l2_burst_interval_ms,
     } = Cli::parse().command;
     let mut announcer = match node {
         None => None,
@@ -142,6 +150,10 @@ fn main() -> ExitCode {
                 seeds: membership_seeds,
                 secret,
                 router_id,
+                burst: ferrolb_speaker::l2::Burst {
+                    repeats: l2_burst_repeats,
+                    interval: std::time::Duration::from_millis(l2_burst_interval_ms),
+                },
             }))
         }
     };

@@ -760,7 +760,7 @@ fn flags_of(main_rs: &str) -> BTreeSet<String> {
         .map(str::trim)
         .filter(|l| !l.starts_with("//") && !l.starts_with('#'))
         .filter_map(|l| l.split(':').next())
-        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         .map(|f| format!("--{}", f.replace('_', "-")))
         .collect()
 }

@@ -112,6 +112,9 @@ fn speakers_in_kubernetes_mode_answer_report_advertise_and_follow_endpoints() {
             exclude: vec!["lo".into()],
             ignore_exclude_label: false,
             metrics: None,
+            burst: Default::default(),
+            l2: true,
+            bgp: true,
         };
         threads.push(
             node.spawn_thread(move || {
