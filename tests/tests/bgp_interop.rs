@@ -371,3 +371,144 @@ fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff() {
     wrong_asn.stop();
     wrong_pw.stop();
 }
+
+/// One session of the matrix: which node, which family carries it, iBGP or eBGP, with MD5 or
+/// without, and the one prefix it advertises.
+struct Combo {
+    node: usize,
+    v6: bool,
+    ibgp: bool,
+    md5: bool,
+    prefix: &'static str,
+}
+
+/// Per daemon, four sessions at once covering each dimension both ways within each family:
+/// IPv4 iBGP + MD5, IPv4 eBGP, IPv6 eBGP, IPv6 iBGP + MD5. Each reaches Established, the
+/// router holds its prefix with the node's address of that family as next hop, LOCAL_PREF on
+/// iBGP only, our ASN in the AS_PATH on eBGP only; a Cease withdraws it.
+fn session_matrix<D: BgpDaemon>(start: fn(&Host, &BgpConfig) -> Result<D, lab::LabError>) {
+    const ROUTER_AS: u32 = 64512;
+    let combos = [
+        Combo {
+            node: 0,
+            v6: false,
+            ibgp: true,
+            md5: true,
+            prefix: "10.97.0.1/32",
+        },
+        Combo {
+            node: 0,
+            v6: true,
+            ibgp: false,
+            md5: false,
+            prefix: "fd00:97::1/128",
+        },
+        Combo {
+            node: 1,
+            v6: false,
+            ibgp: false,
+            md5: false,
+            prefix: "10.97.1.1/32",
+        },
+        Combo {
+            node: 1,
+            v6: true,
+            ibgp: true,
+            md5: true,
+            prefix: "fd00:97:1::1/128",
+        },
+    ];
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let local_as = |c: &Combo| {
+        if c.ibgp {
+            ROUTER_AS
+        } else {
+            64600 + c.node as u32
+        }
+    };
+    let mut conf = BgpConfig::new(ROUTER_AS, router.ipv4);
+    for c in &combos {
+        let mut n = Neighbor::new(lab.node(c.node).ip(c.v6), local_as(c)).passive();
+        if c.md5 {
+            n = n.password(&format!("pw-{}", c.prefix));
+        }
+        conf = conf.neighbor(n);
+    }
+    let daemon = start(router, &conf).unwrap();
+    let speakers: Vec<Speaker> = combos
+        .iter()
+        .map(|c| {
+            let node = lab.node(c.node);
+            let mut cfg = PeerConfig::new(fsm(local_as(c), ROUTER_AS, node.ipv4), router.ip(c.v6));
+            cfg.source_address = Some(node.ip(c.v6));
+            if c.md5 {
+                cfg.password = Some(format!("pw-{}", c.prefix));
+            }
+            Speaker::start(node, cfg, table(&[c.prefix], &attrs()))
+        })
+        .collect();
+    for (c, sp) in combos.iter().zip(&speakers) {
+        let node = lab.node(c.node);
+        let what = format!(
+            "{} {} {} {}",
+            daemon.kind(),
+            if c.v6 { "IPv6" } else { "IPv4" },
+            if c.ibgp { "iBGP" } else { "eBGP" },
+            if c.md5 { "MD5" } else { "no MD5" }
+        );
+        daemon.wait_established(node.ip(c.v6), T).unwrap();
+        sp.wait_state(State::Established, T);
+        let r = daemon.wait_route(net(c.prefix), T).unwrap();
+        assert_eq!(r.next_hops, vec![node.ip(c.v6)], "{what}: {r:?}");
+        if c.ibgp {
+            assert_eq!(r.local_pref, Some(250), "{what}: {r:?}");
+            assert!(r.as_path.is_empty(), "{what}: {r:?}");
+        } else {
+            assert_eq!(r.as_path, vec![local_as(c)], "{what}: {r:?}");
+        }
+        assert_eq!(
+            r.communities,
+            vec![Community::new(65000, 1)],
+            "{what}: {r:?}"
+        );
+    }
+    for sp in speakers {
+        sp.stop();
+    }
+    for afi in [Afi::Ipv4, Afi::Ipv6] {
+        daemon
+            .wait_routes(afi, "every prefix withdrawn after Cease", T, |rs| {
+                rs.iter().all(|r| r.from.is_none())
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn bgp_session_matrix_bird() {
+    if !lab::require_lab() {
+        return;
+    }
+    session_matrix(Bird::start);
+}
+
+#[test]
+fn bgp_session_matrix_frr() {
+    if !lab::require_lab() {
+        return;
+    }
+    session_matrix(Frr::start);
+}
+
+#[test]
+fn bgp_session_matrix_gobgp() {
+    if !lab::require_lab() {
+        return;
+    }
+    session_matrix(GoBgp::start);
+}
