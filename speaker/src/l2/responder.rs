@@ -286,7 +286,10 @@ struct Worker {
     link: Link,
     ipv6: bool,
     shared: Arc<Shared>,
+    mac: Mac,
+    arp: Arc<PacketSocket>,
     ndp: Option<Arc<PacketSocket>>,
+    counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -310,7 +313,7 @@ impl Worker {
         });
         let run = Run {
             mac,
-            arp,
+            arp: Arc::clone(&arp),
             ndp: ndp.clone(),
             shared: Arc::clone(&shared),
             counters: Arc::clone(counters),
@@ -328,12 +331,17 @@ impl Worker {
             link,
             ipv6,
             shared,
+            mac,
+            arp,
             ndp,
+            counters: Arc::clone(counters),
             thread: Some(thread),
         })
     }
 
-    /// Replaces the owned set: joins/leaves solicited-node groups and schedules bursts.
+    /// Replaces the owned set: joins/leaves solicited-node groups, sends the first gratuitous
+    /// round for each new address at once (from the caller's thread, so a takeover does not
+    /// wait for the worker's next wake-up) and schedules the rest of the burst.
     fn set_owned(&self, ips: &BTreeSet<IpAddr>, burst: Burst) -> Result<(), ResponderError> {
         let mut state = lock(&self.shared.state);
         let added: Vec<IpAddr> = ips.difference(&state.owned).copied().collect();
@@ -351,11 +359,14 @@ impl Worker {
                 ndp.multicast(Mac::ipv6_multicast(packet::solicited_node(v6)), true)?;
             }
             state.owned.insert(ip);
-            state.bursts.push(Pending {
-                ip,
-                rounds_left: burst.repeats.saturating_add(1),
-                due: now,
-            });
+            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+            if burst.repeats > 0 {
+                state.bursts.push(Pending {
+                    ip,
+                    rounds_left: burst.repeats,
+                    due: now + burst.interval,
+                });
+            }
         }
         Ok(())
     }
@@ -479,28 +490,37 @@ impl Run {
             due
         };
         for ip in due {
-            let frames = match ip {
-                IpAddr::V4(v4) => vec![
-                    (
-                        &self.arp,
-                        packet::gratuitous_arp(self.mac, v4, GratuitousKind::Request),
-                    ),
-                    (
-                        &self.arp,
-                        packet::gratuitous_arp(self.mac, v4, GratuitousKind::Reply),
-                    ),
-                ],
-                IpAddr::V6(v6) => match &self.ndp {
-                    Some(ndp) => vec![(ndp, packet::unsolicited_na(self.mac, v6))],
-                    None => vec![],
-                },
-            };
-            for (sock, frame) in frames {
-                match sock.send(&frame) {
-                    Ok(()) => bump(&self.counters.gratuitous),
-                    Err(_) => bump(&self.counters.errors),
-                }
-            }
+            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+        }
+    }
+}
+
+/// One gratuitous round for `ip`: an ARP request and reply, or an unsolicited NA (only where
+/// the interface has IPv6).
+fn send_gratuitous(
+    mac: Mac,
+    ip: IpAddr,
+    arp: &PacketSocket,
+    ndp: Option<&Arc<PacketSocket>>,
+    counters: &Counters,
+) {
+    let frames = match ip {
+        IpAddr::V4(v4) => vec![
+            (
+                arp,
+                packet::gratuitous_arp(mac, v4, GratuitousKind::Request),
+            ),
+            (arp, packet::gratuitous_arp(mac, v4, GratuitousKind::Reply)),
+        ],
+        IpAddr::V6(v6) => match ndp {
+            Some(ndp) => vec![(ndp.as_ref(), packet::unsolicited_na(mac, v6))],
+            None => vec![],
+        },
+    };
+    for (sock, frame) in frames {
+        match sock.send(&frame) {
+            Ok(()) => bump(&counters.gratuitous),
+            Err(_) => bump(&counters.errors),
         }
     }
 }
