@@ -764,10 +764,22 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             )
         };
         assert_eq!(counts(&full), (1, 1, 1, 1));
-        assert_eq!(counts(&enabled_modes_only(full.clone(), true, true)), (1, 1, 1, 1));
-        assert_eq!(counts(&enabled_modes_only(full.clone(), false, true)), (1, 0, 1, 1));
-        assert_eq!(counts(&enabled_modes_only(full.clone(), true, false)), (1, 1, 0, 0));
-        assert_eq!(counts(&enabled_modes_only(full, false, false)), (1, 0, 0, 0));
+        assert_eq!(
+            counts(&enabled_modes_only(full.clone(), true, true)),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(
+            counts(&enabled_modes_only(full.clone(), false, true)),
+            (1, 0, 1, 1)
+        );
+        assert_eq!(
+            counts(&enabled_modes_only(full.clone(), true, false)),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(
+            counts(&enabled_modes_only(full, false, false)),
+            (1, 0, 0, 0)
+        );
     }
 
     #[test]

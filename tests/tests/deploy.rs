@@ -294,13 +294,26 @@ fn manifest_objects_parse_as_their_kinds() {
         "the plain manifest must not carry a membership key"
     );
     // ... so its controller creates the Secret the speakers mount (one-command install).
-    let mounted = (o.daemonsets[0].spec.template.spec.as_ref().unwrap().volumes.iter())
-        .flatten()
-        .find(|v| v.name == "membership")
-        .and_then(|v| v.secret.as_ref())
-        .and_then(|s| s.secret_name.clone())
-        .expect("the speaker mounts the membership Secret");
-    let controller = &o.deployments[0].spec.template.spec.as_ref().unwrap().containers[0];
+    let mounted = (o.daemonsets[0]
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter())
+    .flatten()
+    .find(|v| v.name == "membership")
+    .and_then(|v| v.secret.as_ref())
+    .and_then(|s| s.secret_name.clone())
+    .expect("the speaker mounts the membership Secret");
+    let controller = &o.deployments[0]
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
     assert!(
         args(controller).contains(&format!("--membership-secret-name={mounted}")),
         "the manifest's controller must create the Secret {mounted}: {:?}",
@@ -760,7 +773,11 @@ fn flags_of(main_rs: &str) -> BTreeSet<String> {
         .map(str::trim)
         .filter(|l| !l.starts_with("//") && !l.starts_with('#'))
         .filter_map(|l| l.split(':').next())
-        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|f| {
+            !f.is_empty()
+                && f.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
         .map(|f| format!("--{}", f.replace('_', "-")))
         .collect()
 }

@@ -92,7 +92,11 @@ fn configured_keepalive_is_used_up_to_a_third_of_the_negotiated_hold() {
         c.hold_time = ours;
         c.keepalive = keepalive.map(Duration::from_secs);
         let n = negotiate(&c, &peer_open(theirs, LOW));
-        assert_eq!(n.keepalive, Duration::from_millis(want_ms), "{keepalive:?} {ours} {theirs}");
+        assert_eq!(
+            n.keepalive,
+            Duration::from_millis(want_ms),
+            "{keepalive:?} {ours} {theirs}"
+        );
     }
 }
 
