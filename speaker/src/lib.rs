@@ -5,6 +5,7 @@
 //! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
 //! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
 //! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
+//! - [`rbac`]: the Kubernetes permissions the speaker uses.
 pub use ferrolb_crds as crds;
 
 pub mod bgp;
@@ -12,3 +13,4 @@ pub mod election;
 pub mod kubernetes;
 pub mod l2;
 pub mod membership;
+pub mod rbac;

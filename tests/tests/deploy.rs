@@ -627,7 +627,7 @@ fn controller_rbac_matches_the_code() {
         code_triples(NAMESPACE_RULES),
         "chart Role vs controller/src/rbac.rs NAMESPACE_RULES"
     );
-    // The speaker's rules (pending a list next to the speaker code): no wildcards at least.
+    // Every role: no wildcards, no repeats (triples checks).
     for r in &o.cluster_roles {
         triples(r.rules.as_deref().unwrap_or_default(), &name(&r.metadata));
     }
@@ -652,12 +652,11 @@ fn controller_rbac_matches_the_code() {
     }
 }
 
-/// The speaker has no list of its permissions yet, so its API uses are found in its code (a
-/// scan for the calls it makes through kube) and each must be granted by the chart's speaker
-/// roles. A heuristic, weaker than the controller's exact comparison, but it catches a new
-/// kind of call.
+/// The chart's speaker roles grant exactly speaker/src/rbac.rs; and every API use found in the
+/// speaker's code (a scan for the calls it makes through kube) is in that list.
 #[test]
-fn speaker_rbac_covers_its_api_calls() {
+fn speaker_rbac_matches_the_list_and_covers_its_api_calls() {
+    use ferrolb_speaker::rbac::{CLUSTER_RULES, NAMESPACE_RULES};
     let mut code = String::new();
     for rel in ["speaker/src/kubernetes.rs", "speaker/src/main.rs"] {
         code += &read(rel);
@@ -730,31 +729,33 @@ fn speaker_rbac_covers_its_api_calls() {
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
     };
-    let mut granted = BTreeSet::new();
-    for r in o
-        .cluster_roles
-        .iter()
-        .filter(|r| name(&r.metadata) == "ferrolb-speaker")
-    {
-        granted.extend(triples(
-            r.rules.as_deref().unwrap_or_default(),
-            "speaker ClusterRole",
-        ));
-    }
-    for r in o
-        .roles
-        .iter()
-        .filter(|r| name(&r.metadata) == "ferrolb-speaker")
-    {
-        granted.extend(triples(
-            r.rules.as_deref().unwrap_or_default(),
-            "speaker Role",
-        ));
-    }
+    let cluster = (o.cluster_roles.iter())
+        .find(|r| name(&r.metadata) == "ferrolb-speaker")
+        .expect("the speaker ClusterRole");
+    let role = (o.roles.iter())
+        .find(|r| name(&r.metadata) == "ferrolb-speaker")
+        .expect("the speaker Role");
+    assert_eq!(
+        triples(
+            cluster.rules.as_deref().unwrap_or_default(),
+            "speaker ClusterRole"
+        ),
+        code_triples(CLUSTER_RULES),
+        "chart speaker ClusterRole vs speaker/src/rbac.rs CLUSTER_RULES"
+    );
+    assert_eq!(
+        triples(role.rules.as_deref().unwrap_or_default(), "speaker Role"),
+        code_triples(NAMESPACE_RULES),
+        "chart speaker Role vs speaker/src/rbac.rs NAMESPACE_RULES"
+    );
+    let listed: BTreeSet<_> = code_triples(CLUSTER_RULES)
+        .into_iter()
+        .chain(code_triples(NAMESPACE_RULES))
+        .collect();
     for (g, res, v) in needed {
         assert!(
-            granted.contains(&(g.to_string(), res.to_string(), v.to_string())),
-            "the speaker's code needs {v} on {g}/{res}; the chart does not grant it"
+            listed.contains(&(g.to_string(), res.to_string(), v.to_string())),
+            "the speaker's code needs {v} on {g}/{res}; speaker/src/rbac.rs does not list it"
         );
     }
 }

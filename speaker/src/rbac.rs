@@ -1,0 +1,79 @@
+//! The Kubernetes permissions the speaker uses, in one place: the Helm chart's speaker
+//! ClusterRole and Role grant exactly these, and a test (`tests/tests/deploy.rs`) keeps the
+//! chart, this list and the API calls in `kubernetes.rs` in step.
+
+use ferrolb_controller::rbac::Rule;
+
+const READ: &[&str] = &["get", "list", "watch"];
+
+/// Cluster-wide rules (ClusterRole).
+pub const CLUSTER_RULES: &[Rule] = &[
+    // Reflectors: which Services to announce, where their endpoints are, which Nodes exist.
+    Rule {
+        group: "",
+        resource: "services",
+        verbs: READ,
+    },
+    Rule {
+        group: "",
+        resource: "nodes",
+        verbs: READ,
+    },
+    Rule {
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: READ,
+    },
+    // The ferrolb.io/Announced condition.
+    Rule {
+        group: "",
+        resource: "services/status",
+        verbs: &["patch"],
+    },
+    // nodeAssigned / nodeWithdrawn Events.
+    Rule {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+];
+
+/// Rules in the speaker's own namespace (Role): the config objects and the Secrets BGPPeers
+/// refer to (`passwordSecret`), read through `ferrolb_controller::config_source`.
+pub const NAMESPACE_RULES: &[Rule] = &[
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "l2advertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpadvertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgppeers",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bfdprofiles",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "communities",
+        verbs: READ,
+    },
+    Rule {
+        group: "",
+        resource: "secrets",
+        verbs: READ,
+    },
+];
