@@ -3,7 +3,7 @@
 # whatever is missing): routing daemons as BGP peers, client tools, nftables for the kube-proxy
 # stand-in, keepalived as the failover baseline, and Python's yaml and venv for deploy/.
 set -euo pipefail
-packages=(bird2 frr gobgpd arping ndisc6 nftables iproute2 iputils-ping tcpdump keepalived python3-yaml python3-venv)
+packages=(bird2 frr gobgpd arping ndisc6 nftables iproute2 iputils-ping tcpdump keepalived python3-yaml python3-venv openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,3 +17,4 @@ pub mod rbac;
 pub mod reconciler;
 pub mod service_request;
 pub mod service_status;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! `ferrolb-controller`: assigns external IPs to LoadBalancer Services from ferrolb.io pools.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,13 @@ struct Args {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:7472")]
     metrics_addr: SocketAddr,
+    /// PEM certificate chain for serving the metrics endpoints over HTTPS (with
+    /// --metrics-tls-key); reloaded when the file changes. Without it: plain HTTP.
+    #[arg(long, requires = "metrics_tls_key")]
+    metrics_tls_cert: Option<PathBuf>,
+    /// PEM private key of --metrics-tls-cert.
+    #[arg(long, requires = "metrics_tls_cert")]
+    metrics_tls_key: Option<PathBuf>,
     /// Elect a leader through a Lease so several replicas can run; only the leader writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -101,6 +109,16 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    let tls = match ferrolb_controller::tls::from_flags(
+        args.metrics_tls_cert.clone(),
+        args.metrics_tls_key.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve the metrics endpoints over TLS");
+            return ExitCode::FAILURE;
+        }
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -118,7 +136,7 @@ async fn main() -> ExitCode {
         let shutdown = shutdown.clone();
         let addr = args.metrics_addr;
         tasks.spawn(async move {
-            if let Err(e) = metrics::serve(addr, metrics, shutdown).await {
+            if let Err(e) = metrics::serve(addr, metrics, tls, shutdown).await {
                 tracing::error!(error = %e, %addr, "metrics server failed");
             }
         });

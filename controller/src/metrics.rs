@@ -185,33 +185,73 @@ fn respond<E: Exporter + ?Sized>(metrics: &E, path: &str) -> Response<Full<Bytes
     response
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` fires.
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` fires; over TLS when `tls` is
+/// given (see [`crate::tls::server_config`]), else plain HTTP.
 pub async fn serve<E: Exporter>(
     addr: SocketAddr,
     metrics: Arc<E>,
-    mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving metrics and health endpoints");
+    serve_on(listener, metrics, tls, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (tests bind port 0 and read it back).
+pub async fn serve_on<E: Exporter>(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<E>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "serving metrics and health endpoints");
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = shutdown.changed() => return Ok(()),
         };
         let metrics = metrics.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = respond(metrics.as_ref(), req.uri().path());
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection ended");
+            match acceptor {
+                None => serve_connection(stream, metrics).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, metrics).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "metrics TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "metrics TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// A client that does not finish its TLS handshake in this time is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve_connection<E, IO>(io: IO, metrics: Arc<E>)
+where
+    E: Exporter,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let response = respond(metrics.as_ref(), req.uri().path());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let io = hyper_util::rt::TokioIo::new(io);
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await
+    {
+        tracing::debug!(error = %e, "metrics connection ended");
     }
 }
 

@@ -35,6 +35,13 @@ struct Args {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:7473")]
     metrics_addr: SocketAddr,
+    /// PEM certificate chain for serving the metrics endpoints over HTTPS (with
+    /// --metrics-tls-key); reloaded when the file changes. Without it: plain HTTP.
+    #[arg(long, requires = "metrics_tls_key")]
+    metrics_tls_cert: Option<PathBuf>,
+    /// PEM private key of --metrics-tls-cert.
+    #[arg(long, requires = "metrics_tls_cert")]
+    metrics_tls_key: Option<PathBuf>,
     /// UDP port for membership between speakers (on the Node's InternalIP).
     #[arg(long, default_value_t = 7946)]
     membership_port: u16,
@@ -85,6 +92,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match ferrolb_controller::tls::from_flags(
+        args.metrics_tls_cert.clone(),
+        args.metrics_tls_key.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve the metrics endpoints over TLS");
+            return ExitCode::FAILURE;
+        }
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -97,6 +114,7 @@ async fn main() -> ExitCode {
     tokio::spawn(metrics::serve(
         args.metrics_addr,
         speaker_metrics.clone(),
+        tls,
         shutdown.clone(),
     ));
     let settings = Settings {

@@ -386,7 +386,7 @@ fn chart_renders_with_every_values_file() {
         (
             "tls.yaml",
             "metrics:\n  tls:\n    enabled: true\n",
-            "TLS is not implemented",
+            "metrics.tls.enabled needs metrics.tls.secretName",
         ),
         (
             "replicas.yaml",
@@ -1064,4 +1064,64 @@ fn helm_lint_passes_and_helm_renders_like_render_py() {
     let count = |prefix: &str| out.lines().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("ok   helm lint ("), expected, "{out}");
     assert_eq!(count("ok   helm template = render.py ("), expected, "{out}");
+}
+
+/// metrics.tls: both pods get the flags, mount the Secret at the path the flags name, and
+/// probe over HTTPS; without it, none of that.
+#[test]
+fn metrics_tls_is_wired_when_enabled() {
+    let with = render_with("deploy/helm/ferrolb/ci/all-features-values.yaml");
+    let without = manifest();
+    let pods = |o: &Objects| -> Vec<k8s_openapi::api::core::v1::PodSpec> {
+        (o.deployments
+            .iter()
+            .map(|d| d.spec.template.spec.clone().unwrap()))
+        .chain(
+            o.daemonsets
+                .iter()
+                .map(|d| d.spec.template.spec.clone().unwrap()),
+        )
+        .collect()
+    };
+    let tls_pods = pods(&with);
+    assert_eq!(tls_pods.len(), 2);
+    for pod in &tls_pods {
+        let c = &pod.containers[0];
+        let a = args(c);
+        assert!(
+            a.contains(&"--metrics-tls-cert=/etc/ferrolb/metrics-tls/tls.crt".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"--metrics-tls-key=/etc/ferrolb/metrics-tls/tls.key".to_string()),
+            "{a:?}"
+        );
+        let mount = (c.volume_mounts.iter().flatten())
+            .find(|m| m.mount_path == "/etc/ferrolb/metrics-tls")
+            .expect("the TLS Secret mounted");
+        let volume = (pod.volumes.iter().flatten())
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        assert_eq!(
+            volume.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("ferrolb-metrics-tls")
+        );
+        for probe in [&c.liveness_probe, &c.readiness_probe] {
+            let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+            assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        }
+    }
+    for pod in pods(&without) {
+        let c = &pod.containers[0];
+        assert!(!args(c).iter().any(|a| a.starts_with("--metrics-tls")));
+        let get = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(get.scheme, None);
+    }
+    // Enabled without a Secret name is refused: chart_renders_with_every_values_file.
 }

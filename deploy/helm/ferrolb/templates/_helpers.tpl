@@ -60,8 +60,8 @@ app.kubernetes.io/component: speaker
 
 {{/* Refusals of values the binaries cannot honour; included by the controller Deployment. */}}
 {{- define "ferrolb.validate" -}}
-{{- if .Values.metrics.tls.enabled -}}
-{{- fail "metrics.tls.enabled: ferrolb's binaries serve /metrics over plain HTTP only; TLS is not implemented yet" -}}
+{{- if and .Values.metrics.tls.enabled (not .Values.metrics.tls.secretName) -}}
+{{- fail "metrics.tls.enabled needs metrics.tls.secretName (a kubernetes.io/tls Secret in the release namespace)" -}}
 {{- end -}}
 {{- if and (gt (int .Values.controller.replicas) 1) (not .Values.controller.leaderElection.enabled) -}}
 {{- fail "controller.replicas > 1 needs controller.leaderElection.enabled (only the leader may write)" -}}
@@ -84,3 +84,4 @@ app.kubernetes.io/component: speaker
 {{- printf "%s:%v" $addr $port -}}
 {{- end -}}
 {{- end -}}
+
