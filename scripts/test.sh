@@ -10,5 +10,7 @@ cd "$(dirname "$0")/.."
 # the PyPI package helm-sdkpy: create its venv (target/helm-venv) once, before the tests run.
 deploy/lint.sh --setup || echo "could not prepare target/helm-venv; the helm lint test will fail" >&2
 
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked

@@ -32,13 +32,16 @@ pub struct Event {
 
 type Key = (String, String, String, String);
 
+/// Recent events, oldest first, and per event the name of its Event object and its count.
+type Recent = (VecDeque<Key>, BTreeMap<Key, (String, i32)>);
+
 /// Publishes events, folding a repeat of a recent one into its series.
 pub struct Publisher {
     client: Client,
     controller: String,
     instance: String,
     capacity: usize,
-    recent: Mutex<(VecDeque<Key>, BTreeMap<Key, (String, i32)>)>,
+    recent: Mutex<Recent>,
 }
 
 impl Publisher {

@@ -187,12 +187,11 @@ fn main() -> ExitCode {
                 if scan.changed || first {
                     let step = engine.step(&scan.objects, &held);
                     report(&step);
-                    if let (Some(a), Some(config)) = (announcer.as_mut(), engine.config()) {
-                        if let Err(e) =
+                    if let (Some(a), Some(config)) = (announcer.as_mut(), engine.config())
+                        && let Err(e) =
                             a.apply(announce::inputs(&scan.objects, &step, config.clone()))
-                        {
-                            eprintln!("error: cannot announce: {e}");
-                        }
+                    {
+                        eprintln!("error: cannot announce: {e}");
                     }
                     if step.state != held {
                         match state::save(&state_file, &step.state) {
@@ -204,17 +203,17 @@ fn main() -> ExitCode {
             }
         }
         first = false;
-        if let Some(status) = announcer.as_ref().and_then(Announcer::status) {
-            if status.announced != last_announced {
-                for (ip, interfaces) in &status.announced {
-                    let list: Vec<&str> = interfaces.iter().map(String::as_str).collect();
-                    println!("announcing {ip} on {}", list.join(","));
-                }
-                if status.announced.is_empty() {
-                    println!("announcing nothing (live hosts: {:?})", status.live);
-                }
-                last_announced = status.announced;
+        if let Some(status) = announcer.as_ref().and_then(Announcer::status)
+            && status.announced != last_announced
+        {
+            for (ip, interfaces) in &status.announced {
+                let list: Vec<&str> = interfaces.iter().map(String::as_str).collect();
+                println!("announcing {ip} on {}", list.join(","));
             }
+            if status.announced.is_empty() {
+                println!("announcing nothing (live hosts: {:?})", status.live);
+            }
+            last_announced = status.announced;
         }
         if let Some(a) = announcer.as_ref() {
             let sessions: BTreeMap<String, String> = a

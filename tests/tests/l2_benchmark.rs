@@ -106,10 +106,10 @@ fn probe_until_via(
             while found.is_none() && t0.elapsed() < FAILOVER_BOUND {
                 let now = Instant::now();
                 if now < next {
-                    if let Ok((resp, at)) = rx.recv_timeout(next - now) {
-                        if resp.starts_with(&prefix) {
-                            found = Some(at - t0);
-                        }
+                    if let Ok((resp, at)) = rx.recv_timeout(next - now)
+                        && resp.starts_with(&prefix)
+                    {
+                        found = Some(at - t0);
                     }
                     continue;
                 }

@@ -49,6 +49,8 @@ pub enum Timer {
 }
 
 /// What happens to the session.
+// Events are handled one at a time as they arrive, never stored in bulk: no need to box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Start (or restart) the session.
@@ -414,11 +416,11 @@ impl Fsm {
                 }
             }
             (OpenConfirm | Established, Event::TimerExpired(Timer::Keepalive)) => {
-                if let (Some(c), Some(n)) = (self.primary, &self.negotiated) {
-                    if n.hold_time > 0 {
-                        out.push(Action::Send(c, Message::Keepalive));
-                        out.push(Action::StartTimer(Timer::Keepalive, n.keepalive));
-                    }
+                if let (Some(c), Some(n)) = (self.primary, &self.negotiated)
+                    && n.hold_time > 0
+                {
+                    out.push(Action::Send(c, Message::Keepalive));
+                    out.push(Action::StartTimer(Timer::Keepalive, n.keepalive));
                 }
             }
             (_, Event::TimerExpired(_)) => {}
@@ -539,13 +541,13 @@ impl Fsm {
     }
 
     fn restart_hold(&self, out: &mut Vec<Action>) {
-        if let Some(n) = &self.negotiated {
-            if n.hold_time > 0 {
-                out.push(Action::StartTimer(
-                    Timer::Hold,
-                    Duration::from_secs(u64::from(n.hold_time)),
-                ));
-            }
+        if let Some(n) = &self.negotiated
+            && n.hold_time > 0
+        {
+            out.push(Action::StartTimer(
+                Timer::Hold,
+                Duration::from_secs(u64::from(n.hold_time)),
+            ));
         }
     }
 

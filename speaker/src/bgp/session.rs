@@ -270,12 +270,11 @@ impl Runner {
                     }
                 }
                 acc = accept(listener.as_ref()) => {
-                    if let Ok((stream, from)) = acc {
-                        if from.ip() == self.cfg.peer_address && !self.links.contains_key(&Conn::Incoming) {
+                    if let Ok((stream, from)) = acc
+                        && from.ip() == self.cfg.peer_address && !self.links.contains_key(&Conn::Incoming) {
                             self.install(Conn::Incoming, stream);
                             self.pending.push_back(Event::Accepted);
                         }
-                    }
                 }
             }
         }

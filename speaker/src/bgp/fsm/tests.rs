@@ -520,13 +520,12 @@ proptest! {
             let before = f.state();
             // connections that are (re)opened start a fresh log
             match &ev {
-                Event::Connected => { if f.connection() != Some(Conn::Outgoing) { logs.remove(&Conn::Outgoing); } }
-                Event::Accepted => { if f.connection() != Some(Conn::Incoming) { logs.remove(&Conn::Incoming); } }
+                Event::Connected if f.connection() != Some(Conn::Outgoing) => { logs.remove(&Conn::Outgoing); }
+                Event::Accepted if f.connection() != Some(Conn::Incoming) => { logs.remove(&Conn::Incoming); }
                 _ => {}
             }
-            if let Event::Received(c, Message::Open(o)) = &ev {
-                if o.version == 4 { logs.entry(*c).or_default().open_received = true; }
-            }
+            if let Event::Received(c, Message::Open(o)) = &ev
+                && o.version == 4 { logs.entry(*c).or_default().open_received = true; }
             let peer_done = matches!(&ev, Event::Closed(_) | Event::Received(_, Message::Notification(_)));
             let actions = f.handle(ev.clone());
             let mut notified: Vec<Conn> = vec![];
