@@ -38,17 +38,13 @@ pub const CLUSTER_RULES: &[Rule] = &[
     },
 ];
 
-/// Rules in the controller's own namespace (Role).
-pub const NAMESPACE_RULES: &[Rule] = &[
+/// What `config_source::watch` reads in the namespace of the config (the controller's and the
+/// speaker's): the config kinds and the Secrets BGPPeers refer to.
+pub const CONFIG_SOURCE_RULES: &[Rule] = &[
     Rule {
         group: "ferrolb.io",
         resource: "ipaddresspools",
         verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "ipaddresspools/status",
-        verbs: &["patch"],
     },
     Rule {
         group: "ferrolb.io",
@@ -78,8 +74,23 @@ pub const NAMESPACE_RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "secrets",
-        // create: the speakers' membership key when it does not exist (membership_secret.rs).
-        verbs: &["get", "list", "watch", "create"],
+        verbs: READ,
+    },
+];
+
+/// Rules in the controller's own namespace besides [`CONFIG_SOURCE_RULES`] (its Role grants
+/// both).
+pub const NAMESPACE_RULES: &[Rule] = &[
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools/status",
+        verbs: &["patch"],
+    },
+    // The speakers' membership key when it does not exist (membership_secret.rs).
+    Rule {
+        group: "",
+        resource: "secrets",
+        verbs: &["create"],
     },
     Rule {
         group: "coordination.k8s.io",

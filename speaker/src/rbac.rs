@@ -39,41 +39,6 @@ pub const CLUSTER_RULES: &[Rule] = &[
 ];
 
 /// Rules in the speaker's own namespace (Role): the config objects and the Secrets BGPPeers
-/// refer to (`passwordSecret`), read through `ferrolb_controller::config_source`.
-pub const NAMESPACE_RULES: &[Rule] = &[
-    Rule {
-        group: "ferrolb.io",
-        resource: "ipaddresspools",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "l2advertisements",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bgpadvertisements",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bgppeers",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bfdprofiles",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "communities",
-        verbs: READ,
-    },
-    Rule {
-        group: "",
-        resource: "secrets",
-        verbs: READ,
-    },
-];
+/// refer to (`passwordSecret`), read through the same `ferrolb_controller::config_source` as the
+/// controller.
+pub const NAMESPACE_RULES: &[Rule] = ferrolb_controller::rbac::CONFIG_SOURCE_RULES;

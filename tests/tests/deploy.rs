@@ -586,7 +586,7 @@ fn triples(rules: &[PolicyRule], what: &str) -> BTreeSet<(String, String, String
     out
 }
 
-fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> BTreeSet<(String, String, String)> {
+fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> Triples {
     rules
         .iter()
         .flat_map(|r| {
@@ -597,35 +597,49 @@ fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> BTreeSet<(String, S
         .collect()
 }
 
+/// The chart grants the account `who` (ClusterRole and Role of that name) exactly `cluster` and
+/// `namespaced`, as triples.
+type Triples = BTreeSet<(String, String, String)>;
+
+fn assert_roles_grant(o: &Objects, who: &str, cluster: Triples, namespaced: Triples) {
+    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.name.clone().unwrap_or_default()
+    };
+    let cluster_role = (o.cluster_roles.iter())
+        .find(|r| name(&r.metadata) == who)
+        .unwrap_or_else(|| panic!("no ClusterRole {who}"));
+    let role = (o.roles.iter())
+        .find(|r| name(&r.metadata) == who)
+        .unwrap_or_else(|| panic!("no Role {who}"));
+    let what = format!("{who} ClusterRole");
+    assert_eq!(
+        triples(cluster_role.rules.as_deref().unwrap_or_default(), &what),
+        cluster,
+        "chart {what} vs the code's list"
+    );
+    let what = format!("{who} Role");
+    assert_eq!(
+        triples(role.rules.as_deref().unwrap_or_default(), &what),
+        namespaced,
+        "chart {what} vs the code's list"
+    );
+}
+
 #[test]
 fn controller_rbac_matches_the_code() {
-    use ferrolb_controller::rbac::{CLUSTER_RULES, NAMESPACE_RULES};
+    use ferrolb_controller::rbac::{CLUSTER_RULES, CONFIG_SOURCE_RULES, NAMESPACE_RULES};
     let o = manifest();
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
     };
-    let cluster = o
-        .cluster_roles
-        .iter()
-        .find(|r| name(&r.metadata) == "ferrolb-controller")
-        .unwrap();
-    let role = o
-        .roles
-        .iter()
-        .find(|r| name(&r.metadata) == "ferrolb-controller")
-        .unwrap();
-    assert_eq!(
-        triples(
-            cluster.rules.as_deref().unwrap_or_default(),
-            "controller ClusterRole"
-        ),
+    assert_roles_grant(
+        &o,
+        "ferrolb-controller",
         code_triples(CLUSTER_RULES),
-        "chart ClusterRole vs controller/src/rbac.rs CLUSTER_RULES"
-    );
-    assert_eq!(
-        triples(role.rules.as_deref().unwrap_or_default(), "controller Role"),
-        code_triples(NAMESPACE_RULES),
-        "chart Role vs controller/src/rbac.rs NAMESPACE_RULES"
+        code_triples(CONFIG_SOURCE_RULES)
+            .into_iter()
+            .chain(code_triples(NAMESPACE_RULES))
+            .collect(),
     );
     // Every role: no wildcards, no repeats (triples checks).
     for r in &o.cluster_roles {
@@ -725,28 +739,11 @@ fn speaker_rbac_matches_the_list_and_covers_its_api_calls() {
             "speaker calls {call}: add its rule to the chart and here"
         );
     }
-    let o = manifest();
-    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        m.name.clone().unwrap_or_default()
-    };
-    let cluster = (o.cluster_roles.iter())
-        .find(|r| name(&r.metadata) == "ferrolb-speaker")
-        .expect("the speaker ClusterRole");
-    let role = (o.roles.iter())
-        .find(|r| name(&r.metadata) == "ferrolb-speaker")
-        .expect("the speaker Role");
-    assert_eq!(
-        triples(
-            cluster.rules.as_deref().unwrap_or_default(),
-            "speaker ClusterRole"
-        ),
+    assert_roles_grant(
+        &manifest(),
+        "ferrolb-speaker",
         code_triples(CLUSTER_RULES),
-        "chart speaker ClusterRole vs speaker/src/rbac.rs CLUSTER_RULES"
-    );
-    assert_eq!(
-        triples(role.rules.as_deref().unwrap_or_default(), "speaker Role"),
         code_triples(NAMESPACE_RULES),
-        "chart speaker Role vs speaker/src/rbac.rs NAMESPACE_RULES"
     );
     let listed: BTreeSet<_> = code_triples(CLUSTER_RULES)
         .into_iter()
