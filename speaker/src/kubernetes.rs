@@ -274,6 +274,29 @@ pub struct SpeakerMetrics {
         PeerLabels,
         prometheus_client::metrics::gauge::Gauge,
     >,
+    established_since: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    failures: prometheus_client::metrics::family::Family<
+        PeerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    last_error: prometheus_client::metrics::family::Family<
+        ErrorLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    /// The last error exported per peer, so a changed or gone one is removed, not left behind.
+    exported_errors: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+/// A BGP peer and the last error of its session.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The BGPPeer's name.
+    pub peer: String,
+    /// The last failure, in words.
+    pub error: String,
 }
 
 /// A BGP peer.
@@ -293,6 +316,10 @@ impl Default for SpeakerMetrics {
             prefixes: Default::default(),
             updates: Default::default(),
             flaps: Default::default(),
+            established_since: Default::default(),
+            failures: Default::default(),
+            last_error: Default::default(),
+            exported_errors: Default::default(),
         };
         registry.register(
             "session_up",
@@ -314,15 +341,83 @@ impl Default for SpeakerMetrics {
             "Times the session went down from Established",
             m.flaps.clone(),
         );
+        registry.register(
+            "session_established_since_seconds",
+            "Unix time the session last became Established; 0 while it is down",
+            m.established_since.clone(),
+        );
+        registry.register(
+            "session_failures",
+            "Consecutive failed attempts to establish the session (the retry backoff grows with it)",
+            m.failures.clone(),
+        );
+        registry.register(
+            "session_last_error_info",
+            "1, labelled with the session's last failure in words (kept after recovery)",
+            m.last_error.clone(),
+        );
         SpeakerMetrics { registry, ..m }
     }
 }
 
 impl SpeakerMetrics {
-    /// Copies the sessions' state into the gauges.
+    /// Copies the sessions' state into the gauges; a peer no longer in `sessions` loses its
+    /// series.
     pub fn record(&self, sessions: &BTreeMap<String, crate::bgp::SessionStatus>) {
+        let mut exported = self
+            .exported_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = (exported.keys())
+            .filter(|p| !sessions.contains_key(*p))
+            .cloned()
+            .collect();
+        for peer in gone {
+            if let Some(error) = exported.remove(&peer) {
+                self.last_error.remove(&ErrorLabels {
+                    peer: peer.clone(),
+                    error,
+                });
+            }
+            let l = PeerLabels { peer };
+            for family in [
+                &self.up,
+                &self.prefixes,
+                &self.updates,
+                &self.flaps,
+                &self.established_since,
+                &self.failures,
+            ] {
+                family.remove(&l);
+            }
+        }
         for (peer, s) in sessions {
+            // Keep a placeholder for every live peer so its other series are cleared when it goes.
+            let error = s.last_error.clone().unwrap_or_default();
+            match exported.insert(peer.clone(), error.clone()) {
+                Some(old) if old == error => {}
+                Some(old) => {
+                    self.last_error.remove(&ErrorLabels {
+                        peer: peer.clone(),
+                        error: old,
+                    });
+                }
+                None => {}
+            }
+            if !error.is_empty() {
+                self.last_error
+                    .get_or_create(&ErrorLabels {
+                        peer: peer.clone(),
+                        error,
+                    })
+                    .set(1);
+            }
             let l = PeerLabels { peer: peer.clone() };
+            let since = (s.established_at)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.established_since.get_or_create(&l).set(since);
+            self.failures.get_or_create(&l).set(i64::from(s.failures));
             self.up.get_or_create(&l).set(i64::from(s.is_up()));
             self.prefixes
                 .get_or_create(&l)
@@ -805,6 +900,52 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             text.contains("ferrolb_speaker_bgp_prefixes_sent{peer=\"tor\"} 3"),
             "{text}"
         );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("last_error_info{"), "{text}");
+
+        // A failure: its words as a label, the old words gone when they change.
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let failing = |error: &str| crate::bgp::SessionStatus {
+            state: crate::bgp::State::Active,
+            established_at: Some(at),
+            prefixes_sent: 0,
+            updates_sent: 5,
+            flaps: 2,
+            last_error: Some(error.into()),
+            failures: 3,
+        };
+        m.record(&BTreeMap::from([(
+            "tor".to_string(),
+            failing("hold timer expired"),
+        )]));
+        m.record(&BTreeMap::from([(
+            "tor".to_string(),
+            failing("peer sent NOTIFICATION: bad peer AS"),
+        )]));
+        let text = m.encode();
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_last_error_info{peer=\"tor\",error=\"peer sent NOTIFICATION: bad peer AS\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("hold timer expired"), "{text}");
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_failures{peer=\"tor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 1700000000"
+            ),
+            "{text}"
+        );
+
+        // The peer removed: all of its series go.
+        m.record(&BTreeMap::new());
+        let text = m.encode();
+        assert!(!text.contains("peer=\"tor\""), "{text}");
     }
 
     #[test]
