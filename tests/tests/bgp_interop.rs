@@ -320,18 +320,18 @@ fn bgp_bird_hold_timer_withdraws_a_silent_speaker_and_reconnects_after_restart()
     drop(sp);
 }
 
-#[test]
-fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff() {
-    if !lab::require_lab() {
-        return;
-    }
+/// A wrong ASN and a wrong password: clear errors in the session status, retries with
+/// backoff (not a tight loop), and the router never sees the session up.
+fn wrong_asn_and_wrong_password<D: BgpDaemon>(
+    start: fn(&Host, &BgpConfig) -> Result<D, lab::LabError>,
+) {
     let lab = Lab::new(LabSpec {
         nodes: 2,
         ..Default::default()
     })
     .unwrap();
     let (router, n0, n1) = (lab.router(), lab.node(0), lab.node(1));
-    let bird = Bird::start(
+    let daemon = start(
         router,
         &BgpConfig::new(64512, router.ipv4)
             .neighbor(Neighbor::new(n0.ipv4, 64513).passive())
@@ -348,28 +348,53 @@ fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff() {
     cfg.password = Some("wrong".into());
     let wrong_pw = Speaker::start(n1, cfg, Table::new());
     std::thread::sleep(Duration::from_secs(8));
+    let kind = daemon.kind();
     let a = wrong_asn.status();
     assert_ne!(a.state, State::Established);
     let e = a.last_error.clone().unwrap_or_default();
-    assert!(e.contains("bad peer AS"), "{a:?}");
+    assert!(e.contains("bad peer AS"), "{kind}: {a:?}");
     // Backoff: 500 ms doubling to 4 s gives at most a handful of attempts in 8 s.
-    assert!(a.failures >= 2 && a.failures <= 6, "{a:?}");
+    assert!(a.failures >= 2 && a.failures <= 6, "{kind}: {a:?}");
     let p = wrong_pw.status();
     assert_ne!(p.state, State::Established);
     assert!(
         p.last_error.clone().unwrap_or_default().contains("MD5"),
-        "{p:?}"
+        "{kind}: {p:?}"
     );
-    assert!(p.failures >= 1 && p.failures <= 5, "{p:?}");
-    assert!(
-        !bird
-            .session(n1.ipv4.into())
-            .unwrap()
-            .unwrap()
-            .is_established()
-    );
+    assert!(p.failures >= 1 && p.failures <= 5, "{kind}: {p:?}");
+    for n in [n0, n1] {
+        let s = daemon.session(n.ipv4.into()).unwrap();
+        assert!(
+            !s.as_ref().is_some_and(|s| s.is_established()),
+            "{kind}: {s:?}"
+        );
+    }
     wrong_asn.stop();
     wrong_pw.stop();
+}
+
+#[test]
+fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff_bird() {
+    if !lab::require_lab() {
+        return;
+    }
+    wrong_asn_and_wrong_password(Bird::start);
+}
+
+#[test]
+fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff_frr() {
+    if !lab::require_lab() {
+        return;
+    }
+    wrong_asn_and_wrong_password(Frr::start);
+}
+
+#[test]
+fn bgp_wrong_asn_and_wrong_password_give_clear_errors_and_backoff_gobgp() {
+    if !lab::require_lab() {
+        return;
+    }
+    wrong_asn_and_wrong_password(GoBgp::start);
 }
 
 /// One session of the matrix: which node, which family carries it, iBGP or eBGP, with MD5 or
