@@ -252,6 +252,8 @@ pub struct Settings {
     pub l2: bool,
     /// Announce over BGP (no session is opened when false).
     pub bgp: bool,
+    /// Split-brain guard for L2: announce only while this many speakers are live; 0: off.
+    pub l2_quorum: usize,
 }
 
 /// The speaker's BGP session metrics, per peer.
@@ -536,6 +538,7 @@ pub async fn run(
                 settings.lb_class.as_deref(),
             ),
             ignore_exclude_label: settings.ignore_exclude_label,
+            quorum: settings.l2_quorum,
         };
         // BGP: this node's sessions to its selected peers follow the same inputs.
         if let Some(config) = &last_good {
@@ -658,6 +661,11 @@ async fn write_conditions(
     live: &BTreeSet<String>,
 ) {
     let Some(config) = config else { return };
+    // Without quorum this speaker is on a minority side of a partition and announces nothing;
+    // the majority side's speakers report.
+    if live.len() < settings.l2_quorum {
+        return;
+    }
     let nodes: Vec<election::Node> = nodes.iter().map(|n| node(n)).collect();
     let cluster = election::Cluster {
         config,

@@ -60,6 +60,11 @@ struct Args {
     /// Milliseconds between those rounds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     l2_burst_interval_ms: u64,
+    /// Split-brain guard: answer ARP/NDP only while at least this many speakers (this one
+    /// included) are live, e.g. a majority of the nodes. 0: off (each side of a partition
+    /// answers).
+    #[arg(long, default_value_t = 0)]
+    l2_quorum: usize,
     /// Announce over ARP/NDP.
     #[arg(long, env = "FERROLB_L2_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     l2_enabled: bool,
@@ -134,6 +139,7 @@ async fn main() -> ExitCode {
         },
         l2: args.l2_enabled,
         bgp: args.bgp_enabled,
+        l2_quorum: args.l2_quorum,
     };
     let mut task = tokio::spawn(kubernetes::run(client, settings, shutdown));
     tokio::select! {

@@ -13,7 +13,9 @@
 //! Split brain: during a partition each side sees only its own members and elects an owner
 //! among them, so an IP may be answered on both sides. That is the safe failure for layer 2
 //! (an unanswered VIP is an outage; two answers on a partitioned segment are not seen by the
-//! same client) and it ends when the partition heals. No quorum guard is implemented.
+//! same client) and it ends when the partition heals. The opt-in guard is `Inputs::quorum` of
+//! the L2 agent (`--l2-quorum`): a speaker seeing fewer live members announces nothing, so only
+//! a majority side answers.
 //!
 //! Authentication: a foreign host without the secret can neither join nor declare a member down
 //! (its datagrams fail the MAC and are dropped before foca sees them). Replays of captured

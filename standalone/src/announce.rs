@@ -35,6 +35,9 @@ pub struct HostSettings {
     pub router_id: Option<Ipv4Addr>,
     /// Gratuitous ARP / unsolicited NA rounds sent on takeover.
     pub burst: ferrolb_speaker::l2::Burst,
+    /// Split-brain guard: announce over L2 only while this many hosts (this one included) are
+    /// live; 0: off.
+    pub quorum: usize,
 }
 
 enum BgpCommand {
@@ -152,6 +155,7 @@ pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
         nodes,
         services,
         ignore_exclude_label: false,
+        quorum: 0,
     }
 }
 
@@ -191,7 +195,8 @@ impl Announcer {
     }
 
     /// Runs the agent with `inputs` (a no-op when they did not change).
-    pub fn apply(&mut self, inputs: Inputs) -> Result<(), MembershipError> {
+    pub fn apply(&mut self, mut inputs: Inputs) -> Result<(), MembershipError> {
+        inputs.quorum = self.settings.quorum;
         // Inputs hold no Eq-comparable config; compare what the election reads.
         let fingerprint = (
             inputs

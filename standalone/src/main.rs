@@ -68,6 +68,10 @@ enum Command {
         /// Milliseconds between those rounds.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         l2_burst_interval_ms: u64,
+        /// Split-brain guard: answer ARP/NDP only while at least this many hosts (this one
+        /// included) are live, e.g. a majority of them. 0: off (each side of a partition answers).
+        #[arg(long, default_value_t = 0)]
+        l2_quorum: usize,
     },
 }
 
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         membership_secret_file,
         l2_burst_repeats,
         l2_burst_interval_ms,
+        l2_quorum,
     } = Cli::parse().command;
     let mut announcer = match node {
         None => None,
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
                     repeats: l2_burst_repeats,
                     interval: std::time::Duration::from_millis(l2_burst_interval_ms),
                 },
+                quorum: l2_quorum,
             }))
         }
     };

@@ -47,6 +47,7 @@ fn inputs(lab: &Lab, vip: IpAddr) -> Inputs {
             ..Default::default()
         }],
         ignore_exclude_label: false,
+        quorum: 0,
     }
 }
 
@@ -69,6 +70,10 @@ fn vip_for_node0(lab: &Lab) -> IpAddr {
 }
 
 fn start_agent(lab: &Lab, host: &Host, vip: IpAddr) -> Agent {
+    start_agent_with_quorum(lab, host, vip, 0)
+}
+
+fn start_agent_with_quorum(lab: &Lab, host: &Host, vip: IpAddr, quorum: usize) -> Agent {
     let seeds = lab
         .nodes()
         .iter()
@@ -80,9 +85,10 @@ fn start_agent(lab: &Lab, host: &Host, vip: IpAddr) -> Agent {
         seeds,
         secret: b"lab-secret".to_vec(),
         timing: Timing::default(),
-        cluster_size: 2,
+        cluster_size: u8::try_from(lab.nodes().len()).unwrap_or(u8::MAX),
     };
-    let (name, inp) = (host.name.clone(), inputs(lab, vip));
+    let (name, mut inp) = (host.name.clone(), inputs(lab, vip));
+    inp.quorum = quorum;
     host.in_netns(move || Agent::start(name, inp, membership, ResponderConfig::default()))
         .unwrap()
         .unwrap()
@@ -320,4 +326,87 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
         );
     }
     until_served_via(&lab, vip, "node0", Instant::now(), Duration::from_secs(5));
+}
+
+/// The split-brain guard: three speakers with a quorum of 2. The owner cut off from the other
+/// two (its membership datagrams dropped, its link up) stops answering, and exactly one of the
+/// two others answers instead: the client sees one MAC, never two. After the heal the first-ranked
+/// owner answers again.
+#[test]
+fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let all: BTreeSet<String> = lab.nodes().iter().map(|h| h.name.clone()).collect();
+    let vip = (200..=250u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+        .find(|ip| {
+            let inp = inputs(&lab, *ip);
+            let cluster = Cluster {
+                config: &inp.config,
+                nodes: &inp.nodes,
+                live: &all,
+                ignore_exclude_label: false,
+            };
+            election::owner(&cluster, &inp.services[0], *ip).is_ok_and(|a| a.node == "node0")
+        })
+        .expect("a VIP owned by node0");
+    let IpAddr::V4(vip4) = vip else {
+        unreachable!("the lab VIP is IPv4")
+    };
+    let agents: Vec<Agent> = lab
+        .nodes()
+        .iter()
+        .map(|h| start_agent_with_quorum(&lab, h, vip, 2))
+        .collect();
+    let owners = || -> Vec<usize> {
+        (0..agents.len())
+            .filter(|i| agents[*i].status().announced.contains_key(&vip))
+            .collect()
+    };
+    lab::wait_until(
+        "all three live, node0 answers",
+        Duration::from_secs(5),
+        || agents.iter().all(|a| a.status().live == all) && owners() == vec![0],
+    )
+    .unwrap();
+
+    partition(lab.node(0), false);
+    let majority = BTreeSet::from(["node1".to_string(), "node2".to_string()]);
+    lab::wait_until(
+        "node0 alone and silent, one of node1/node2 answers",
+        Duration::from_secs(5),
+        || {
+            agents[0].status().live == BTreeSet::from(["node0".to_string()])
+                && agents[1].status().live == majority
+                && agents[2].status().live == majority
+                && owners().len() == 1
+                && owners()[0] != 0
+        },
+    )
+    .unwrap();
+    let new_owner = owners()[0];
+    for _ in 0..3 {
+        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            reply.map(|r| r.mac),
+            Some(lab.node(new_owner).mac),
+            "during the partition only node{new_owner} answers {vip}"
+        );
+    }
+
+    partition(lab.node(0), true);
+    lab::wait_until(
+        "healed: node0 answers again, alone",
+        Duration::from_secs(10),
+        || agents.iter().all(|a| a.status().live == all) && owners() == vec![0],
+    )
+    .unwrap();
+    let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+    assert_eq!(reply.map(|r| r.mac), Some(lab.node(0).mac));
 }

@@ -115,6 +115,7 @@ fn speakers_in_kubernetes_mode_answer_report_advertise_and_follow_endpoints() {
             burst: Default::default(),
             l2: true,
             bgp: true,
+            l2_quorum: 0,
         };
         threads.push(
             node.spawn_thread(move || {

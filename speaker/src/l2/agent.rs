@@ -26,14 +26,28 @@ pub struct Inputs {
     pub services: Vec<Service>,
     /// Ignore the exclude-from-external-load-balancers label.
     pub ignore_exclude_label: bool,
+    /// Split-brain guard: announce nothing while fewer than this many speakers (this one
+    /// included) are live. 0 or 1: off, every side of a partition announces (the default).
+    pub quorum: usize,
 }
 
-/// The IPs `node` must answer for, with their interfaces, given the live speakers. Pure.
+impl Inputs {
+    /// Whether `live` speakers are enough to announce (see [`Inputs::quorum`]).
+    pub fn has_quorum(&self, live: &BTreeSet<String>) -> bool {
+        live.len() >= self.quorum
+    }
+}
+
+/// The IPs `node` must answer for, with their interfaces, given the live speakers: none
+/// without quorum. Pure.
 pub fn desired(
     node: &str,
     inputs: &Inputs,
     live: &BTreeSet<String>,
 ) -> BTreeMap<IpAddr, Interfaces> {
+    if !inputs.has_quorum(live) {
+        return BTreeMap::new();
+    }
     let cluster = Cluster {
         config: &inputs.config,
         nodes: &inputs.nodes,
@@ -257,7 +271,7 @@ mod tests {
             interfaces: ifs.iter().map(|s| s.to_string()).collect(),
             service_selectors: vec![],
         };
-        let inputs = Inputs {
+        let mut inputs = Inputs {
             config: Config {
                 l2_advertisements: vec![ad("a", &["eth0"])],
                 ..Default::default()
@@ -291,6 +305,7 @@ mod tests {
                 },
             ],
             ignore_exclude_label: false,
+            quorum: 0,
         };
         let live = BTreeSet::from(["n".to_string()]);
         let got = desired("n", &inputs, &live);
@@ -303,5 +318,14 @@ mod tests {
             ])
         );
         assert!(desired("n", &inputs, &BTreeSet::new()).is_empty());
+
+        // The split-brain guard: one live speaker of a quorum of 2 announces nothing; with a
+        // second live speaker (which ranks below "n" here: "n" stays the owner) it does again.
+        inputs.quorum = 2;
+        assert!(desired("n", &inputs, &live).is_empty());
+        let two = BTreeSet::from(["n".to_string(), "other".to_string()]);
+        assert_eq!(desired("n", &inputs, &two), got);
+        inputs.quorum = 1;
+        assert_eq!(desired("n", &inputs, &live), got);
     }
 }
