@@ -432,3 +432,129 @@ fn bgp_speaker_peer_selection_exclusion_and_peer_removal() {
     d0.stop();
     d1.stop();
 }
+
+/// A BGPPeer as users write it, through the config model and the per-node speaker: `peerPort`
+/// (BIRD listens on 1179), the MD5 password from `passwordSecret` (a basic-auth Secret), eBGP,
+/// and `ebgpMultiHop`: the SYNs the router receives carry TTL 255 from the node that sets it and
+/// TTL 1 (a direct eBGP neighbor) from the node that does not.
+#[test]
+fn bgp_speaker_peer_port_password_secret_and_ebgp_multihop_ttl() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let (h0, h1) = (lab.node(0), lab.node(1));
+    let bird = Bird::start(
+        router,
+        &BgpConfig::new(ASN, router.ipv4)
+            .listen_port(1179)
+            .neighbor(
+                Neighbor::new(h0.ipv4, 64601)
+                    .password("from-a-secret")
+                    .passive(),
+            )
+            .neighbor(
+                Neighbor::new(h1.ipv4, 64602)
+                    .password("from-a-secret")
+                    .passive(),
+            ),
+    )
+    .unwrap();
+    // The SYNs to port 1179, with their IP header (TTL) printed.
+    let mut capture = router
+        .spawn(&[
+            "tcpdump",
+            "-l",
+            "-n",
+            "-v",
+            "-i",
+            "eth0",
+            "tcp dst port 1179 and tcp[tcpflags] & tcp-syn != 0",
+        ])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let config_for = |my_asn: u32, multihop: bool| {
+        let yaml = format!(
+            r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.98.0.0/28]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{ipAddressPools: [web]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: bgp-auth, namespace: ferrolb-system}}
+type: kubernetes.io/basic-auth
+stringData: {{password: from-a-secret}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec:
+  myASN: {my_asn}
+  peerASN: {ASN}
+  peerAddress: {}
+  peerPort: 1179
+  passwordSecret: {{name: bgp-auth}}
+  ebgpMultiHop: {multihop}
+  holdTime: 9s
+  connectTime: 1s
+"#,
+            router.ipv4
+        );
+        let docs = config::parse_documents(&yaml).unwrap();
+        config::build(&docs.config).unwrap()
+    };
+    let services = vec![service("web", "web", "10.98.0.1")];
+    let d0 = NodeDriver::start(h0);
+    let d1 = NodeDriver::start(h1);
+    d0.apply(&config_for(64601, true), &node(h0), &services);
+    d1.apply(&config_for(64602, false), &node(h1), &services);
+    bird.wait_established(h0.ipv4.into(), T).unwrap();
+    bird.wait_established(h1.ipv4.into(), T).unwrap();
+    d0.wait_established();
+    d1.wait_established();
+    bird.wait_routes(Afi::Ipv4, "10.98.0.1/32 from both nodes", T, |rs| {
+        sources(rs, "10.98.0.1/32") == BTreeSet::from([IpAddr::from(h0.ipv4), h1.ipv4.into()])
+    })
+    .unwrap();
+
+    // TTL per source, from tcpdump's two lines per packet ("... ttl N, ..." then "SRC.PORT > ...").
+    capture.stop();
+    let log = capture.log();
+    let mut ttls: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut ttl = None;
+    for line in log.lines() {
+        if let Some(rest) = line.split("ttl ").nth(1) {
+            ttl = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|t| t.parse().ok());
+        } else if let (Some(t), Some(src)) = (ttl.take(), line.trim().split(' ').next()) {
+            let ip = src.rsplitn(2, '.').nth(1).unwrap_or_default().to_string();
+            ttls.entry(ip).or_default().insert(t);
+        }
+    }
+    assert_eq!(
+        ttls.get(&h0.ipv4.to_string()),
+        Some(&BTreeSet::from([255])),
+        "ebgpMultiHop: TTL 255 from node0\n{log}"
+    );
+    assert_eq!(
+        ttls.get(&h1.ipv4.to_string()),
+        Some(&BTreeSet::from([1])),
+        "direct eBGP: TTL 1 from node1\n{log}"
+    );
+    d0.stop();
+    d1.stop();
+}
