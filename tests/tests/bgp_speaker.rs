@@ -541,7 +541,10 @@ spec:
                 .next()
                 .and_then(|t| t.parse().ok());
         } else if let (Some(t), Some(src)) = (ttl.take(), line.trim().split(' ').next()) {
-            let ip = src.rsplitn(2, '.').nth(1).unwrap_or_default().to_string();
+            let ip = src
+                .rsplit_once('.')
+                .map_or("", |(ip, _port)| ip)
+                .to_string();
             ttls.entry(ip).or_default().insert(t);
         }
     }
