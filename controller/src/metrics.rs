@@ -208,14 +208,21 @@ pub async fn serve_on<E: Exporter>(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "serving metrics and health endpoints");
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = shutdown.changed() => return Ok(()),
         };
+        // Over the limit: the connection is closed at once (scrapers and probes retry).
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many metrics connections; closing this one");
+            continue;
+        };
         let metrics = metrics.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
                 None => serve_connection(stream, metrics).await,
                 Some(acceptor) => {
@@ -234,8 +241,11 @@ pub async fn serve_on<E: Exporter>(
     }
 }
 
-/// A client that does not finish its TLS handshake in this time is dropped.
+/// A client that does not finish its TLS handshake, or send its request headers, in this time
+/// is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections served at once; Prometheus and the kubelet's probes need a handful.
+const MAX_CONNECTIONS: usize = 64;
 
 async fn serve_connection<E, IO>(io: IO, metrics: Arc<E>)
 where
@@ -248,6 +258,8 @@ where
     });
     let io = hyper_util::rt::TokioIo::new(io);
     if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
         .serve_connection(io, service)
         .await
     {

@@ -86,15 +86,17 @@ pub const NAMESPACE_RULES: &[Rule] = &[
         resource: "ipaddresspools/status",
         verbs: &["patch"],
     },
-    // The speakers' membership key when it does not exist (membership_secret.rs).
-    Rule {
-        group: "",
-        resource: "secrets",
-        verbs: &["create"],
-    },
     Rule {
         group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],
     },
 ];
+
+/// With `--membership-secret-name` only (the plain manifest; Helm's default creates the Secret
+/// itself): creating the speakers' membership key when it does not exist (membership_secret.rs).
+pub const MEMBERSHIP_SECRET_RULES: &[Rule] = &[Rule {
+    group: "",
+    resource: "secrets",
+    verbs: &["create"],
+}];

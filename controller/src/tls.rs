@@ -65,9 +65,13 @@ pub enum TlsError {
     Config(String),
 }
 
-fn modified(path: &Path) -> Result<SystemTime, TlsError> {
+/// What tells a file changed: its modification time and length (a rewrite within one clock tick
+/// usually changes the length).
+type Stamp = (SystemTime, u64);
+
+fn stamp(path: &Path) -> Result<Stamp, TlsError> {
     std::fs::metadata(path)
-        .and_then(|m| m.modified())
+        .and_then(|m| Ok((m.modified()?, m.len())))
         .map_err(|source| TlsError::Read {
             path: path.to_owned(),
             source,
@@ -104,11 +108,13 @@ pub fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey,
     })
 }
 
-/// The current pair and the modification times it was read at.
+/// The current pair, the stamps it was read at, and the stamps of a failed reload already
+/// reported (so a broken pair is logged once, yet retried at every handshake until it loads).
 #[derive(Debug)]
 struct Loaded {
-    stamps: (SystemTime, SystemTime),
+    stamps: (Stamp, Stamp),
     key: Arc<CertifiedKey>,
+    reported: Option<(Stamp, Stamp)>,
 }
 
 /// Serves the pair from [`TlsFiles`], reloading it when the files change.
@@ -122,19 +128,23 @@ pub struct FileCertResolver {
 impl FileCertResolver {
     /// Loads the pair now; an error here is the caller's to report (bad flags, missing Secret).
     pub fn new(files: TlsFiles, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let stamps = (modified(&files.cert)?, modified(&files.key)?);
+        let stamps = (stamp(&files.cert)?, stamp(&files.key)?);
         let key = Arc::new(load(&files, &provider)?);
         Ok(FileCertResolver {
             files,
             provider,
-            current: Mutex::new(Loaded { stamps, key }),
+            current: Mutex::new(Loaded {
+                stamps,
+                key,
+                reported: None,
+            }),
         })
     }
 
     /// The pair to use now: reloaded first if either file changed since the last load.
     pub fn current(&self) -> Arc<CertifiedKey> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let stamps = match (modified(&self.files.cert), modified(&self.files.key)) {
+        let stamps = match (stamp(&self.files.cert), stamp(&self.files.key)) {
             (Ok(c), Ok(k)) => (c, k),
             // Mid-rotation or removed: keep serving what we have.
             _ => return current.key.clone(),
@@ -146,13 +156,15 @@ impl FileCertResolver {
                     *current = Loaded {
                         stamps,
                         key: Arc::new(key),
+                        reported: None,
                     };
                 }
-                Err(e) => {
-                    // Remember the stamps so a broken pair is reported once, not per handshake.
+                // Retried at the next handshake (the files may be half written); reported once.
+                Err(e) if current.reported != Some(stamps) => {
                     tracing::warn!(error = %e, "keeping the previous metrics TLS certificate");
-                    current.stamps = stamps;
+                    current.reported = Some(stamps);
                 }
+                Err(_) => {}
             }
         }
         current.key.clone()

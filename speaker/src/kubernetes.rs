@@ -416,6 +416,7 @@ impl SpeakerMetrics {
             }
             let l = PeerLabels { peer: peer.clone() };
             let since = (s.established_at)
+                .filter(|_| s.is_up())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
             self.established_since.get_or_create(&l).set(since);
@@ -663,7 +664,7 @@ async fn write_conditions(
     let Some(config) = config else { return };
     // Without quorum this speaker is on a minority side of a partition and announces nothing;
     // the majority side's speakers report.
-    if live.len() < settings.l2_quorum {
+    if settings.l2 && live.len() < settings.l2_quorum {
         return;
     }
     let nodes: Vec<election::Node> = nodes.iter().map(|n| node(n)).collect();
@@ -943,6 +944,14 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             text.contains("ferrolb_speaker_bgp_session_failures{peer=\"tor\"} 3"),
             "{text}"
         );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 0"),
+            "down: 0 whatever the stale time says\n{text}"
+        );
+        let mut up = failing("hold timer expired");
+        up.state = crate::bgp::State::Established;
+        m.record(&BTreeMap::from([("tor".to_string(), up)]));
+        let text = m.encode();
         assert!(
             text.contains(
                 "ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 1700000000"

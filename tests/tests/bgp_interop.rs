@@ -409,8 +409,9 @@ struct Combo {
 
 /// Per daemon, four sessions at once covering each dimension both ways within each family:
 /// IPv4 iBGP + MD5, IPv4 eBGP, IPv6 eBGP, IPv6 iBGP + MD5. Each reaches Established, the
-/// router holds its prefix with the node's address of that family as next hop, LOCAL_PREF on
-/// iBGP only, our ASN in the AS_PATH on eBGP only; a Cease withdraws it.
+/// router holds its prefix with the node's address of that family as next hop, our LOCAL_PREF
+/// on iBGP (on eBGP routers set their own; `update/tests.rs` checks none is sent), an empty
+/// AS_PATH on iBGP and our ASN in it on eBGP; a Cease withdraws it.
 fn session_matrix<D: BgpDaemon>(start: fn(&Host, &BgpConfig) -> Result<D, lab::LabError>) {
     const ROUTER_AS: u32 = 64512;
     let combos = [

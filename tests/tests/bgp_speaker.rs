@@ -11,8 +11,8 @@ use ferrolb_crds::config::{self, Config};
 use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus, State};
 use ferrolb_speaker::election::{Node, Service, TrafficPolicy};
 use ferrolb_tests::lab::{
-    self, Afi, BgpConfig, BgpDaemon, Bird, Community, Host, Lab, LabSpec, LargeCommunity, Neighbor,
-    NetnsThread, Route, wait_until,
+    self, Afi, BgpConfig, BgpDaemon, Bird, Capture, Community, Host, Lab, LabSpec, LargeCommunity,
+    Neighbor, NetnsThread, Route, wait_until,
 };
 use ipnet::IpNet;
 
@@ -465,19 +465,9 @@ fn bgp_speaker_peer_port_password_secret_and_ebgp_multihop_ttl() {
             ),
     )
     .unwrap();
-    // The SYNs to port 1179, with their IP header (TTL) printed.
-    let mut capture = router
-        .spawn(&[
-            "tcpdump",
-            "-l",
-            "-n",
-            "-v",
-            "-i",
-            "eth0",
-            "tcp dst port 1179 and tcp[tcpflags] & tcp-syn != 0",
-        ])
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The SYNs to port 1179, with their IP header (TTL) printed; listening before any is sent.
+    let capture =
+        Capture::start(router, "tcp dst port 1179 and tcp[tcpflags] & tcp-syn != 0").unwrap();
     let config_for = |my_asn: u32, multihop: bool| {
         let yaml = format!(
             r#"
@@ -530,8 +520,7 @@ spec:
     .unwrap();
 
     // TTL per source, from tcpdump's two lines per packet ("... ttl N, ..." then "SRC.PORT > ...").
-    capture.stop();
-    let log = capture.log();
+    let log = capture.stop();
     let mut ttls: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     let mut ttl = None;
     for line in log.lines() {

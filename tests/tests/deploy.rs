@@ -393,6 +393,16 @@ fn chart_renders_with_every_values_file() {
             "controller:\n  leaderElection:\n    enabled: false\n",
             "needs controller.leaderElection.enabled",
         ),
+        (
+            "both-secrets.yaml",
+            "speaker:\n  membership:\n    controllerCreatesSecret: true\n",
+            "not both",
+        ),
+        (
+            "burst.yaml",
+            "speaker:\n  l2:\n    burstIntervalMs: 0\n",
+            "speaker.l2.burstIntervalMs must be between 1 and 60000",
+        ),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
@@ -627,19 +637,34 @@ fn assert_roles_grant(o: &Objects, who: &str, cluster: Triples, namespaced: Trip
 
 #[test]
 fn controller_rbac_matches_the_code() {
-    use ferrolb_controller::rbac::{CLUSTER_RULES, CONFIG_SOURCE_RULES, NAMESPACE_RULES};
+    use ferrolb_controller::rbac::{
+        CLUSTER_RULES, CONFIG_SOURCE_RULES, MEMBERSHIP_SECRET_RULES, NAMESPACE_RULES,
+    };
     let o = manifest();
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
     };
+    let namespaced = || -> Triples {
+        code_triples(CONFIG_SOURCE_RULES)
+            .into_iter()
+            .chain(code_triples(NAMESPACE_RULES))
+            .collect()
+    };
+    // The plain manifest: the controller creates the membership Secret, so it may create Secrets.
+    let mut with_create = namespaced();
+    with_create.extend(code_triples(MEMBERSHIP_SECRET_RULES));
     assert_roles_grant(
         &o,
         "ferrolb-controller",
         code_triples(CLUSTER_RULES),
-        code_triples(CONFIG_SOURCE_RULES)
-            .into_iter()
-            .chain(code_triples(NAMESPACE_RULES))
-            .collect(),
+        with_create,
+    );
+    // The chart's defaults: Helm makes the Secret; the controller may not create Secrets.
+    assert_roles_grant(
+        &render_with("deploy/helm/ferrolb/values.yaml"),
+        "ferrolb-controller",
+        code_triples(CLUSTER_RULES),
+        namespaced(),
     );
     // Every role: no wildcards, no repeats (triples checks).
     for r in &o.cluster_roles {

@@ -14,7 +14,7 @@ use ferrolb_speaker::election::{self, Cluster, Node, Service};
 use ferrolb_speaker::l2::ResponderConfig;
 use ferrolb_speaker::l2::agent::{Agent, Inputs};
 use ferrolb_speaker::membership::{MembershipConfig, Timing};
-use ferrolb_tests::lab::{self, Host, Lab, LabSpec, TcpBackend};
+use ferrolb_tests::lab::{self, Capture, Host, Lab, LabSpec, TcpBackend, arp_repliers};
 
 const PORT: u16 = 7946;
 
@@ -288,20 +288,37 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
     settle(&lab, vip, &[&agent0, &agent1]);
 
     partition(lab.node(1), false);
+    // node0 must never stop answering: sampled at every poll of the wait below.
+    let node0_quiet = std::cell::Cell::new(false);
     lab::wait_until(
         "each side sees only itself and announces the VIP",
         Duration::from_secs(5),
         || {
-            agent0.status().live == BTreeSet::from(["node0".to_string()])
+            let s0 = agent0.status();
+            node0_quiet.set(node0_quiet.get() || !s0.announced.contains_key(&vip));
+            s0.live == BTreeSet::from(["node0".to_string()])
                 && agent1.status().live == BTreeSet::from(["node1".to_string()])
                 && agent1.status().announced.contains_key(&vip)
         },
     )
     .unwrap();
-    // node0 never stopped answering: the VIP had an owner throughout.
-    assert!(agent0.status().announced.contains_key(&vip));
-    let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-    assert!(reply.is_some(), "nobody answers {vip} during the partition");
+    assert!(
+        !node0_quiet.get(),
+        "node0 stopped answering during the partition"
+    );
+    // On the wire both sides answer the client (the documented split brain without a quorum).
+    let (mac0, mac1) = (lab.node(0).mac.to_string(), lab.node(1).mac.to_string());
+    let capture = Capture::start(lab.client(), "arp").unwrap();
+    for _ in 0..3 {
+        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+        assert!(reply.is_some(), "nobody answers {vip} during the partition");
+    }
+    let log = capture.stop();
+    assert_eq!(
+        arp_repliers(&log, vip),
+        BTreeSet::from([mac0.clone(), mac1]),
+        "{log}"
+    );
 
     partition(lab.node(1), true);
     let both = BTreeSet::from(["node0".to_string(), "node1".to_string()]);
@@ -316,15 +333,14 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
         },
     )
     .unwrap();
-    // Only node0's MAC answers again (several asks, so a stray answer from node1 would show).
+    // Only node0's MAC answers again, seen on the wire.
+    let capture = Capture::start(lab.client(), "arp").unwrap();
     for _ in 0..3 {
         let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            reply.map(|r| r.mac),
-            Some(lab.node(0).mac),
-            "after the heal only node0 answers {vip}"
-        );
+        assert!(reply.is_some(), "nobody answers {vip} after the heal");
     }
+    let log = capture.stop();
+    assert_eq!(arp_repliers(&log, vip), BTreeSet::from([mac0]), "{log}");
     until_served_via(&lab, vip, "node0", Instant::now(), Duration::from_secs(5));
 }
 
@@ -391,14 +407,17 @@ fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
     )
     .unwrap();
     let new_owner = owners()[0];
+    let capture = Capture::start(lab.client(), "arp").unwrap();
     for _ in 0..3 {
         let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            reply.map(|r| r.mac),
-            Some(lab.node(new_owner).mac),
-            "during the partition only node{new_owner} answers {vip}"
-        );
+        assert!(reply.is_some(), "nobody answers {vip} during the partition");
     }
+    let log = capture.stop();
+    assert_eq!(
+        arp_repliers(&log, vip),
+        BTreeSet::from([lab.node(new_owner).mac.to_string()]),
+        "during the partition only node{new_owner} answers {vip}:\n{log}"
+    );
 
     partition(lab.node(0), true);
     lab::wait_until(
@@ -407,6 +426,13 @@ fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
         || agents.iter().all(|a| a.status().live == all) && owners() == vec![0],
     )
     .unwrap();
+    let capture = Capture::start(lab.client(), "arp").unwrap();
     let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-    assert_eq!(reply.map(|r| r.mac), Some(lab.node(0).mac));
+    assert!(reply.is_some(), "nobody answers {vip} after the heal");
+    let log = capture.stop();
+    assert_eq!(
+        arp_repliers(&log, vip),
+        BTreeSet::from([lab.node(0).mac.to_string()]),
+        "{log}"
+    );
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferrolb_crds::config::{Config, L2Advertisement};
 use ferrolb_speaker::election::{self, Cluster, Interfaces, Node, Service};
 use ferrolb_speaker::l2::{Applied, Responder, ResponderConfig, Stats};
-use ferrolb_tests::lab::{self, Host, Lab, LabSpec, MacAddr, NetnsThread, Process};
+use ferrolb_tests::lab::{self, Capture, Host, Lab, LabSpec, MacAddr, NetnsThread};
 
 const T: Duration = Duration::from_secs(2);
 
@@ -205,34 +205,7 @@ fn start_all(lab: &Lab, svc: &Service) -> Vec<NodeResponder> {
 
 // ---- an independent witness: tcpdump on the client ----
 
-struct Capture(Process);
-
-impl Capture {
-    fn start(host: &Host, filter: &str) -> Capture {
-        let p = host
-            .spawn(&["tcpdump", "-i", "eth0", "-l", "-nn", "-e", filter])
-            .unwrap();
-        let cap = Capture(p);
-        lab::wait_until("tcpdump listening", Duration::from_secs(5), || {
-            cap.0.log().contains("listening on")
-        })
-        .unwrap();
-        cap
-    }
-
-    /// Stops tcpdump and returns the source MACs of captured lines that match `pred`.
-    fn senders(mut self, pred: impl Fn(&str) -> bool) -> (BTreeSet<String>, String) {
-        thread::sleep(Duration::from_millis(300));
-        self.0.stop();
-        let log = self.0.log();
-        let macs = log
-            .lines()
-            .filter(|l| pred(l))
-            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-            .collect();
-        (macs, log)
-    }
-}
+// lab::Capture: tcpdump on the client, started before the frames of interest.
 
 fn mentions(line: &str, ip: IpAddr) -> bool {
     let ip = ip.to_string();
@@ -261,7 +234,7 @@ fn arp_only_the_elected_owner_answers() {
         vip_owned_by(&lab, "node0", v4_candidates()),
         vip_owned_by(&lab, "node1", v4_candidates()),
     ];
-    let capture = Capture::start(client, "arp");
+    let capture = Capture::start(client, "arp").unwrap();
     let responders = start_all(&lab, &service(&vips));
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let IpAddr::V4(v4) = vip else { unreachable!() };
@@ -272,7 +245,7 @@ fn arp_only_the_elected_owner_answers() {
             "{vip} must be answered by {owner}"
         );
     }
-    let (_, log) = capture.senders(|_| false);
+    let log = capture.stop();
     let client_mac = client.mac.to_string();
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let senders: BTreeSet<String> = log
@@ -323,7 +296,7 @@ fn ndp_only_the_elected_owner_answers() {
         vip_owned_by(&lab, "node0", v6_candidates()),
         vip_owned_by(&lab, "node1", v6_candidates()),
     ];
-    let capture = Capture::start(client, "icmp6");
+    let capture = Capture::start(client, "icmp6").unwrap();
     let responders = start_all(&lab, &service(&vips));
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let IpAddr::V6(v6) = vip else { unreachable!() };
@@ -334,7 +307,7 @@ fn ndp_only_the_elected_owner_answers() {
             "{vip} must be answered by {owner}"
         );
     }
-    let (_, log) = capture.senders(|_| false);
+    let log = capture.stop();
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let tgt = format!("tgt is {vip}");
         let senders: BTreeSet<String> = log

@@ -16,6 +16,7 @@
 
 mod bgp;
 pub mod bird;
+mod capture;
 mod cmd;
 mod daemon;
 mod error;
@@ -33,6 +34,7 @@ pub use bgp::{
     SessionState,
 };
 pub use bird::Bird;
+pub use capture::{Capture, arp_repliers};
 pub use cmd::{COMMAND_TIMEOUT, Process, run as run_command, run_ok as run_command_ok, tail};
 pub use daemon::READY_TIMEOUT;
 pub use error::LabError;

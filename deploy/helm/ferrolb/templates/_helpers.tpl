@@ -63,6 +63,18 @@ app.kubernetes.io/component: speaker
 {{- if and .Values.metrics.tls.enabled (not .Values.metrics.tls.secretName) -}}
 {{- fail "metrics.tls.enabled needs metrics.tls.secretName (a kubernetes.io/tls Secret in the release namespace)" -}}
 {{- end -}}
+{{- if and .Values.speaker.membership.createSecret .Values.speaker.membership.controllerCreatesSecret -}}
+{{- fail "speaker.membership: set createSecret (Helm makes the Secret) or controllerCreatesSecret (the controller does), not both" -}}
+{{- end -}}
+{{- if or (lt (int .Values.speaker.l2.burstIntervalMs) 1) (gt (int .Values.speaker.l2.burstIntervalMs) 60000) -}}
+{{- fail "speaker.l2.burstIntervalMs must be between 1 and 60000" -}}
+{{- end -}}
+{{- if lt (int .Values.speaker.l2.burstRepeats) 0 -}}
+{{- fail "speaker.l2.burstRepeats must not be negative" -}}
+{{- end -}}
+{{- if lt (int .Values.speaker.l2.quorum) 0 -}}
+{{- fail "speaker.l2.quorum must not be negative (0: off)" -}}
+{{- end -}}
 {{- if and (gt (int .Values.controller.replicas) 1) (not .Values.controller.leaderElection.enabled) -}}
 {{- fail "controller.replicas > 1 needs controller.leaderElection.enabled (only the leader may write)" -}}
 {{- end -}}
