@@ -270,6 +270,21 @@ fn partition(host: &Host, heal: bool) {
         .unwrap();
 }
 
+/// Asks the client's ARP for `vip` `asks` times (each must get an answer) with tcpdump watching:
+/// the MACs of every ARP reply about `vip` on the wire, and tcpdump's log.
+fn repliers(lab: &Lab, vip: IpAddr, asks: usize) -> (BTreeSet<String>, String) {
+    let IpAddr::V4(vip4) = vip else {
+        unreachable!("the lab VIP is IPv4")
+    };
+    let capture = Capture::start(lab.client(), "arp").unwrap();
+    for _ in 0..asks {
+        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
+        assert!(reply.is_some(), "nobody answers {vip}");
+    }
+    let log = capture.stop();
+    (arp_repliers(&log, vip), log)
+}
+
 /// A partition between the speakers (membership datagrams dropped, the LAN itself up) must not
 /// leave the VIP unannounced: each side elects an owner among the members it sees, so both
 /// answer (the documented split-brain behaviour). When the partition heals the two sides merge
@@ -280,9 +295,6 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
         return;
     }
     let (lab, vip, _backends) = lab_with_service();
-    let IpAddr::V4(vip4) = vip else {
-        unreachable!("the lab VIP is IPv4")
-    };
     let agent1 = start_agent(&lab, lab.node(1), vip);
     let agent0 = start_agent(&lab, lab.node(0), vip);
     settle(&lab, vip, &[&agent0, &agent1]);
@@ -308,17 +320,8 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
     );
     // On the wire both sides answer the client (the documented split brain without a quorum).
     let (mac0, mac1) = (lab.node(0).mac.to_string(), lab.node(1).mac.to_string());
-    let capture = Capture::start(lab.client(), "arp").unwrap();
-    for _ in 0..3 {
-        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-        assert!(reply.is_some(), "nobody answers {vip} during the partition");
-    }
-    let log = capture.stop();
-    assert_eq!(
-        arp_repliers(&log, vip),
-        BTreeSet::from([mac0.clone(), mac1]),
-        "{log}"
-    );
+    let (seen, log) = repliers(&lab, vip, 3);
+    assert_eq!(seen, BTreeSet::from([mac0.clone(), mac1]), "{log}");
 
     partition(lab.node(1), true);
     let both = BTreeSet::from(["node0".to_string(), "node1".to_string()]);
@@ -334,13 +337,8 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
     )
     .unwrap();
     // Only node0's MAC answers again, seen on the wire.
-    let capture = Capture::start(lab.client(), "arp").unwrap();
-    for _ in 0..3 {
-        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-        assert!(reply.is_some(), "nobody answers {vip} after the heal");
-    }
-    let log = capture.stop();
-    assert_eq!(arp_repliers(&log, vip), BTreeSet::from([mac0]), "{log}");
+    let (seen, log) = repliers(&lab, vip, 3);
+    assert_eq!(seen, BTreeSet::from([mac0]), "{log}");
     until_served_via(&lab, vip, "node0", Instant::now(), Duration::from_secs(5));
 }
 
@@ -372,9 +370,6 @@ fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
             election::owner(&cluster, &inp.services[0], *ip).is_ok_and(|a| a.node == "node0")
         })
         .expect("a VIP owned by node0");
-    let IpAddr::V4(vip4) = vip else {
-        unreachable!("the lab VIP is IPv4")
-    };
     let agents: Vec<Agent> = lab
         .nodes()
         .iter()
@@ -407,14 +402,9 @@ fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
     )
     .unwrap();
     let new_owner = owners()[0];
-    let capture = Capture::start(lab.client(), "arp").unwrap();
-    for _ in 0..3 {
-        let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-        assert!(reply.is_some(), "nobody answers {vip} during the partition");
-    }
-    let log = capture.stop();
+    let (seen, log) = repliers(&lab, vip, 3);
     assert_eq!(
-        arp_repliers(&log, vip),
+        seen,
         BTreeSet::from([lab.node(new_owner).mac.to_string()]),
         "during the partition only node{new_owner} answers {vip}:\n{log}"
     );
@@ -426,13 +416,6 @@ fn with_a_quorum_only_the_majority_side_of_a_partition_answers() {
         || agents.iter().all(|a| a.status().live == all) && owners() == vec![0],
     )
     .unwrap();
-    let capture = Capture::start(lab.client(), "arp").unwrap();
-    let reply = lab.client().arping(vip4, Duration::from_secs(1)).unwrap();
-    assert!(reply.is_some(), "nobody answers {vip} after the heal");
-    let log = capture.stop();
-    assert_eq!(
-        arp_repliers(&log, vip),
-        BTreeSet::from([lab.node(0).mac.to_string()]),
-        "{log}"
-    );
+    let (seen, log) = repliers(&lab, vip, 1);
+    assert_eq!(seen, BTreeSet::from([lab.node(0).mac.to_string()]), "{log}");
 }
