@@ -1,9 +1,9 @@
 //! TLS for the metrics and health endpoints, from a PEM certificate and key on disk.
 //!
 //! The certificate follows its files: each handshake checks their modification times and
-//! reloads them when they changed, so a rotated Secret (cert-manager, a kubelet-updated volume)
-//! takes effect without a restart. A reload that fails keeps the last good pair and is logged;
-//! only the first load can fail the start.
+//! lengths and reloads them when they changed, so a rotated Secret (cert-manager, a kubelet-updated volume)
+//! takes effect without a restart. A reload that fails keeps the last good pair, is logged once
+//! and is retried at the next handshake; only the first load can fail the start.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -256,34 +256,22 @@ pub struct Settings {
     pub l2_quorum: usize,
 }
 
+/// A gauge per BGP peer.
+type PeerGauge = prometheus_client::metrics::family::Family<
+    PeerLabels,
+    prometheus_client::metrics::gauge::Gauge,
+>;
+
 /// The speaker's BGP session metrics, per peer.
 #[derive(Debug)]
 pub struct SpeakerMetrics {
     registry: prometheus_client::registry::Registry,
-    up: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
-    prefixes: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
-    updates: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
-    flaps: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
-    established_since: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
-    failures: prometheus_client::metrics::family::Family<
-        PeerLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
+    up: PeerGauge,
+    prefixes: PeerGauge,
+    updates: PeerGauge,
+    flaps: PeerGauge,
+    established_since: PeerGauge,
+    failures: PeerGauge,
     last_error: prometheus_client::metrics::family::Family<
         ErrorLabels,
         prometheus_client::metrics::gauge::Gauge,
@@ -664,7 +652,7 @@ async fn write_conditions(
     let Some(config) = config else { return };
     // Without quorum this speaker is on a minority side of a partition and announces nothing;
     // the majority side's speakers report.
-    if settings.l2 && live.len() < settings.l2_quorum {
+    if settings.l2 && !crate::l2::agent::has_quorum(settings.l2_quorum, live) {
         return;
     }
     let nodes: Vec<election::Node> = nodes.iter().map(|n| node(n)).collect();

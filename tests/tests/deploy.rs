@@ -294,19 +294,9 @@ fn manifest_objects_parse_as_their_kinds() {
         "the plain manifest must not carry a membership key"
     );
     // ... so its controller creates the Secret the speakers mount (one-command install).
-    let mounted = (o.daemonsets[0]
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .volumes
-        .iter())
-    .flatten()
-    .find(|v| v.name == "membership")
-    .and_then(|v| v.secret.as_ref())
-    .and_then(|s| s.secret_name.clone())
-    .expect("the speaker mounts the membership Secret");
+    let speaker = o.daemonsets[0].spec.template.spec.as_ref().unwrap();
+    let mounted =
+        secret_volume(speaker, "membership").expect("the speaker mounts the membership Secret");
     let controller = &o.deployments[0]
         .spec
         .template
@@ -466,14 +456,15 @@ fn membership_secret_is_generated_once_and_kept() {
     assert_eq!(key(&secret_of(&text)), b"existing-key");
     let o = parse_objects(&text, "upgrade");
     let pod = o.daemonsets[0].spec.template.spec.as_ref().unwrap();
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "membership")
-        .unwrap();
-    let mounted = volume.secret.as_ref().unwrap().secret_name.clone();
-    assert_eq!(mounted, first.metadata.name);
+    assert_eq!(secret_volume(pod, "membership"), first.metadata.name);
+}
+
+/// The Secret behind the pod's volume `volume`, if it is a Secret volume.
+fn secret_volume(pod: &k8s_openapi::api::core::v1::PodSpec, volume: &str) -> Option<String> {
+    (pod.volumes.iter().flatten())
+        .find(|v| v.name == volume)
+        .and_then(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.clone())
 }
 
 fn args(c: &k8s_openapi::api::core::v1::Container) -> Vec<String> {
@@ -607,10 +598,11 @@ fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> Triples {
         .collect()
 }
 
-/// The chart grants the account `who` (ClusterRole and Role of that name) exactly `cluster` and
-/// `namespaced`, as triples.
+/// RBAC grants as (API group, resource, verb).
 type Triples = BTreeSet<(String, String, String)>;
 
+/// The chart grants the account `who` (ClusterRole and Role of that name) exactly `cluster` and
+/// `namespaced`.
 fn assert_roles_grant(o: &Objects, who: &str, cluster: Triples, namespaced: Triples) {
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
@@ -1121,11 +1113,8 @@ fn metrics_tls_is_wired_when_enabled() {
         let mount = (c.volume_mounts.iter().flatten())
             .find(|m| m.mount_path == "/etc/ferrolb/metrics-tls")
             .expect("the TLS Secret mounted");
-        let volume = (pod.volumes.iter().flatten())
-            .find(|v| v.name == mount.name)
-            .unwrap();
         assert_eq!(
-            volume.secret.as_ref().unwrap().secret_name.as_deref(),
+            secret_volume(pod, &mount.name).as_deref(),
             Some("ferrolb-metrics-tls")
         );
         for probe in [&c.liveness_probe, &c.readiness_probe] {

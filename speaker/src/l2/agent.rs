@@ -31,11 +31,10 @@ pub struct Inputs {
     pub quorum: usize,
 }
 
-impl Inputs {
-    /// Whether `live` speakers are enough to announce (see [`Inputs::quorum`]).
-    pub fn has_quorum(&self, live: &BTreeSet<String>) -> bool {
-        live.len() >= self.quorum
-    }
+/// Whether `live` speakers are enough to announce under the split-brain guard `quorum` (see
+/// [`Inputs::quorum`]); the Kubernetes status writer asks the same question.
+pub fn has_quorum(quorum: usize, live: &BTreeSet<String>) -> bool {
+    live.len() >= quorum
 }
 
 /// The IPs `node` must answer for, with their interfaces, given the live speakers: none
@@ -45,7 +44,7 @@ pub fn desired(
     inputs: &Inputs,
     live: &BTreeSet<String>,
 ) -> BTreeMap<IpAddr, Interfaces> {
-    if !inputs.has_quorum(live) {
+    if !has_quorum(inputs.quorum, live) {
         return BTreeMap::new();
     }
     let cluster = Cluster {
