@@ -51,14 +51,12 @@ pub struct BGPAdvertisementSpec {
     pub local_pref: Option<u32>,
     /// Communities: `65000:100`, `large:65000:1:2`, or the name of a Community alias.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new(
-        format!("self.all(c, c.matches('{}') && self.exists_one(d, d == c))", super::COMMUNITY_PATTERN)
-    ).message("each community is 'a:b', 'large:a:b:c' or an alias name, and must not repeat"))]
+    #[schemars(inner(length(min = 1, max = 253), regex(pattern = super::COMMUNITY_PATTERN)))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub communities: Vec<String>,
     /// Pools by name. With no pools and no pool selectors, every pool is announced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m == n))")
-        .message("pool names must not repeat"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub ip_address_pools: Vec<String>,
     /// Pools by label.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -68,8 +66,7 @@ pub struct BGPAdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     /// BGPPeer names to announce to. Empty means every peer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m == n))")
-        .message("peer names must not repeat"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub peers: Vec<String>,
     /// Limits the advertisement to Services with these labels (any selector matching is enough).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

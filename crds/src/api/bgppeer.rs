@@ -42,6 +42,7 @@ pub struct BGPPeerSpec {
     #[schemars(range(min = 1, max = 4_294_967_295u32))]
     pub peer_asn: u32,
     /// The peer's IPv4 or IPv6 address.
+    #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("isIP(self)").message("peerAddress must be an IP address"))]
     pub peer_address: String,
     /// The peer's TCP port. Default 179.
@@ -50,6 +51,7 @@ pub struct BGPPeerSpec {
     pub peer_port: Option<u32>,
     /// Source address of the session, when the node has it; otherwise the kernel chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("isIP(self)").message("sourceAddress must be an IP address"))]
     pub source_address: Option<String>,
     /// Proposed hold time (`90s`); 0 or at least 3s. Default 90s, or 3 x keepaliveTime.
@@ -66,6 +68,7 @@ pub struct BGPPeerSpec {
     pub connect_time: Option<String>,
     /// BGP identifier (an IPv4 address). Default: derived from the node's address.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "routerID")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("isIP(self) && ip(self).family() == 4")
         .message("routerID must be an IPv4 address"))]
     pub router_id: Option<String>,

@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 pub struct CommunitySpec {
     /// The aliases. Names must be unique across every Community object.
     #[serde(default)]
-    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
-        .message("alias names must not repeat"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub communities: Vec<CommunityAlias>,
 }
 

@@ -52,7 +52,7 @@ use super::LabelSelector;
 pub struct IPAddressPoolSpec {
     /// CIDRs (`192.168.10.0/24`, `fd00:10::/64`) and inclusive ranges (`192.168.9.1-192.168.9.5`),
     /// IPv4 and IPv6 in any mix.
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = 1024), inner(length(min = 1, max = 128)))]
     #[x_kube(validation = kube::core::Rule::new(
         "self.all(a, isCIDR(a) || (a.split('-').size() == 2 && isIP(a.split('-')[0].trim()) \
          && isIP(a.split('-')[1].trim()) \
@@ -87,8 +87,7 @@ pub struct ServiceAllocation {
     pub priority: Option<i32>,
     /// Namespaces whose Services may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m == n))")
-        .message("namespaces must not repeat"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub namespaces: Vec<String>,
     /// Namespaces, by label, whose Services may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

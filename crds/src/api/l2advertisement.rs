@@ -31,8 +31,7 @@ use super::LabelSelector;
 pub struct L2AdvertisementSpec {
     /// Pools by name. With no pools and no pool selectors, every pool is announced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m == n))")
-        .message("pool names must not repeat"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub ip_address_pools: Vec<String>,
     /// Pools by label.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -42,9 +41,9 @@ pub struct L2AdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     /// Host interfaces to announce on, by exact name. Empty means every suitable interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new(
-        "self.all(i, size(i) >= 1 && size(i) <= 15 && !i.contains('/') && !i.contains(' ') && self.exists_one(j, j == i))"
-    ).message("interface names are 1 to 15 characters, without '/' or spaces, and must not repeat"))]
+    /// (1 to 15 characters without `/` or whitespace, as Linux allows; no repeats.)
+    #[schemars(inner(length(min = 1, max = 15), regex(pattern = r"^[^/\s]+$")))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub interfaces: Vec<String>,
     /// Limits the advertisement to Services with these labels (any selector matching is enough).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

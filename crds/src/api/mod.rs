@@ -55,12 +55,50 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
+    let mut crds = vec![
         IPAddressPool::crd(),
         L2Advertisement::crd(),
         BGPAdvertisement::crd(),
         BGPPeer::crd(),
         BFDProfile::crd(),
         Community::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                kubernetes_formats(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Rust's unsigned integers come out of schemars as `format: uint32`/`uint64`, which the API
+/// server does not know (kubectl warns "unrecognized format" on every apply). Kubernetes knows
+/// `int32` and `int64`: every unsigned field here fits `int64` (with its `minimum: 0` kept).
+fn kubernetes_formats(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray;
+    if matches!(
+        schema.format.as_deref(),
+        Some("uint8" | "uint16" | "uint32" | "uint64")
+    ) {
+        schema.format = Some("int64".into());
+    }
+    for p in schema.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        kubernetes_formats(p);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => kubernetes_formats(s),
+        Some(JSONSchemaPropsOrArray::Schemas(v)) => v.iter_mut().for_each(kubernetes_formats),
+        None => {}
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        list.iter_mut().flatten().for_each(kubernetes_formats);
+    }
 }
