@@ -118,6 +118,15 @@ pub struct Process {
 impl Process {
     /// Spawns `argv` with stdout and stderr appended to `log`.
     pub fn spawn(argv: &[&str], log: &Path) -> Result<Process, LabError> {
+        Process::spawn_with_env(argv, &[], log)
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        argv: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<Process, LabError> {
         let Some((program, args)) = argv.split_first() else {
             return Err(LabError::Invalid("empty command".into()));
         };
@@ -129,6 +138,7 @@ impl Process {
             .map_err(|e| LabError::io(format!("duplicating log {}", log.display()), e))?;
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -203,6 +213,12 @@ impl Process {
         self.stop_within(Duration::from_secs(3));
     }
 
+    /// Sends `signal` (e.g. [`Signal::Stop`] to freeze it, [`Signal::Continue`] to resume it).
+    /// False if the process is gone.
+    pub fn signal(&self, signal: Signal) -> bool {
+        sys::signal(self.child.id(), signal as i32)
+    }
+
     /// SIGKILL at once (to simulate a crash), and reap.
     pub fn kill(&mut self) {
         self.stopped = true;
@@ -215,6 +231,20 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Signals a test sends to its processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Signal {
+    /// SIGTERM: ask to stop (what the kubelet sends first).
+    Term = 15,
+    /// SIGKILL.
+    Kill = 9,
+    /// SIGSTOP: freeze (a stalled process: it keeps its sockets but does nothing).
+    Stop = 19,
+    /// SIGCONT: resume a frozen process.
+    Continue = 18,
 }
 
 /// Last `lines` lines of a text, for error messages.

@@ -35,7 +35,9 @@ pub use bgp::{
 };
 pub use bird::Bird;
 pub use capture::{Capture, arp_repliers};
-pub use cmd::{COMMAND_TIMEOUT, Process, run as run_command, run_ok as run_command_ok, tail};
+pub use cmd::{
+    COMMAND_TIMEOUT, Process, Signal, run as run_command, run_ok as run_command_ok, tail,
+};
 pub use daemon::READY_TIMEOUT;
 pub use error::LabError;
 pub use frr::{BfdPeer, Frr};
@@ -45,7 +47,9 @@ pub use nft::SERVICE_TABLE;
 pub use probe::{
     ArpReply, NdReply, NeighbourEntry, TcpBackend, TcpProbe, parse_arping, parse_ndisc6,
 };
-pub use topology::{Host, Lab, LabSpec, NetnsThread, PREFIX, list_netns, read_mac, sweep_stale};
+pub use topology::{
+    Host, Lab, LabSpec, NetnsThread, PREFIX, destroy_netns, list_netns, read_mac, sweep_stale,
+};
 pub use wait::{POLL_INTERVAL, wait_for, wait_until};
 
 use std::path::Path;
@@ -103,6 +107,11 @@ pub fn lab_unavailable() -> Option<String> {
         ));
     }
     None
+}
+
+/// Sends `signal` to process `pid`; false if it does not exist.
+pub fn signal_pid(pid: u32, signal: Signal) -> bool {
+    sys::signal(pid, signal as i32)
 }
 
 /// Finds a tool by absolute path or in `PATH` (plus the sbin directories).

@@ -111,13 +111,22 @@ impl Host {
     /// host's workdir. The returned [`Process`] is stopped when dropped (and the lab kills
     /// whatever still runs in its namespaces when it is dropped).
     pub fn spawn(&self, argv: &[&str]) -> Result<Process, LabError> {
+        self.spawn_with_env(argv, &[])
+    }
+
+    /// [`Host::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        &self,
+        argv: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Process, LabError> {
         let stem = argv
             .first()
             .and_then(|p| Path::new(p).file_name())
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "proc".into());
         let log = self.unique_path(&format!("{stem}.log"));
-        Process::spawn(&self.netns_argv(argv), &log)
+        Process::spawn_with_env(&self.netns_argv(argv), env, &log)
     }
 
     /// Runs `f` on a fresh thread that has entered this host's network namespace (only that
@@ -504,7 +513,7 @@ fn create_netns(name: &str, cleanup: &mut Cleanup) -> Result<(), LabError> {
 }
 
 /// Kills every process in the namespace (never ourselves), then deletes it. Best effort.
-fn destroy_netns(name: &str) {
+pub fn destroy_netns(name: &str) {
     let me = std::process::id();
     for round in 0..2 {
         let pids = netns_pids(name);

@@ -1,0 +1,364 @@
+//! Installing ferrolb as users do (real `helm install`, the plain manifest with server-side
+//! apply) and running its pods as processes, the part a kubelet would do: the container's args
+//! and env (field references, Secret keys), its Secret volumes, its ServiceAccount's token, and
+//! its network (the node's namespace with `hostNetwork`, a private one otherwise).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
+use kube::api::Api;
+
+use super::{Cluster, kube_error};
+use crate::lab::{self, Host, LabError, MacAddr, Process, Signal};
+
+/// The chart in this repository.
+pub fn chart_dir() -> PathBuf {
+    super::workspace_root().join("deploy/helm/ferrolb")
+}
+
+/// The plain manifest in this repository.
+pub fn manifest_path() -> PathBuf {
+    super::workspace_root().join("deploy/manifests/ferrolb.yaml")
+}
+
+impl Cluster {
+    /// `helm install RELEASE deploy/helm/ferrolb -n NAMESPACE --create-namespace` with
+    /// `--set` values; Helm's output.
+    pub fn helm_install(
+        &self,
+        release: &str,
+        namespace: &str,
+        set: &[&str],
+    ) -> Result<String, LabError> {
+        let chart = chart_dir().display().to_string();
+        let mut args = vec![
+            "install",
+            release,
+            chart.as_str(),
+            "--namespace",
+            namespace,
+            "--create-namespace",
+        ];
+        for s in set {
+            args.extend_from_slice(&["--set", s]);
+        }
+        self.helm(&args)
+    }
+
+    /// `kubectl apply --server-side -f deploy/manifests/ferrolb.yaml`.
+    pub fn apply_manifest(&self) -> Result<String, LabError> {
+        let path = manifest_path().display().to_string();
+        self.kubectl(&["apply", "--server-side", "-f", &path])
+    }
+
+    /// Applies a YAML stream with server-side apply (field manager `ferrolb-test`).
+    pub fn apply_yaml(&self, yaml: &str) -> Result<String, LabError> {
+        self.kubectl_with_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=ferrolb-test",
+                "-f",
+                "-",
+            ],
+            Some(yaml),
+        )
+    }
+
+    /// The pod template of Deployment or DaemonSet `namespace/name`.
+    pub fn pod_template(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PodSpec, LabError> {
+        let what = format!("{kind:?} {namespace}/{name}");
+        let spec = match kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client(), namespace);
+                self.block_on(api.get(name))
+                    .map_err(|e| kube_error(&what, e))?
+                    .spec
+                    .template
+                    .spec
+            }
+            WorkloadKind::DaemonSet => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client(), namespace);
+                self.block_on(api.get(name))
+                    .map_err(|e| kube_error(&what, e))?
+                    .spec
+                    .template
+                    .spec
+            }
+        };
+        spec.ok_or_else(|| LabError::Invalid(format!("{what} has no pod template")))
+    }
+
+    /// Runs the first container of `template` as a process of `binary`, as pod `pod_name` of
+    /// `namespace`: on `node`'s network with `hostNetwork`, else in a namespace of its own
+    /// (loopback only, the API server relayed to it). Everything the kubelet would resolve is
+    /// resolved from the API with the admin's rights; the process itself gets only a token of
+    /// the pod's ServiceAccount (KUBECONFIG), so RBAC applies to it.
+    pub fn run_pod_process(
+        &self,
+        template: &PodSpec,
+        namespace: &str,
+        pod_name: &str,
+        node: Option<&Host>,
+        binary: &Path,
+    ) -> Result<PodProcess, LabError> {
+        let container = template
+            .containers
+            .first()
+            .ok_or_else(|| LabError::Invalid(format!("pod {pod_name} has no container")))?;
+        let dir = self.unique_path(pod_name, "pod");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+
+        let account = template
+            .service_account_name
+            .as_deref()
+            .unwrap_or("default");
+        let kubeconfig =
+            self.service_account_kubeconfig(namespace, account, &Cluster::node_server_url())?;
+
+        // Secret volumes: written to files; their mount paths are mapped into `dir`.
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for m in container.volume_mounts.iter().flatten() {
+            let volume = template
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == m.name)
+                .ok_or_else(|| {
+                    LabError::Invalid(format!("pod {pod_name}: no volume {}", m.name))
+                })?;
+            let Some(secret) = &volume.secret else {
+                return Err(LabError::Invalid(format!(
+                    "pod {pod_name}: volume {} is not a Secret volume (the harness mounts only those)",
+                    m.name
+                )));
+            };
+            let secret_name = secret.secret_name.clone().unwrap_or_default();
+            let data = self.secret_data(namespace, &secret_name)?;
+            let target = dir.join(&m.name);
+            std::fs::create_dir_all(&target)
+                .map_err(|e| LabError::io(format!("creating {}", target.display()), e))?;
+            let files: Vec<(String, String)> = match &secret.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in files {
+                let bytes = data.get(&key).ok_or_else(|| {
+                    LabError::Invalid(format!(
+                        "pod {pod_name}: Secret {secret_name} has no key {key}"
+                    ))
+                })?;
+                let file = target.join(path);
+                std::fs::write(&file, bytes)
+                    .map_err(|e| LabError::io(format!("writing {}", file.display()), e))?;
+            }
+            mounts.push((m.mount_path.clone(), target));
+        }
+        let remap = |s: &str| -> String {
+            let mut out = s.to_string();
+            for (mount, target) in &mounts {
+                out = out.replace(mount.as_str(), &target.display().to_string());
+            }
+            out
+        };
+
+        let node_name = node.map(|h| h.name.clone()).unwrap_or_default();
+        let mut env: Vec<(String, String)> =
+            vec![("KUBECONFIG".into(), kubeconfig.display().to_string())];
+        for e in container.env.iter().flatten() {
+            let value = if let Some(v) = &e.value {
+                v.clone()
+            } else if let Some(from) = &e.value_from {
+                if let Some(f) = &from.field_ref {
+                    match f.field_path.as_str() {
+                        "spec.nodeName" => node_name.clone(),
+                        "metadata.namespace" => namespace.to_string(),
+                        "metadata.name" => pod_name.to_string(),
+                        "status.hostIP" | "status.podIP" if template.host_network == Some(true) => {
+                            node.map(|h| h.ipv4.to_string()).unwrap_or_default()
+                        }
+                        other => {
+                            return Err(LabError::Invalid(format!(
+                                "pod {pod_name}: env {} refers to {other}, which the harness does not provide",
+                                e.name
+                            )));
+                        }
+                    }
+                } else if let Some(s) = &from.secret_key_ref {
+                    let data = self.secret_data(namespace, &s.name)?;
+                    let bytes = data.get(&s.key).ok_or_else(|| {
+                        LabError::Invalid(format!(
+                            "pod {pod_name}: Secret {} has no key {}",
+                            s.name, s.key
+                        ))
+                    })?;
+                    String::from_utf8_lossy(bytes).into_owned()
+                } else if let Some(c) = &from.config_map_key_ref {
+                    let api: Api<ConfigMap> = Api::namespaced(self.client(), namespace);
+                    let cm = self
+                        .block_on(api.get(&c.name))
+                        .map_err(|err| kube_error(&c.name, err))?;
+                    cm.data
+                        .and_then(|d| d.get(&c.key).cloned())
+                        .unwrap_or_default()
+                } else {
+                    return Err(LabError::Invalid(format!(
+                        "pod {pod_name}: env {} has an unsupported source",
+                        e.name
+                    )));
+                }
+            } else {
+                String::new()
+            };
+            env.push((e.name.clone(), remap(&value)));
+        }
+        let args: Vec<String> = container.args.iter().flatten().map(|a| remap(a)).collect();
+
+        let host_network = template.host_network == Some(true);
+        let (host, own_netns) = if host_network {
+            let host = node.ok_or_else(|| {
+                LabError::Invalid(format!(
+                    "pod {pod_name} uses the host network: give it a node"
+                ))
+            })?;
+            (host.clone(), None)
+        } else {
+            let netns = PrivateNetns::create(&format!("{}-{pod_name}", dir_tag(self.dir())), &dir)?;
+            self.reach_from(&netns.host)?;
+            (netns.host.clone(), Some(netns))
+        };
+        let binary = binary.display().to_string();
+        let mut argv: Vec<&str> = vec![binary.as_str()];
+        argv.extend(args.iter().map(String::as_str));
+        let process = host.spawn_with_env(&argv, &env)?;
+        Ok(PodProcess {
+            name: pod_name.to_string(),
+            process,
+            grace: Duration::from_secs(
+                template
+                    .termination_grace_period_seconds
+                    .unwrap_or(30)
+                    .max(0) as u64,
+            ),
+            _netns: own_netns,
+            host,
+        })
+    }
+
+    fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, LabError> {
+        let api: Api<Secret> = Api::namespaced(self.client(), namespace);
+        let secret = self
+            .block_on(api.get(name))
+            .map_err(|e| kube_error(&format!("reading Secret {namespace}/{name}"), e))?;
+        let mut out: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            out.insert(k, v.into_bytes());
+        }
+        Ok(out)
+    }
+}
+
+fn dir_tag(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A workload kind whose pod template the harness can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+/// A pod's container running as a process.
+#[derive(Debug)]
+pub struct PodProcess {
+    /// The pod's name.
+    pub name: String,
+    /// The process.
+    pub process: Process,
+    /// The pod's terminationGracePeriodSeconds.
+    pub grace: Duration,
+    /// The namespace it runs in (the node's, or its own).
+    pub host: Host,
+    _netns: Option<PrivateNetns>,
+}
+
+impl PodProcess {
+    /// What the kubelet does to delete a pod: SIGTERM, then SIGKILL after the grace period.
+    /// Returns how long it took to exit and whether it exited by itself.
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        let start = std::time::Instant::now();
+        self.process.signal(Signal::Term);
+        while start.elapsed() < self.grace {
+            if self.process.exited().is_some() {
+                return (start.elapsed(), true);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.process.kill();
+        (start.elapsed(), false)
+    }
+}
+
+/// A network namespace with only loopback (a non-hostNetwork pod's); deleted on drop.
+#[derive(Debug)]
+pub(crate) struct PrivateNetns {
+    pub(crate) host: Host,
+}
+
+impl PrivateNetns {
+    pub(crate) fn create(name: &str, workdir: &Path) -> Result<Self, LabError> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let netns = format!("{}-{}", name, N.fetch_add(1, Ordering::Relaxed));
+        lab::run_command_ok(&["ip", "netns", "add", &netns], lab::COMMAND_TIMEOUT)?;
+        let me = PrivateNetns {
+            host: Host {
+                name: name.to_string(),
+                netns,
+                ifname: "lo".into(),
+                mac: MacAddr([0; 6]),
+                ipv4: std::net::Ipv4Addr::LOCALHOST,
+                ipv6: std::net::Ipv6Addr::LOCALHOST,
+                ipv4_net: Default::default(),
+                ipv6_net: Default::default(),
+                workdir: workdir.to_path_buf(),
+                counter: Arc::new(AtomicU32::new(0)),
+            },
+        };
+        me.host.exec_ok(&["ip", "link", "set", "lo", "up"])?;
+        Ok(me)
+    }
+}
+
+impl Drop for PrivateNetns {
+    fn drop(&mut self) {
+        lab::destroy_netns(&self.host.netns);
+    }
+}

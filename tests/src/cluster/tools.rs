@@ -1,0 +1,139 @@
+//! Where the control plane's binaries are: built from the pinned Go modules in `tools/` by
+//! `scripts/build-tools.sh` into a per-machine cache, and etcd from Debian.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::lab::{self, LabError};
+
+/// The binaries a cluster runs.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    /// `kube-apiserver`.
+    pub apiserver: PathBuf,
+    /// `kube-controller-manager`.
+    pub controller_manager: PathBuf,
+    /// `kube-proxy`.
+    pub proxy: PathBuf,
+    /// `kubectl`.
+    pub kubectl: PathBuf,
+    /// `helm`.
+    pub helm: PathBuf,
+    /// `etcd` (Debian's etcd-server).
+    pub etcd: PathBuf,
+    /// `etcdctl` (Debian's etcd-client).
+    pub etcdctl: PathBuf,
+    /// `openssl`, for the cluster's certificates.
+    pub openssl: PathBuf,
+}
+
+/// The environment variable naming the directory with the Go-built binaries
+/// (`scripts/test.sh` sets it to what `scripts/build-tools.sh` printed).
+pub const TOOLS_BIN_ENV: &str = "FERROLB_TOOLS_BIN";
+
+static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+
+/// The tools, found once per process. Without `FERROLB_TOOLS_BIN`, runs
+/// `scripts/build-tools.sh` (instant when its cache is warm; a cold build takes many minutes).
+pub fn tools() -> Result<&'static Tools, String> {
+    TOOLS.get_or_init(find).as_ref().map_err(Clone::clone)
+}
+
+fn find() -> Result<Tools, String> {
+    let bin = match std::env::var_os(TOOLS_BIN_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => build()?,
+    };
+    let go_built = |name: &str| -> Result<PathBuf, String> {
+        let p = bin.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "{} is missing (run scripts/build-tools.sh)",
+                p.display()
+            ))
+        }
+    };
+    let debian = |name: &str, package: &str| -> Result<PathBuf, String> {
+        lab::find_tool(name).ok_or_else(|| {
+            format!(
+                "{name} is not installed (Debian package {package}; scripts/test.sh installs it)"
+            )
+        })
+    };
+    Ok(Tools {
+        apiserver: go_built("kube-apiserver")?,
+        controller_manager: go_built("kube-controller-manager")?,
+        proxy: go_built("kube-proxy")?,
+        kubectl: go_built("kubectl")?,
+        helm: go_built("helm")?,
+        etcd: debian("etcd", "etcd-server")?,
+        etcdctl: debian("etcdctl", "etcd-client")?,
+        openssl: debian("openssl", "openssl")?,
+    })
+}
+
+/// Runs the build script and returns the directory it printed last.
+fn build() -> Result<PathBuf, String> {
+    let script = workspace_root().join("scripts/build-tools.sh");
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", script.display(), out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .last()
+        .map(|l| PathBuf::from(l.trim()))
+        .ok_or_else(|| format!("{} printed no directory", script.display()))
+}
+
+/// The repository's root (for scripts, the chart and the CRDs).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A ferrolb binary of this workspace (`ferrolb-controller`, `ferrolb-speaker`), built by the
+/// same cargo profile as the test. Cargo builds every workspace binary before integration tests
+/// run only for the test's own package, so this looks in the target directory.
+pub fn ferrolb_binary(name: &str) -> Result<PathBuf, LabError> {
+    let exe = std::env::current_exe().map_err(|e| LabError::io("locating the test binary", e))?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| LabError::Invalid(format!("unexpected test path {}", exe.display())))?;
+    let p = profile_dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(LabError::Invalid(format!(
+            "{} is not built (cargo build --workspace builds it)",
+            p.display()
+        )))
+    }
+}
+
+/// Call first in every test that needs the control plane: `if !cluster::require_cluster() { return; }`.
+///
+/// True when the control plane can run here. Otherwise, with `CI=true` it panics (such tests
+/// must fail, not skip, in CI); without, it prints `skipping: <reason>` and returns false.
+pub fn require_cluster() -> bool {
+    let reason = match tools() {
+        Ok(_) => return true,
+        Err(e) => e,
+    };
+    if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        panic!("the Kubernetes control plane cannot run and CI=true forbids skipping: {reason}");
+    }
+    eprintln!(
+        "skipping: Kubernetes control plane unavailable: {reason} (set CI=true to make this fail)"
+    );
+    false
+}
