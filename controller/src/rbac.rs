@@ -36,10 +36,73 @@ pub const CLUSTER_RULES: &[Rule] = &[
         resource: "events",
         verbs: &["create", "patch"],
     },
+    // The config kinds in every namespace: those of the controller's namespace make the config
+    // (and get their Valid condition); one elsewhere is told it is ignored (WrongNamespace).
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "l2advertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpadvertisements",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgppeers",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bfdprofiles",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "communities",
+        verbs: READ,
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "ipaddresspools/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "l2advertisements/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpadvertisements/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgppeers/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bfdprofiles/status",
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "communities/status",
+        verbs: &["patch"],
+    },
 ];
 
-/// What `config_source::watch` reads in the namespace of the config (the controller's and the
-/// speaker's): the config kinds and the Secrets BGPPeers refer to.
+/// What `config_source::watch` reads in the namespace of the config with `Scope::Namespace` (the
+/// speaker's Role): the config kinds and the Secrets BGPPeers refer to. The controller reads the
+/// kinds cluster-wide ([`CLUSTER_RULES`]) and the Secrets in its namespace ([`NAMESPACE_RULES`]).
 pub const CONFIG_SOURCE_RULES: &[Rule] = &[
     Rule {
         group: "ferrolb.io",
@@ -78,13 +141,13 @@ pub const CONFIG_SOURCE_RULES: &[Rule] = &[
     },
 ];
 
-/// Rules in the controller's own namespace besides [`CONFIG_SOURCE_RULES`] (its Role grants
-/// both).
+/// Rules in the controller's own namespace (its Role).
 pub const NAMESPACE_RULES: &[Rule] = &[
+    // The Secrets BGPPeers refer to (passwordSecret), part of the config.
     Rule {
-        group: "ferrolb.io",
-        resource: "ipaddresspools/status",
-        verbs: &["patch"],
+        group: "",
+        resource: "secrets",
+        verbs: READ,
     },
     Rule {
         group: "coordination.k8s.io",

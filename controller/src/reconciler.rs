@@ -126,7 +126,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stores, config_changes) = config_source::watch(&client, &settings.namespace);
+    let (stores, config_changes) = config_source::watch(
+        &client,
+        &settings.namespace,
+        config_source::Scope::AllNamespaces,
+    );
 
     let services = watcher(
         Api::<Service>::all(client.clone()),
@@ -755,6 +759,68 @@ impl Reconciler {
         self.flush_config_conditions(&raw.peers, Kind::BGPPeer, &valid);
         self.flush_config_conditions(&raw.bfd_profiles, Kind::BFDProfile, &valid);
         self.flush_config_conditions(&raw.communities, Kind::Community, &valid);
+        self.flush_foreign();
+    }
+
+    /// Config objects in other namespaces: not read, and told so (Valid=False, reason
+    /// `WrongNamespace`, and a Warning event when that is first said).
+    fn flush_foreign(&self) {
+        let message = format!(
+            "ignored: ferrolb reads its configuration only from namespace {}",
+            self.settings.namespace
+        );
+        for f in self.stores.foreign() {
+            let mut conditions = f.conditions.clone();
+            set_valid_with(
+                &mut conditions,
+                false,
+                "WrongNamespace",
+                &message,
+                f.generation,
+            );
+            if conditions == f.conditions {
+                continue;
+            }
+            let namespace = f.object.namespace.clone().unwrap_or_default();
+            let patch = json!({"status": {"conditions": conditions}});
+            let name = &f.object.name;
+            match f.object.kind {
+                Kind::IPAddressPool => {
+                    self.patch_config_status_in::<api::IPAddressPool>(&namespace, name, patch)
+                }
+                Kind::L2Advertisement => {
+                    self.patch_config_status_in::<api::L2Advertisement>(&namespace, name, patch)
+                }
+                Kind::BGPAdvertisement => {
+                    self.patch_config_status_in::<api::BGPAdvertisement>(&namespace, name, patch)
+                }
+                Kind::BGPPeer => {
+                    self.patch_config_status_in::<api::BGPPeer>(&namespace, name, patch)
+                }
+                Kind::BFDProfile => {
+                    self.patch_config_status_in::<api::BFDProfile>(&namespace, name, patch)
+                }
+                Kind::Community => {
+                    self.patch_config_status_in::<api::Community>(&namespace, name, patch)
+                }
+                Kind::Secret => continue,
+            }
+            tracing::warn!(object = %f.object, "{message}");
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "WrongNamespace".into(),
+                note: message.clone(),
+                action: "ValidateConfig".into(),
+            };
+            let recorder = self.recorder.clone();
+            let metrics = self.metrics.clone();
+            let reference = f.reference.clone();
+            tokio::spawn(async move {
+                if recorder.publish(&event, &reference).await.is_err() {
+                    metrics.api_error("publish_event");
+                }
+            });
+        }
     }
 
     fn flush_config_conditions<K>(
@@ -792,7 +858,19 @@ impl Reconciler {
             + Send
             + 'static,
     {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        self.patch_config_status_in::<K>(&self.settings.namespace, name, patch);
+    }
+
+    fn patch_config_status_in<K>(&self, namespace: &str, name: &str, patch: Value)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams::apply(&self.settings.manager);
         let params = PatchParams {
             field_manager: params.field_manager,
@@ -1036,10 +1114,22 @@ fn object_reference(
     }
 }
 
-/// Sets the `Valid` condition, keeping its transition time when the status did not change.
+/// Sets the `Valid` condition (reason `Accepted` or `Invalid`), keeping its transition time when
+/// the status did not change.
 fn set_valid(conditions: &mut Vec<Condition>, ok: bool, message: &str, generation: Option<i64>) {
-    let status = if ok { "True" } else { "False" };
     let reason = if ok { "Accepted" } else { "Invalid" };
+    set_valid_with(conditions, ok, reason, message, generation);
+}
+
+/// [`set_valid`] with a reason of the caller's.
+fn set_valid_with(
+    conditions: &mut Vec<Condition>,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = if ok { "True" } else { "False" };
     let previous = conditions
         .iter()
         .find(|c| c.type_ == CONDITION_VALID)

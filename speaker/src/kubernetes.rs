@@ -476,7 +476,11 @@ pub async fn run(
     let (svc_store, a) = reflect(Api::<Service>::all(client.clone()));
     let (slice_store, b) = reflect(Api::<EndpointSlice>::all(client.clone()));
     let (node_store, c) = reflect(Api::<Node>::all(client.clone()));
-    let (config_stores, d) = ferrolb_controller::config_source::watch(&client, &settings.namespace);
+    let (config_stores, d) = ferrolb_controller::config_source::watch(
+        &client,
+        &settings.namespace,
+        ferrolb_controller::config_source::Scope::Namespace,
+    );
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut changes = futures::stream::select_all([a, b, c, d.boxed()]);
     tokio::spawn(async move {

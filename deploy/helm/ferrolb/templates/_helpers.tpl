@@ -1,8 +1,4 @@
-{{/*
-Helpers of the ferrolb chart. The chart is also rendered without Helm by deploy/render.py,
-which implements only the template functions this chart uses (see deploy/README.md): keep
-to them, or extend the renderer in the same change.
-*/}}
+{{/* Helpers of the ferrolb chart. */}}
 
 {{/* Base name of every object: the release name if it contains "ferrolb", else "<release>-ferrolb". */}}
 {{- define "ferrolb.fullname" -}}
