@@ -144,6 +144,9 @@ pub fn services(
     out
 }
 
+/// How long a stopping speaker tries to publish its `nodeWithdrawn` Events.
+const SHUTDOWN_REPORT_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The condition the speakers keep on each ferrolb Service: who announces its addresses.
 pub const ANNOUNCED_CONDITION: &str = "ferrolb.io/Announced";
 
@@ -622,6 +625,16 @@ pub async fn run(
                     bgp.stop().await;
                     if let Some(a) = agent.take() {
                         tokio::task::spawn_blocking(move || a.leave()).await.ok();
+                    }
+                    // Then tell users this node no longer announces; bounded, so that an API
+                    // server that does not answer cannot hold the exit.
+                    let (none, services) = (BTreeMap::new(), svc_store.state());
+                    let withdrawn = tokio::time::timeout(
+                        SHUTDOWN_REPORT_DEADLINE,
+                        report(&publisher, &settings.node, &announced, &none, &services),
+                    );
+                    if withdrawn.await.is_err() {
+                        tracing::warn!("could not report the withdrawals before exiting");
                     }
                     return Ok(());
                 }

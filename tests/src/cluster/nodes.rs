@@ -264,7 +264,8 @@ impl PodNetns {
     ) -> Result<Self, LabError> {
         let run = |argv: &[&str]| lab::run_command_ok(argv, lab::COMMAND_TIMEOUT);
         run(&["ip", "netns", "add", netns])?;
-        let node_if = format!("pod{k}");
+        // Named like a CNI's host-side veth, so the speaker's default exclusions apply.
+        let node_if = format!("veth{k}");
         let host = Host {
             name: format!("pod{k}"),
             netns: netns.to_string(),

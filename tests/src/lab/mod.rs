@@ -24,6 +24,7 @@ pub mod frr;
 pub mod gobgp;
 mod mac;
 mod nft;
+mod outage;
 mod probe;
 mod sys;
 mod topology;
@@ -44,6 +45,7 @@ pub use frr::{BfdPeer, Frr};
 pub use gobgp::GoBgp;
 pub use mac::{BadMac, MacAddr};
 pub use nft::SERVICE_TABLE;
+pub use outage::{OutageProbe, OutageReport};
 pub use probe::{
     ArpReply, NdReply, NeighbourEntry, TcpBackend, TcpProbe, parse_arping, parse_ndisc6,
 };

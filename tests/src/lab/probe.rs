@@ -254,7 +254,7 @@ fn answer(stream: TcpStream, name: &str) -> std::io::Result<()> {
     stream.flush()
 }
 
-fn tcp_probe_here(target: SocketAddr, timeout: Duration) -> TcpProbe {
+pub(crate) fn tcp_probe_here(target: SocketAddr, timeout: Duration) -> TcpProbe {
     let start = Instant::now();
     let fail = |e: String| TcpProbe {
         ok: false,

@@ -1,0 +1,554 @@
+//! ferrolb end to end on a real control plane and real packets: the chart installed by Helm into
+//! a real kube-apiserver, the lab's node namespaces registered as Nodes, kube-proxy (nftables)
+//! in each, pods whose Ready status the real EndpointSlice controller turns into EndpointSlices,
+//! the controller and one speaker per node run from the installed Deployment and DaemonSet with
+//! their own ServiceAccount tokens, BIRD as the router. Traffic goes client -> VIP -> node ->
+//! kube-proxy -> pod.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ferrolb_tests::cluster::ferrolb::{NAMESPACE, RELEASE};
+use ferrolb_tests::cluster::install::PodProcess;
+use ferrolb_tests::cluster::nodes::SimulatedPod;
+use ferrolb_tests::cluster::{self, Cluster};
+use ferrolb_tests::lab::{self, Afi, BgpConfig, BgpDaemon, Bird, Lab, LabSpec, Neighbor, Process};
+use serde_json::json;
+
+const ANNOUNCED: &str = "ferrolb.io/Announced";
+
+/// Pools: `lan` (L2, on the LAN's subnets) and `routed` (BGP, a range only the router knows).
+const CONFIG: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: ferrolb-system}
+spec:
+  addresses: ["10.0.0.200-10.0.0.209", "fd00::200-fd00::209"]
+  autoAssign: true
+---
+apiVersion: ferrolb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lan, namespace: ferrolb-system}
+spec: {ipAddressPools: [lan]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: routed, namespace: ferrolb-system}
+spec:
+  addresses: ["10.100.0.0/28"]
+  autoAssign: false
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: routed, namespace: ferrolb-system}
+spec: {ipAddressPools: [routed], communities: ["65000:7"]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: router, namespace: ferrolb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1, holdTime: 9s}
+"#;
+
+/// Everything one test runs; dropped in reverse order (processes, then the cluster, then the lab).
+struct Env {
+    pods: Vec<SimulatedPod>,
+    speakers: Vec<Option<PodProcess>>,
+    controller: PodProcess,
+    _proxies: Vec<Process>,
+    bird: Bird,
+    cluster: Cluster,
+    lab: Lab,
+}
+
+impl Env {
+    fn start(nodes: usize) -> Env {
+        let lab = Lab::new(LabSpec {
+            nodes,
+            ..Default::default()
+        })
+        .unwrap();
+        let cluster = Cluster::start().unwrap();
+        cluster.helm_install(RELEASE, NAMESPACE, &[]).unwrap();
+        cluster.register_nodes(&lab).unwrap();
+        let proxies = lab
+            .nodes()
+            .iter()
+            .map(|n| cluster.start_kube_proxy(n).unwrap())
+            .collect();
+
+        // The router: BGP with every node, routes into its kernel, forwarding for the client.
+        let router = lab.router();
+        router
+            .exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .unwrap();
+        let mut bird_cfg = BgpConfig::new(64500, router.ipv4);
+        for n in lab.nodes() {
+            bird_cfg = bird_cfg.neighbor(Neighbor::new(IpAddr::V4(n.ipv4), 64512).passive());
+        }
+        let bird = Bird::start_with(
+            router,
+            &bird_cfg,
+            "protocol kernel { ipv4 { export all; }; merge paths on; }\n",
+        )
+        .unwrap();
+        let router_ip = router.ipv4.to_string();
+        lab.client()
+            .exec_ok(&["ip", "route", "add", "10.100.0.0/24", "via", &router_ip])
+            .unwrap();
+
+        let controller = cluster.start_controller("ferrolb-controller-0").unwrap();
+        let speakers = lab
+            .nodes()
+            .iter()
+            .map(|n| Some(cluster.start_speaker(n).unwrap()))
+            .collect();
+        cluster.apply_yaml(CONFIG).unwrap();
+        cluster.create_namespace("shop", &[]).unwrap();
+        Env {
+            pods: Vec::new(),
+            speakers,
+            controller,
+            _proxies: proxies,
+            bird,
+            cluster,
+            lab,
+        }
+    }
+
+    fn pod(&mut self, node: usize, name: &str, app: &str) {
+        let pod = self
+            .cluster
+            .run_pod(&self.lab, node, "shop", name, &[("app", app)])
+            .unwrap();
+        self.pods.push(pod);
+    }
+
+    /// The logs of the ferrolb processes, for a failure message.
+    fn logs(&mut self) -> String {
+        let mut out = format!(
+            "[controller]\n{}\n",
+            lab::tail(&self.controller.process.log(), 30)
+        );
+        for s in self.speakers.iter().flatten() {
+            out += &format!("[{}]\n{}\n", s.name, lab::tail(&s.process.log(), 30));
+        }
+        out
+    }
+
+    /// Which node's MAC answers ARP (IPv4) or NDP (IPv6) for `vip` from the client.
+    fn answered_by(&self, vip: IpAddr) -> Option<String> {
+        let client = self.lab.client();
+        let _ = client.flush_neighbours();
+        let mac = match vip {
+            IpAddr::V4(v4) => client
+                .arping(v4, Duration::from_secs(1))
+                .ok()
+                .flatten()
+                .map(|r| r.mac),
+            IpAddr::V6(v6) => client
+                .ndisc(v6, Duration::from_secs(1))
+                .ok()
+                .flatten()
+                .map(|r| r.mac),
+        }?;
+        self.lab
+            .nodes()
+            .iter()
+            .find(|n| n.mac == mac)
+            .map(|n| n.name.clone())
+    }
+
+    /// Which pod answers a TCP connection to `vip:80` from the client (None: nobody).
+    fn served_by(&self, vip: IpAddr) -> Option<String> {
+        let probe = self
+            .lab
+            .client()
+            .tcp_probe(SocketAddr::new(vip, 80), Duration::from_secs(1))
+            .ok()?;
+        probe.ok.then(|| {
+            probe
+                .response
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+
+    fn next_hops(&self, prefix: &str) -> Vec<IpAddr> {
+        let mut hops: Vec<IpAddr> = (self.bird.routes(Afi::Ipv4).unwrap_or_default().into_iter())
+            .filter(|r| r.prefix.to_string() == prefix)
+            .flat_map(|r| r.next_hops)
+            .collect();
+        hops.sort();
+        hops.dedup();
+        hops
+    }
+
+    fn condition(&self, name: &str) -> Option<(String, String, String)> {
+        self.cluster.service_condition("shop", name, ANNOUNCED)
+    }
+}
+
+fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("timed out after {timeout:?} waiting for {what}"))
+}
+
+fn ready() -> bool {
+    lab::require_lab() && cluster::require_cluster()
+}
+
+#[test]
+fn l2_and_bgp_traffic_reaches_pods_through_kube_proxy() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(2);
+    env.pod(1, "web-0", "web");
+    env.pod(0, "api-0", "api");
+    let c = &env.cluster;
+    c.apply_service(
+        "shop",
+        "web",
+        json!({"ipFamilyPolicy": "RequireDualStack"}),
+        json!({}),
+    )
+    .unwrap();
+    c.apply_service(
+        "shop",
+        "api",
+        json!({}),
+        json!({"ferrolb.io/address-pool": "routed"}),
+    )
+    .unwrap();
+    let web = c
+        .wait_ingress("shop", "web", Duration::from_secs(30))
+        .unwrap();
+    let api = c
+        .wait_ingress("shop", "api", Duration::from_secs(30))
+        .unwrap();
+    let web4 = *web
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .expect("web has an IPv4 address");
+    let web6 = *web
+        .iter()
+        .find(|ip| ip.is_ipv6())
+        .expect("web has an IPv6 address");
+    assert!(
+        matches!(web4, IpAddr::V4(a) if a >= Ipv4Addr::new(10, 0, 0, 200)),
+        "{web:?}"
+    );
+    assert!(
+        matches!(web6, IpAddr::V6(a) if a >= Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x200)),
+        "{web:?}"
+    );
+    assert!(api[0].to_string().starts_with("10.100.0."), "{api:?}");
+
+    // L2: one node answers ARP and NDP, and the pod answers through kube-proxy, over both families.
+    let r = eventually(
+        "the pod to answer on web's IPv4 address",
+        Duration::from_secs(30),
+        || env.served_by(web4).as_deref() == Some("web-0"),
+    );
+    let logs = env.logs();
+    r.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    eventually(
+        "the pod to answer on web's IPv6 address",
+        Duration::from_secs(20),
+        || env.served_by(web6).as_deref() == Some("web-0"),
+    )
+    .unwrap();
+    let owner = env.answered_by(web4).expect("a node answers ARP for web");
+    assert_eq!(
+        env.answered_by(web6).as_deref(),
+        Some(owner.as_str()),
+        "one node per Service (first address's owner)"
+    );
+    // ... and says so: the Announced condition and a nodeAssigned Event on the Service.
+    let r = eventually(
+        "the Announced condition naming the owner",
+        Duration::from_secs(20),
+        || {
+            env.condition("web").is_some_and(|(s, _, m)| {
+                s == "True" && m.contains(&format!("node {owner} announces"))
+            })
+        },
+    );
+    let logs = env.logs();
+    r.unwrap_or_else(|e| panic!("{e}: {:?}\n{logs}", env.condition("web")));
+    let events = env.cluster.events_about("shop", "web");
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "nodeAssigned" && note.contains(&owner)),
+        "{events:?}"
+    );
+
+    // BGP: both nodes advertise api's address to the router, which forwards the client to them.
+    let prefix = format!("{}/32", api[0]);
+    eventually(
+        "both nodes to advertise api over BGP",
+        Duration::from_secs(30),
+        || env.next_hops(&prefix).len() == 2,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.next_hops(&prefix)));
+    let community = env.bird.routes(Afi::Ipv4).unwrap().into_iter().any(|r| {
+        r.prefix.to_string() == prefix && r.communities.iter().any(|c| c.to_string() == "65000:7")
+    });
+    assert!(community, "the route carries the advertisement's community");
+    eventually(
+        "the pod to answer on api's routed address",
+        Duration::from_secs(20),
+        || env.served_by(api[0]).as_deref() == Some("api-0"),
+    )
+    .unwrap();
+    // (The Announced condition covers L2 only so far: BGP in it is issue 18.)
+
+    // externalTrafficPolicy Local follows the real EndpointSlices: only web-0's node (node1)
+    // answers, and only api-0's node (node0) advertises.
+    let c = &env.cluster;
+    c.apply_service(
+        "shop",
+        "web",
+        json!({"ipFamilyPolicy": "RequireDualStack", "externalTrafficPolicy": "Local"}),
+        json!({}),
+    )
+    .unwrap();
+    c.apply_service(
+        "shop",
+        "api",
+        json!({"externalTrafficPolicy": "Local"}),
+        json!({"ferrolb.io/address-pool": "routed"}),
+    )
+    .unwrap();
+    let node1 = env.lab.node(1).name.clone();
+    eventually(
+        "node1 (web-0's) to answer ARP for web",
+        Duration::from_secs(20),
+        || env.answered_by(web4).as_deref() == Some(node1.as_str()),
+    )
+    .unwrap();
+    assert_eq!(env.served_by(web4).as_deref(), Some("web-0"));
+    let node0_ip = IpAddr::V4(env.lab.node(0).ipv4);
+    eventually(
+        "only node0 (api-0's) to advertise api",
+        Duration::from_secs(20),
+        || env.next_hops(&prefix) == vec![node0_ip],
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.next_hops(&prefix)));
+
+    // web-0 not ready: no endpoint anywhere, nobody announces web, and the condition says why.
+    let web_pod = env.pods.iter().find(|p| p.name == "web-0").unwrap();
+    env.cluster.set_pod_ready(web_pod, false).unwrap();
+    eventually(
+        "web's Announced condition to say nobody announces it",
+        Duration::from_secs(20),
+        || {
+            env.condition("web")
+                .is_some_and(|(s, _, m)| s == "False" && m.contains("no node announces"))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.condition("web")));
+    eventually(
+        "nobody to answer ARP for web",
+        Duration::from_secs(10),
+        || env.answered_by(web4).is_none(),
+    )
+    .unwrap();
+    let api_pod = env.pods.iter().find(|p| p.name == "api-0").unwrap();
+    env.cluster.set_pod_ready(api_pod, false).unwrap();
+    eventually(
+        "api to be withdrawn from the router",
+        Duration::from_secs(20),
+        || env.next_hops(&prefix).is_empty(),
+    )
+    .unwrap();
+    // Ready again: announced again.
+    env.cluster.set_pod_ready(web_pod, true).unwrap();
+    eventually("web to be served again", Duration::from_secs(20), || {
+        env.served_by(web4).as_deref() == Some("web-0")
+    })
+    .unwrap();
+}
+
+#[test]
+fn speakers_hand_over_on_sigterm_and_a_rolling_restart_loses_no_address() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(2);
+    env.pod(0, "web-0", "web");
+    env.pod(1, "web-1", "web");
+    env.cluster
+        .apply_service("shop", "web", json!({}), json!({}))
+        .unwrap();
+    let vip = env
+        .cluster
+        .wait_ingress("shop", "web", Duration::from_secs(30))
+        .unwrap()[0];
+    eventually("web to be served", Duration::from_secs(30), || {
+        env.served_by(vip).is_some()
+    })
+    .unwrap();
+    let owner = env.answered_by(vip).expect("an owner");
+    let o = env
+        .lab
+        .nodes()
+        .iter()
+        .position(|n| n.name == owner)
+        .unwrap();
+    eventually(
+        "the owner's nodeAssigned event",
+        Duration::from_secs(20),
+        || {
+            env.cluster
+                .events_about("shop", "web")
+                .iter()
+                .any(|(r, n)| r == "nodeAssigned" && n.contains(&owner))
+        },
+    )
+    .unwrap();
+
+    // SIGTERM of the owner's speaker, as the kubelet does: it hands over, says so, and exits
+    // within its grace period; the other node answers.
+    let probe = env
+        .lab
+        .client()
+        .start_outage_probe(
+            SocketAddr::new(vip, 80),
+            Duration::from_millis(5),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+    let mut speaker = env.speakers[o].take().unwrap();
+    let (took, clean) = speaker.terminate();
+    let log = lab::tail(&speaker.process.log(), 30);
+    assert!(
+        clean,
+        "the speaker exits by itself within its grace period ({:?}); log:\n{log}",
+        speaker.grace
+    );
+    let other = env.lab.node(1 - o).name.clone();
+    eventually("the other node to answer", Duration::from_secs(10), || {
+        env.answered_by(vip).as_deref() == Some(other.as_str())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let report = probe.stop();
+    eprintln!(
+        "SIGTERM hand-over: the speaker exited in {took:?}; longest gap {:?} ({report:?})",
+        report.longest_gap
+    );
+    assert!(
+        env.cluster
+            .events_about("shop", "web")
+            .iter()
+            .any(|(r, n)| r == "nodeWithdrawn" && n.contains(&owner)),
+        "the leaving speaker says it no longer announces: {:?}",
+        env.cluster.events_about("shop", "web")
+    );
+    assert!(
+        report.longest_gap < Duration::from_secs(2),
+        "hand-over gap {:?}",
+        report.longest_gap
+    );
+
+    // The speaker back (a new pod), then a DaemonSet-style rolling restart of every speaker:
+    // one at a time, the next only when the new one runs.
+    env.speakers[o] = Some(env.cluster.start_speaker(env.lab.node(o)).unwrap());
+    eventually("two speakers live again", Duration::from_secs(20), || {
+        env.cluster
+            .kubectl(&[
+                "get",
+                "svc",
+                "web",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.status.conditions}",
+            ])
+            .is_ok()
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let probe = env
+        .lab
+        .client()
+        .start_outage_probe(
+            SocketAddr::new(vip, 80),
+            Duration::from_millis(5),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+    for i in 0..env.lab.nodes().len() {
+        let mut old = env.speakers[i].take().unwrap();
+        let (_, clean) = old.terminate();
+        assert!(clean, "speaker {i} exits within its grace period");
+        env.speakers[i] = Some(env.cluster.start_speaker(env.lab.node(i)).unwrap());
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let report = probe.stop();
+    eprintln!(
+        "rolling restart: longest gap {:?} ({report:?})",
+        report.longest_gap
+    );
+    let logs = env.logs();
+    assert!(report.served > 100, "the probe ran: {report:?}");
+    assert!(
+        report.longest_gap < Duration::from_secs(2),
+        "rolling restart gap {:?}\n{logs}",
+        report.longest_gap
+    );
+}
+
+/// One node alone: nobody to hand over to, and still a prompt exit on SIGTERM.
+#[test]
+fn a_lone_speaker_exits_on_sigterm() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(1);
+    env.pod(0, "web-0", "web");
+    env.cluster
+        .apply_service("shop", "web", json!({}), json!({}))
+        .unwrap();
+    let vip = env
+        .cluster
+        .wait_ingress("shop", "web", Duration::from_secs(30))
+        .unwrap()[0];
+    eventually("web to be served", Duration::from_secs(30), || {
+        env.served_by(vip).as_deref() == Some("web-0")
+    })
+    .unwrap();
+    let mut speaker = env.speakers[0].take().unwrap();
+    let (took, clean) = speaker.terminate();
+    let log = lab::tail(&speaker.process.log(), 30);
+    assert!(
+        clean,
+        "the last speaker exits within its grace period ({took:?}); log:\n{log}"
+    );
+    eventually("nobody to answer for web", Duration::from_secs(5), || {
+        env.answered_by(vip).is_none()
+    })
+    .unwrap();
+    assert!(
+        env.cluster
+            .events_about("shop", "web")
+            .iter()
+            .any(|(r, _)| r == "nodeWithdrawn"),
+        "{:?}",
+        env.cluster.events_about("shop", "web")
+    );
+}
