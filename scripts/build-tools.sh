@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-proxy,
-# kubectl) and Helm from the pinned Go modules in tools/, into a per-machine cache outside the
-# checkout, and prints the directory that holds the binaries. What is already built is reused:
+# kubectl), etcd (and etcdctl) and Helm from the pinned Go modules in tools/, into a per-machine
+# cache outside the checkout, and prints the directory that holds the binaries. What is already built is reused:
 # the cache key is the module files' hash, so a change of pin builds anew and nothing stale is
 # used.
 #
@@ -73,14 +73,16 @@ kube_ldflags() {
     echo "$flags"
 }
 
+# build_module DIR OUT LDFLAGS NAME=PACKAGE...: each package built as OUT/NAME.
 build_module() {
     local module_dir=$1 out=$2 ldflags=$3
     shift 3
     (
         cd "$module_dir"
-        for pkg in "$@"; do
-            log "building $(basename "$pkg") into $out (go build; cold this takes minutes)"
-            go build -trimpath -ldflags "$ldflags" -o "$out/" "$pkg"
+        for spec in "$@"; do
+            local name=${spec%%=*} pkg=${spec#*=}
+            log "building $name into $out (go build; cold this takes minutes)"
+            go build -trimpath -ldflags "$ldflags" -o "$out/$name" "$pkg"
         done
     )
 }
@@ -95,8 +97,9 @@ kout="$cache/kube-$kver-$(key "$kdir" "$kflags")"
 if [ ! -f "$kout/.complete" ]; then
     mkdir -p "$kout"
     build_module "$kdir" "$kout" "$kflags" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
+        kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+        kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+        kube-proxy=k8s.io/kubernetes/cmd/kube-proxy kubectl=k8s.io/kubernetes/cmd/kubectl
     touch "$kout/.complete"
 fi
 
@@ -113,13 +116,24 @@ done
 hout="$cache/helm-$hver-$(key tools/helm "$hflags")"
 if [ ! -f "$hout/.complete" ]; then
     mkdir -p "$hout"
-    build_module tools/helm "$hout" "$hflags" helm.sh/helm/v3/cmd/helm
+    build_module tools/helm "$hout" "$hflags" helm=helm.sh/helm/v3/cmd/helm
     touch "$hout/.complete"
 fi
 
+ever=$(module_version tools/etcd go.etcd.io/etcd/server/v3)
+eflags="-s -w"
+eout="$cache/etcd-$ever-$(key tools/etcd "$eflags")"
+if [ ! -f "$eout/.complete" ]; then
+    mkdir -p "$eout"
+    build_module tools/etcd "$eout" "$eflags" etcd=go.etcd.io/etcd/server/v3 etcdctl=go.etcd.io/etcd/etcdctl/v3
+    touch "$eout/.complete"
+fi
+
 # One directory of links, so that tests need one path (FERROLB_TOOLS_BIN).
-bin="$cache/bin-$kver-$(basename "$kout" | sed 's/.*-//')-$(basename "$hout" | sed 's/.*-//')"
+bin="$cache/bin-$kver-$(for d in "$kout" "$hout" "$eout"; do basename "$d"; done | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
 for f in kube-apiserver kube-controller-manager kube-proxy kubectl; do ln -sf "$kout/$f" "$bin/$f"; done
 ln -sf "$hout/helm" "$bin/helm"
+ln -sf "$eout/etcd" "$bin/etcd"
+ln -sf "$eout/etcdctl" "$bin/etcdctl"
 echo "$bin"

@@ -193,7 +193,7 @@ where
         Scope::AllNamespaces => Api::all(client.clone()),
     };
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .filter_map(|event| async move {
             match event {
                 // Only a complete list or a change is worth a rebuild; the pieces of a relist are not.

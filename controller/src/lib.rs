@@ -5,6 +5,7 @@
 //! - [`leader`]: Lease-based leader election.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
 //! - [`rbac`]: the permissions the controller uses.
+//! - [`watch_backoff`]: how fast a failed watch is retried (controller and speaker).
 
 pub mod allocator;
 pub mod annotations;
@@ -18,3 +19,4 @@ pub mod reconciler;
 pub mod service_request;
 pub mod service_status;
 pub mod tls;
+pub mod watch_backoff;

@@ -136,12 +136,12 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff();
+    .backoff(crate::watch_backoff::WatchBackoff::default());
     let namespaces = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff();
+    .backoff(crate::watch_backoff::WatchBackoff::default());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(forward(
         services.map(|e| e.map(Input::Service)).boxed(),

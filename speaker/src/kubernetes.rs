@@ -452,7 +452,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
+        .backoff(ferrolb_controller::watch_backoff::WatchBackoff::default())
         .filter_map(|e| async move {
             match e {
                 Ok(

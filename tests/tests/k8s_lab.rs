@@ -552,3 +552,183 @@ fn a_lone_speaker_exits_on_sigterm() {
         env.cluster.events_about("shop", "web")
     );
 }
+
+/// The control plane away for 60 s: every speaker keeps announcing what it announced (the client
+/// is served throughout, the router keeps its routes); etcd's history is compacted meanwhile, so
+/// every watch resumes into 410 Gone and must relist; then the controller and the speakers pick
+/// up a Service created after the API server is back.
+#[test]
+fn sixty_seconds_without_the_api_server_lose_nothing() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(2);
+    env.pod(0, "web-0", "web");
+    env.pod(1, "api-0", "api");
+    env.cluster
+        .apply_service("shop", "web", json!({}), json!({}))
+        .unwrap();
+    env.cluster
+        .apply_service(
+            "shop",
+            "api",
+            json!({}),
+            json!({"ferrolb.io/address-pool": "routed"}),
+        )
+        .unwrap();
+    let web = env
+        .cluster
+        .wait_ingress("shop", "web", Duration::from_secs(30))
+        .unwrap()[0];
+    let api = env
+        .cluster
+        .wait_ingress("shop", "api", Duration::from_secs(30))
+        .unwrap()[0];
+    let prefix = format!("{api}/32");
+    eventually("both Services served", Duration::from_secs(30), || {
+        env.served_by(web).is_some()
+            && env.served_by(api).is_some()
+            && env.next_hops(&prefix).len() == 2
+    })
+    .unwrap();
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(env.cluster.client(), "shop");
+    let seen_rv = env
+        .cluster
+        .block_on(services.list(&Default::default()))
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    let probe_web = env
+        .lab
+        .client()
+        .start_outage_probe(
+            SocketAddr::new(web, 80),
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+    let probe_api = env
+        .lab
+        .client()
+        .start_outage_probe(
+            SocketAddr::new(api, 80),
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+    env.cluster.stop_apiserver();
+    let compacted = env.cluster.compact_etcd().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    let hops_during = env.next_hops(&prefix);
+    env.cluster.restart_apiserver().unwrap();
+    let (web_report, api_report) = (probe_web.stop(), probe_api.stop());
+    eprintln!(
+        "API server down 60 s (etcd compacted at revision {compacted}): web {web_report:?}, api {api_report:?}"
+    );
+    assert!(
+        web_report.served > 1000 && api_report.served > 1000,
+        "{web_report:?} {api_report:?}"
+    );
+    assert!(
+        web_report.longest_gap < Duration::from_secs(1),
+        "L2 kept answering: {web_report:?}"
+    );
+    assert!(
+        api_report.longest_gap < Duration::from_secs(1),
+        "BGP kept routing: {api_report:?}"
+    );
+    assert_eq!(
+        hops_during.len(),
+        2,
+        "the BGP sessions and routes stayed up"
+    );
+
+    // A watch from before the outage is now expired: resuming it gets 410 Gone.
+    let old = env.cluster.block_on(async {
+        use futures::TryStreamExt;
+        let params = kube::api::WatchParams::default().timeout(5);
+        match services.watch(&params, &seen_rv).await {
+            Ok(stream) => stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map(|events| format!("{events:?}")),
+            Err(e) => Err(e),
+        }
+    });
+    let expired = match &old {
+        Ok(events) => events.contains("410") || events.contains("too old"),
+        Err(e) => e.to_string().contains("410") || e.to_string().contains("too old"),
+    };
+    assert!(
+        expired,
+        "a watch from resourceVersion {seen_rv} is expired after compaction: {old:?}"
+    );
+
+    // Everyone relisted: a Service created now is assigned and announced.
+    env.pod(1, "late-0", "late");
+    env.cluster
+        .apply_service("shop", "late", json!({}), json!({}))
+        .unwrap();
+    // Within 20 s: every watch retries at most 5 s apart (kube-runtime's default waited up to a
+    // minute here, so a new Service waited that long for its address).
+    let late = env
+        .cluster
+        .wait_ingress("shop", "late", Duration::from_secs(20))
+        .unwrap_or_else(|e| {
+            let logs = env.logs();
+            panic!("{e}\n{logs}")
+        })[0];
+    // The EndpointSlice comes from kube-controller-manager, whose client-go watches retry up to
+    // a minute apart after the outage; from the moment it exists the speakers announce at once.
+    let slice_exists = || {
+        env.cluster
+            .kubectl(&[
+                "get",
+                "endpointslices",
+                "-n",
+                "shop",
+                "-l",
+                "kubernetes.io/service-name=late",
+                "-o",
+                "name",
+            ])
+            .is_ok_and(|out| !out.trim().is_empty())
+    };
+    let t = Instant::now();
+    eventually(
+        "kube-controller-manager to publish the late Service's EndpointSlice",
+        Duration::from_secs(120),
+        slice_exists,
+    )
+    .unwrap();
+    let slice_after = t.elapsed();
+    let t = Instant::now();
+    let announced = eventually(
+        "a node to answer ARP for the late Service",
+        Duration::from_secs(20),
+        || env.answered_by(late).is_some(),
+    );
+    let announced_after = t.elapsed();
+    let logs = env.logs();
+    announced.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    // kube-proxy, client-go too, may still be catching up.
+    eventually(
+        "the late Service to be served",
+        Duration::from_secs(120),
+        || env.served_by(late).as_deref() == Some("late-0"),
+    )
+    .unwrap();
+    eprintln!(
+        "late Service: EndpointSlice after {slice_after:?}, then announced after {announced_after:?}, served after {:?} more",
+        t.elapsed()
+    );
+    assert_eq!(env.served_by(web).as_deref(), Some("web-0"));
+    assert_eq!(
+        env.cluster.ingress("shop", "web"),
+        vec![web],
+        "web kept its address"
+    );
+}

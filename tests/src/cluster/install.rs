@@ -311,6 +311,32 @@ pub struct PodProcess {
 }
 
 impl PodProcess {
+    /// GET `path` on 127.0.0.1:`port` inside the pod's network, as a kubelet's HTTP probe does:
+    /// the status code and body, or `None` when nothing answers within a second.
+    pub fn http_get(&self, port: u16, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let reply = self
+            .host
+            .in_netns(move || -> std::io::Result<String> {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                s.write_all(request.as_bytes())?;
+                let mut text = String::new();
+                s.read_to_string(&mut text)?;
+                Ok(text)
+            })
+            .ok()?
+            .ok()?;
+        let code = reply.split_whitespace().nth(1)?.parse().ok()?;
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
     /// What the kubelet does to delete a pod: SIGTERM, then SIGKILL after the grace period.
     /// Returns how long it took to exit and whether it exited by itself.
     pub fn terminate(&mut self) -> (Duration, bool) {

@@ -1,5 +1,5 @@
 //! Where the control plane's binaries are: built from the pinned Go modules in `tools/` by
-//! `scripts/build-tools.sh` into a per-machine cache, and etcd from Debian.
+//! `scripts/build-tools.sh` into a per-machine cache (openssl from Debian).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -19,9 +19,9 @@ pub struct Tools {
     pub kubectl: PathBuf,
     /// `helm`.
     pub helm: PathBuf,
-    /// `etcd` (Debian's etcd-server).
+    /// `etcd`.
     pub etcd: PathBuf,
-    /// `etcdctl` (Debian's etcd-client).
+    /// `etcdctl`.
     pub etcdctl: PathBuf,
     /// `openssl`, for the cluster's certificates.
     pub openssl: PathBuf,
@@ -68,8 +68,8 @@ fn find() -> Result<Tools, String> {
         proxy: go_built("kube-proxy")?,
         kubectl: go_built("kubectl")?,
         helm: go_built("helm")?,
-        etcd: debian("etcd", "etcd-server")?,
-        etcdctl: debian("etcdctl", "etcd-client")?,
+        etcd: go_built("etcd")?,
+        etcdctl: go_built("etcdctl")?,
         openssl: debian("openssl", "openssl")?,
     })
 }
