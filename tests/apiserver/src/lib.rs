@@ -1,4 +1,9 @@
-//! An in-process Kubernetes API server for tests and benchmarks.
+//! An in-process fake Kubernetes API server, kept for what a real kube-apiserver cannot do in a
+//! test: failures injected into chosen requests ([`Fault`]), and a server in the same process
+//! for the controller benchmark's baseline. Every behaviour test runs on a real kube-apiserver
+//! (`ferrolb_tests::cluster`). What the fake cannot do faithfully it refuses, as the real server
+//! would refuse what it does not serve: patch types other than JSON merge patches (415), paths
+//! and subresources it does not know (404).
 //!
 //! It is a `tower::Service` that a real [`kube::Client`] talks to, speaking the Kubernetes JSON
 //! wire format: list and watch with `resourceVersion` (replaying history, sending bookmarks),
@@ -335,12 +340,16 @@ impl FakeApiServer {
             (&Method::POST, false) => store.create(&path, body),
             (&Method::PUT, true) => store.replace(&path, body),
             (&Method::PATCH, true) => match content_type {
-                Some("application/merge-patch+json")
-                | Some("application/strategic-merge-patch+json") => store.merge_patch(&path, &body),
+                Some("application/merge-patch+json") => store.merge_patch(&path, &body),
+                // A strategic merge patch merges lists by key where a JSON merge patch replaces
+                // them: applied as one it would succeed here with a result the real server
+                // never gives. Refused, like every patch type the fake cannot apply faithfully.
                 other => Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "UnsupportedMediaType",
-                    format!("patch type {other:?} is not supported by the fake API server"),
+                    format!(
+                        "the fake API server applies only application/merge-patch+json, not {other:?}"
+                    ),
                 )),
             },
             (&Method::DELETE, true) => store.delete(&path),

@@ -162,3 +162,40 @@ async fn injected_faults_answer_with_kubernetes_status_errors() {
         .await
         .unwrap();
 }
+
+/// What the fake cannot do faithfully it refuses, as the real server refuses what it does not
+/// serve: a strategic merge patch (the real server merges lists by key; applied here as a JSON
+/// merge patch it would "succeed" differently), server-side apply, an unknown subresource.
+#[tokio::test]
+async fn refuses_what_it_cannot_do_faithfully() {
+    let server = FakeApiServer::new();
+    let api: Api<Service> = Api::namespaced(server.client(), "default");
+    api.create(&PostParams::default(), &service("web"))
+        .await
+        .unwrap();
+    let code = |r: Result<Service, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => s.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let ports = json!({"spec": {"ports": [{"port": 81, "protocol": "TCP"}]}});
+    let smp = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(ports.clone()),
+        )
+        .await;
+    assert_eq!(code(smp), 415);
+    let apply = api
+        .patch("web", &PatchParams::apply("t"), &Patch::Apply(ports))
+        .await;
+    assert_eq!(code(apply), 415);
+    let scale = api.get_subresource("scale", "web").await;
+    assert!(
+        matches!(scale, Err(kube::Error::Api(ref s)) if s.code == 404),
+        "{scale:?}"
+    );
+    // Nothing changed.
+    let svc = api.get("web").await.unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80);
+}

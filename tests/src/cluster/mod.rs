@@ -19,6 +19,7 @@ pub mod ferrolb;
 pub mod install;
 pub mod nodes;
 mod pki;
+pub mod record;
 mod relay;
 pub mod tools;
 
@@ -310,6 +311,15 @@ impl Cluster {
     /// Runs a future on the cluster's runtime (where its clients live).
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
+    }
+
+    /// Spawns a task on the cluster's runtime.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(f)
     }
 
     /// The cluster's private directory (logs, kubeconfigs); removed on drop.

@@ -1,0 +1,145 @@
+//! A client that records every request it sends (method, path, query, content type, JSON body),
+//! for tests that assert on exactly what a component writes to a real API server.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::Request;
+use kube::client::Body;
+use tower::{Layer, Service};
+
+use super::{Cluster, kube_error};
+use crate::lab::LabError;
+
+/// One request as sent.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: http::Method,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string.
+    pub query: String,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub body: serde_json::Value,
+}
+
+impl Recorded {
+    /// A request that changes something.
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method, http::Method::GET | http::Method::HEAD)
+    }
+
+    /// A query parameter's value.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// The requests a recording client sent so far.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Recorded>>>);
+
+impl Recorder {
+    /// Everything sent so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Forgets what was sent.
+    pub fn clear(&self) {
+        if let Ok(mut r) = self.0.lock() {
+            r.clear();
+        }
+    }
+
+    /// The writes whose path ends with `suffix`.
+    pub fn writes_to(&self, suffix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_write() && r.path.ends_with(suffix))
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct RecordLayer(Recorder);
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = RecordService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordService {
+            inner,
+            recorder: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RecordService<S> {
+    inner: S,
+    recorder: Recorder,
+}
+
+impl<S: Service<Request<Body>>> Service<Request<Body>> for RecordService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // Request bodies are whole buffers here, so a copy is at hand without waiting.
+        let body = req
+            .body()
+            .try_clone()
+            .and_then(|b| futures::executor::block_on(b.collect_bytes()).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let recorded = Recorded {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            content_type: (req.headers().get(http::header::CONTENT_TYPE))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body,
+        };
+        if let Ok(mut r) = self.recorder.0.lock() {
+            r.push(recorded);
+        }
+        self.inner.call(req)
+    }
+}
+
+impl Cluster {
+    /// A client acting as ServiceAccount `namespace/name` that records every request it sends.
+    pub fn recording_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(kube::Client, Recorder), LabError> {
+        let path = self.service_account_kubeconfig(namespace, name, &self.server_url())?;
+        let recorder = Recorder::default();
+        let layer = RecordLayer(recorder.clone());
+        let client = self.block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .map_err(|e| LabError::Invalid(format!("reading {}: {e}", path.display())))?;
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| LabError::Invalid(format!("loading {}: {e}", path.display())))?;
+            let builder = kube::client::ClientBuilder::try_from(config)
+                .map_err(|e| kube_error("building a client", e))?;
+            Ok::<_, LabError>(builder.with_layer(&layer).build())
+        })?;
+        Ok((client, recorder))
+    }
+}
