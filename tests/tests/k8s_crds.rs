@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ferrolb_crds::api;
 use ferrolb_tests::cluster::{self, Cluster};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps,
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
 };
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -25,10 +25,8 @@ fn rule_messages(schema: &JSONSchemaProps, path: &str, out: &mut BTreeSet<(Strin
     for (name, p) in schema.properties.iter().flatten() {
         rule_messages(p, &format!("{path}.{name}"), out);
     }
-    if let Some(items) = &schema.items {
-        if let k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(s) = items {
-            rule_messages(s, &format!("{path}[]"), out);
-        }
+    if let Some(JSONSchemaPropsOrArray::Schema(s)) = &schema.items {
+        rule_messages(s, &format!("{path}[]"), out);
     }
 }
 

@@ -86,10 +86,9 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, stop: &AtomicBool, con
         let (Ok(in2), Ok(out2)) = clones else {
             continue;
         };
-        if let Ok(mut c) = conns.lock() {
-            if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
-                c.insert(id, (a, b));
-            }
+        if let (Ok(mut c), Ok(a), Ok(b)) = (conns.lock(), inbound.try_clone(), outbound.try_clone())
+        {
+            c.insert(id, (a, b));
         }
         let pipe = |mut from: TcpStream, mut to: TcpStream, conns: Connections| {
             move || {

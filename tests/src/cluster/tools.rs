@@ -99,16 +99,34 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A ferrolb binary of this workspace (`ferrolb-controller`, `ferrolb-speaker`), built by the
-/// same cargo profile as the test. Cargo builds every workspace binary before integration tests
-/// run only for the test's own package, so this looks in the target directory.
+/// A ferrolb binary (`ferrolb-controller`, `ferrolb-speaker`): from `$FERROLB_BIN_DIR` when set,
+/// else the one built by the same cargo profile as the test (in the target directory; cargo
+/// builds a package's binaries before its own integration tests only, scripts/test.sh builds the
+/// workspace first).
 pub fn ferrolb_binary(name: &str) -> Result<PathBuf, LabError> {
+    // Binaries from elsewhere, e.g. the images' filesystems (scripts/build-images.sh --mount).
+    if let Some(dir) = std::env::var_os("FERROLB_BIN_DIR") {
+        let p = PathBuf::from(dir).join(name);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(LabError::Invalid(format!(
+                "{} (FERROLB_BIN_DIR) does not exist",
+                p.display()
+            )))
+        };
+    }
     let exe = std::env::current_exe().map_err(|e| LabError::io("locating the test binary", e))?;
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe
+    // A test is target/<profile>/deps/<test>, a bin target/<profile>/<bin>: the binaries are in
+    // target/<profile>.
+    let dir = exe
         .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| LabError::Invalid(format!("unexpected test path {}", exe.display())))?;
+        .ok_or_else(|| LabError::Invalid(format!("unexpected path {}", exe.display())))?;
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
     let p = profile_dir.join(name);
     if p.is_file() {
         Ok(p)
