@@ -235,10 +235,10 @@ fn name_lists_are_sets_and_alias_lists_are_maps() {
 #[test]
 fn cel_inputs_are_bounded_and_formats_are_known() {
     fn walk(v: &Value, path: &str, problems: &mut Vec<String>) {
-        if let Some(f) = v.get("format").and_then(Value::as_str) {
-            if !["int32", "int64", "date-time", "double", "float", "byte"].contains(&f) {
-                problems.push(format!("{path}: format {f}"));
-            }
+        if let Some(f) = v.get("format").and_then(Value::as_str)
+            && !["int32", "int64", "date-time", "double", "float", "byte"].contains(&f)
+        {
+            problems.push(format!("{path}: format {f}"));
         }
         if v.get("x-kubernetes-validations").is_some() {
             let bounded = match v.get("type").and_then(Value::as_str) {
