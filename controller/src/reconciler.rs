@@ -748,10 +748,7 @@ impl Reconciler {
                 pool.metadata.generation,
             );
             if Some(&status) != pool.status.as_ref() {
-                self.patch_config_status::<api::IPAddressPool>(
-                    &object.name,
-                    json!({"status": status}),
-                );
+                self.patch_config_status::<api::IPAddressPool>(&object, json!({"status": status}));
             }
         }
         self.flush_config_conditions(&raw.l2_advertisements, Kind::L2Advertisement, &valid);
@@ -781,28 +778,20 @@ impl Reconciler {
             if conditions == f.conditions {
                 continue;
             }
-            let namespace = f.object.namespace.clone().unwrap_or_default();
             let patch = json!({"status": {"conditions": conditions}});
-            let name = &f.object.name;
             match f.object.kind {
                 Kind::IPAddressPool => {
-                    self.patch_config_status_in::<api::IPAddressPool>(&namespace, name, patch)
+                    self.patch_config_status::<api::IPAddressPool>(&f.object, patch)
                 }
                 Kind::L2Advertisement => {
-                    self.patch_config_status_in::<api::L2Advertisement>(&namespace, name, patch)
+                    self.patch_config_status::<api::L2Advertisement>(&f.object, patch)
                 }
                 Kind::BGPAdvertisement => {
-                    self.patch_config_status_in::<api::BGPAdvertisement>(&namespace, name, patch)
+                    self.patch_config_status::<api::BGPAdvertisement>(&f.object, patch)
                 }
-                Kind::BGPPeer => {
-                    self.patch_config_status_in::<api::BGPPeer>(&namespace, name, patch)
-                }
-                Kind::BFDProfile => {
-                    self.patch_config_status_in::<api::BFDProfile>(&namespace, name, patch)
-                }
-                Kind::Community => {
-                    self.patch_config_status_in::<api::Community>(&namespace, name, patch)
-                }
+                Kind::BGPPeer => self.patch_config_status::<api::BGPPeer>(&f.object, patch),
+                Kind::BFDProfile => self.patch_config_status::<api::BFDProfile>(&f.object, patch),
+                Kind::Community => self.patch_config_status::<api::Community>(&f.object, patch),
                 Kind::Secret => continue,
             }
             tracing::warn!(object = %f.object, "{message}");
@@ -844,12 +833,13 @@ impl Reconciler {
             let mut status = current.clone();
             set_valid(&mut status.conditions, ok, &message, obj.meta().generation);
             if status != current {
-                self.patch_config_status::<K>(&object.name, json!({"status": status}));
+                self.patch_config_status::<K>(&object, json!({"status": status}));
             }
         }
     }
 
-    fn patch_config_status<K>(&self, name: &str, patch: Value)
+    /// Patches the status of config object `object` (of kind `K`) in its namespace.
+    fn patch_config_status<K>(&self, object: &ObjectRef, patch: Value)
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -858,18 +848,7 @@ impl Reconciler {
             + Send
             + 'static,
     {
-        self.patch_config_status_in::<K>(&self.settings.namespace, name, patch);
-    }
-
-    fn patch_config_status_in<K>(&self, namespace: &str, name: &str, patch: Value)
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + 'static,
-    {
+        let namespace = (object.namespace.as_deref()).unwrap_or(&self.settings.namespace);
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams::apply(&self.settings.manager);
         let params = PatchParams {
@@ -877,7 +856,7 @@ impl Reconciler {
             ..Default::default()
         };
         let metrics = self.metrics.clone();
-        let name = name.to_string();
+        let name = object.name.clone();
         tokio::spawn(async move {
             if let Err(e) = api
                 .patch_status(&name, &params, &Patch::Merge(&patch))

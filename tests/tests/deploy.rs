@@ -705,95 +705,18 @@ fn controller_rbac_matches_the_code() {
     }
 }
 
-/// The chart's speaker roles grant exactly speaker/src/rbac.rs; and every API use found in the
-/// speaker's code (a scan for the calls it makes through kube) is in that list.
+/// The chart's speaker roles grant exactly speaker/src/rbac.rs. (That the list covers every call
+/// the speaker makes is seen on a real API server: the speakers run with their ServiceAccount's
+/// token in tests/tests/k8s_lab.rs, where a missing permission is a 403.)
 #[test]
-fn speaker_rbac_matches_the_list_and_covers_its_api_calls() {
+fn speaker_rbac_matches_the_list() {
     use ferrolb_speaker::rbac::{CLUSTER_RULES, NAMESPACE_RULES};
-    let mut code = String::new();
-    for rel in ["speaker/src/kubernetes.rs", "speaker/src/main.rs"] {
-        code += &read(rel);
-    }
-    let mut needed: Vec<(&str, &str, &str)> = Vec::new();
-    let mut need = |found: bool, rules: &[(&'static str, &'static str, &'static str)]| {
-        if found {
-            needed.extend_from_slice(rules);
-        }
-    };
-    need(
-        code.contains("Api::<Service>"),
-        &[("", "services", "list"), ("", "services", "watch")],
-    );
-    need(
-        code.contains("Api::<EndpointSlice>"),
-        &[
-            ("discovery.k8s.io", "endpointslices", "list"),
-            ("discovery.k8s.io", "endpointslices", "watch"),
-        ],
-    );
-    need(
-        code.contains("Api::<Node>"),
-        &[("", "nodes", "list"), ("", "nodes", "watch")],
-    );
-    need(
-        code.contains("patch_status"),
-        &[("", "services/status", "patch")],
-    );
-    need(
-        code.contains("Publisher::new"),
-        &[
-            ("events.k8s.io", "events", "create"),
-            ("events.k8s.io", "events", "patch"),
-        ],
-    );
-    let config = code.contains("config_source::watch");
-    need(config, &[("", "secrets", "list"), ("", "secrets", "watch")]);
-    for kind in [
-        "ipaddresspools",
-        "l2advertisements",
-        "bgpadvertisements",
-        "bgppeers",
-        "bfdprofiles",
-        "communities",
-    ] {
-        if config {
-            needed.push(("ferrolb.io", kind, "list"));
-            needed.push(("ferrolb.io", kind, "watch"));
-        }
-    }
-    assert!(
-        needed.len() >= 10,
-        "the scan found too little; has the speaker code moved? {needed:?}"
-    );
-    // Calls the scan cannot map yet fail here, so it is extended with them.
-    for call in [
-        "Api::<Pod>",
-        "Api::<Lease>",
-        "Api::<ConfigMap>",
-        ".delete(",
-        ".replace(",
-    ] {
-        assert!(
-            !code.contains(call),
-            "speaker calls {call}: add its rule to the chart and here"
-        );
-    }
     assert_roles_grant(
         &manifest(),
         "ferrolb-speaker",
         code_triples(CLUSTER_RULES),
         code_triples(NAMESPACE_RULES),
     );
-    let listed: BTreeSet<_> = code_triples(CLUSTER_RULES)
-        .into_iter()
-        .chain(code_triples(NAMESPACE_RULES))
-        .collect();
-    for (g, res, v) in needed {
-        assert!(
-            listed.contains(&(g.to_string(), res.to_string(), v.to_string())),
-            "the speaker's code needs {v} on {g}/{res}; speaker/src/rbac.rs does not list it"
-        );
-    }
 }
 
 /// The long flags a binary accepts, read from the clap `struct Args` of its main.rs.

@@ -17,6 +17,20 @@ metadata: {name: lan, namespace: ferrolb-system}
 spec: {addresses: ["10.0.0.200-10.0.0.209", "fd00::200-fd00::209"]}
 "#;
 
+/// The speakers' membership key as stored (base64).
+fn membership_key(c: &Cluster) -> String {
+    c.kubectl(&[
+        "get",
+        "secret",
+        "ferrolb-memberlist",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.secretkey}",
+    ])
+    .unwrap()
+}
+
 /// What a ServiceAccount may do, asked of the server (`kubectl auth can-i --as`).
 fn can(c: &Cluster, account: &str, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
     let who = format!("--as=system:serviceaccount:{NAMESPACE}:{account}");
@@ -272,17 +286,7 @@ fn helm_install_on_a_real_apiserver() {
             .unwrap_or_else(|e| panic!("helm installed CRD {crd}: {e}"));
     }
     // Helm generated the speakers' membership key.
-    let key = c
-        .kubectl(&[
-            "get",
-            "secret",
-            "ferrolb-memberlist",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={.data.secretkey}",
-        ])
-        .unwrap();
+    let key = membership_key(&c);
     assert!(!key.trim().is_empty(), "the membership Secret has a key");
 
     // The server enforces the chart's RBAC: what each account may and may not do.
@@ -324,17 +328,7 @@ fn helm_install_on_a_real_apiserver() {
         "logging.level=debug",
     ])
     .unwrap();
-    let kept = c
-        .kubectl(&[
-            "get",
-            "secret",
-            "ferrolb-memberlist",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={.data.secretkey}",
-        ])
-        .unwrap();
+    let kept = membership_key(&c);
     assert_eq!(kept, key, "helm upgrade keeps the membership key");
 }
 
@@ -355,17 +349,7 @@ fn plain_manifest_installs_with_server_side_apply() {
     );
     controller_serves(&c);
     // The controller made the speakers' key at its first start.
-    let key = c
-        .kubectl(&[
-            "get",
-            "secret",
-            "ferrolb-memberlist",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={.data.secretkey}",
-        ])
-        .unwrap();
+    let key = membership_key(&c);
     assert!(
         !key.trim().is_empty(),
         "the controller created the membership Secret"

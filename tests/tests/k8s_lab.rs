@@ -123,6 +123,17 @@ impl Env {
         self.pods.push(pod);
     }
 
+    /// Applies Service `name` in `shop` (port 80 to the pods labelled `app=<name>`) with
+    /// `annotations`, and waits for its addresses.
+    fn service(&self, name: &str, annotations: serde_json::Value) -> Vec<IpAddr> {
+        self.cluster
+            .apply_service("shop", name, json!({}), annotations)
+            .unwrap();
+        self.cluster
+            .wait_ingress("shop", name, Duration::from_secs(30))
+            .unwrap()
+    }
+
     /// The logs of the ferrolb processes, for a failure message.
     fn logs(&mut self) -> String {
         let mut out = format!(
@@ -391,13 +402,7 @@ fn speakers_hand_over_on_sigterm_and_a_rolling_restart_loses_no_address() {
     let mut env = Env::start(2);
     env.pod(0, "web-0", "web");
     env.pod(1, "web-1", "web");
-    env.cluster
-        .apply_service("shop", "web", json!({}), json!({}))
-        .unwrap();
-    let vip = env
-        .cluster
-        .wait_ingress("shop", "web", Duration::from_secs(30))
-        .unwrap()[0];
+    let vip = env.service("web", json!({}))[0];
     eventually("web to be served", Duration::from_secs(30), || {
         env.served_by(vip).is_some()
     })
@@ -521,13 +526,7 @@ fn a_lone_speaker_exits_on_sigterm() {
     }
     let mut env = Env::start(1);
     env.pod(0, "web-0", "web");
-    env.cluster
-        .apply_service("shop", "web", json!({}), json!({}))
-        .unwrap();
-    let vip = env
-        .cluster
-        .wait_ingress("shop", "web", Duration::from_secs(30))
-        .unwrap()[0];
+    let vip = env.service("web", json!({}))[0];
     eventually("web to be served", Duration::from_secs(30), || {
         env.served_by(vip).as_deref() == Some("web-0")
     })
@@ -565,25 +564,8 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
     let mut env = Env::start(2);
     env.pod(0, "web-0", "web");
     env.pod(1, "api-0", "api");
-    env.cluster
-        .apply_service("shop", "web", json!({}), json!({}))
-        .unwrap();
-    env.cluster
-        .apply_service(
-            "shop",
-            "api",
-            json!({}),
-            json!({"ferrolb.io/address-pool": "routed"}),
-        )
-        .unwrap();
-    let web = env
-        .cluster
-        .wait_ingress("shop", "web", Duration::from_secs(30))
-        .unwrap()[0];
-    let api = env
-        .cluster
-        .wait_ingress("shop", "api", Duration::from_secs(30))
-        .unwrap()[0];
+    let web = env.service("web", json!({}))[0];
+    let api = env.service("api", json!({"ferrolb.io/address-pool": "routed"}))[0];
     let prefix = format!("{api}/32");
     eventually("both Services served", Duration::from_secs(30), || {
         env.served_by(web).is_some()

@@ -407,20 +407,21 @@ fn restart_reclaims_held_ips_before_pending_services_allocate() {
     stop(&c, ctl);
 
     // While no controller runs: "a" is deleted (freeing .0) and two Services are created whose
-    // names sort first. A restart must not hand "b"'s or "c"'s address to them.
+    // names sort before the held ones (Kubernetes before 1.37 wants Service names to start with a
+    // letter). A restart must not hand "b"'s or "c"'s address to them.
     let api: Api<Service> = Api::namespaced(c.client(), "default");
     c.block_on(api.delete("a", &DeleteParams::default()))
         .unwrap();
-    service(&c, "0-new", json!({}), json!({}));
-    service(&c, "00-new", json!({}), json!({}));
+    service(&c, "a-new", json!({}), json!({}));
+    service(&c, "aa-new", json!({}), json!({}));
     let ctl = start(&c, settings(), true);
     wait_for("both new decided", || {
-        condition(&get(&c, "0-new")).is_some() && condition(&get(&c, "00-new")).is_some()
+        condition(&get(&c, "a-new")).is_some() && condition(&get(&c, "aa-new")).is_some()
     });
     settle();
     assert_eq!(ingress(&get(&c, "b")), ["10.10.0.1"]);
     assert_eq!(ingress(&get(&c, "c")), ["10.10.0.2"]);
-    let mut new_ips: Vec<String> = ["0-new", "00-new"]
+    let mut new_ips: Vec<String> = ["a-new", "aa-new"]
         .iter()
         .flat_map(|n| ingress(&get(&c, n)))
         .collect();
