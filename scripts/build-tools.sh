@@ -7,6 +7,9 @@
 #
 #   scripts/build-tools.sh                 # the pinned versions (tools/kube/go.mod, tools/helm/go.mod)
 #   KUBE_VERSION=v1.34.4 scripts/build-tools.sh   # another Kubernetes release (generated module)
+#   scripts/build-tools.sh --metallb       # also MetalLB's controller and speaker (tools/metallb),
+#                                          # for the side-by-side benchmark; its chart's directory
+#                                          # is linked as metallb-chart
 #
 # The cache lives in $FERROLB_TOOLS_CACHE (default ~/.cache/ferrolb-tools). A cold build of
 # everything on 2 cores takes about 20 minutes and a few GB of Go build cache; warm, nothing runs.
@@ -129,6 +132,19 @@ if [ ! -f "$eout/.complete" ]; then
     touch "$eout/.complete"
 fi
 
+if [ "${1:-}" = "--metallb" ]; then
+    mver=$(module_version tools/metallb go.universe.tf/metallb)
+    mflags="-s -w"
+    mout="$cache/metallb-$mver-$(key tools/metallb "$mflags")"
+    if [ ! -f "$mout/.complete" ]; then
+        mkdir -p "$mout"
+        build_module tools/metallb "$mout" "$mflags" \
+            metallb-controller=go.universe.tf/metallb/controller metallb-speaker=go.universe.tf/metallb/speaker
+        touch "$mout/.complete"
+    fi
+    mchart=$(cd tools/metallb && go list -m -f '{{.Dir}}' go.universe.tf/metallb)/charts/metallb
+fi
+
 # One directory of links, so that tests need one path (FERROLB_TOOLS_BIN).
 bin="$cache/bin-$kver-$(for d in "$kout" "$hout" "$eout"; do basename "$d"; done | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
@@ -136,4 +152,9 @@ for f in kube-apiserver kube-controller-manager kube-proxy kubectl; do ln -sf "$
 ln -sf "$hout/helm" "$bin/helm"
 ln -sf "$eout/etcd" "$bin/etcd"
 ln -sf "$eout/etcdctl" "$bin/etcdctl"
+if [ -n "${mout:-}" ]; then
+    ln -sf "$mout/metallb-controller" "$bin/metallb-controller"
+    ln -sf "$mout/metallb-speaker" "$bin/metallb-speaker"
+    ln -sfn "$mchart" "$bin/metallb-chart"
+fi
 echo "$bin"
