@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, PodTemplateSpec, Secret};
 use kube::api::Api;
 
 use super::{Cluster, kube_error};
 use crate::lab::{self, Host, LabError, MacAddr, Process, Signal};
+
+/// Where a pod finds its ServiceAccount's token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// The chart in this repository.
 pub fn chart_dir() -> PathBuf {
@@ -78,14 +81,26 @@ impl Cluster {
         name: &str,
     ) -> Result<PodSpec, LabError> {
         let what = format!("{kind:?} {namespace}/{name}");
-        let spec = match kind {
+        self.workload_template(kind, namespace, name)?
+            .spec
+            .ok_or_else(|| LabError::Invalid(format!("{what} has no pod template")))
+    }
+
+    /// The whole pod template (labels and spec) of Deployment or DaemonSet `namespace/name`.
+    pub fn workload_template(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PodTemplateSpec, LabError> {
+        let what = format!("{kind:?} {namespace}/{name}");
+        Ok(match kind {
             WorkloadKind::Deployment => {
                 let api: Api<Deployment> = Api::namespaced(self.client(), namespace);
                 self.block_on(api.get(name))
                     .map_err(|e| kube_error(&what, e))?
                     .spec
                     .template
-                    .spec
             }
             WorkloadKind::DaemonSet => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client(), namespace);
@@ -93,17 +108,105 @@ impl Cluster {
                     .map_err(|e| kube_error(&what, e))?
                     .spec
                     .template
-                    .spec
             }
-        };
-        spec.ok_or_else(|| LabError::Invalid(format!("{what} has no pod template")))
+        })
+    }
+
+    /// A Pod object for a pod the harness runs as a process: the template's labels; on `node`
+    /// (hostNetwork) bound to it, Running and Ready with the node's IPv4 address as its IP. For
+    /// software that looks up its own Pod or finds its peers by listing pods (MetalLB's
+    /// controller and speakers do). Run after the workload itself is gone (see
+    /// [`Cluster::park_workload`]), so that no controller adopts or deletes it.
+    pub fn publish_pod(
+        &self,
+        template: &PodTemplateSpec,
+        namespace: &str,
+        pod_name: &str,
+        node: Option<&Host>,
+    ) -> Result<(), LabError> {
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let containers: Vec<serde_json::Value> = (template.spec.iter())
+            .flat_map(|s| s.containers.iter())
+            .map(|c| serde_json::json!({"name": c.name, "image": c.image}))
+            .collect();
+        let mut spec = serde_json::json!({"containers": containers, "automountServiceAccountToken": false,
+                                          "terminationGracePeriodSeconds": 0});
+        if let Some(node) = node {
+            spec["nodeName"] = serde_json::json!(node.name);
+            spec["hostNetwork"] = serde_json::json!(true);
+        }
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": pod_name, "namespace": namespace, "labels": labels}, "spec": spec,
+        }))
+        .map_err(|e| LabError::Invalid(e.to_string()))?;
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client(), namespace);
+        if self
+            .block_on(api.get_opt(pod_name))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.block_on(api.create(&kube::api::PostParams::default(), &pod))
+            .map_err(|e| kube_error(&format!("creating Pod {namespace}/{pod_name}"), e))?;
+        let Some(node) = node else { return Ok(()) };
+        let ip = node.ipv4.to_string();
+        let status = serde_json::json!({"status": {
+            "phase": "Running", "hostIP": ip, "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+        }});
+        self.block_on(api.patch_status(
+            pod_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        ))
+        .map_err(|e| kube_error(&format!("setting Pod {namespace}/{pod_name} status"), e))?;
+        Ok(())
+    }
+
+    /// Stops the pods of a Deployment or DaemonSet (the harness runs its template itself): a
+    /// Deployment is scaled to 0 and stays for what refers to it (MetalLB's controller owns its
+    /// memberlist Secret by it; its ReplicaSets select by template hash, so they adopt no pod of
+    /// the harness's); a DaemonSet is deleted.
+    pub fn park_workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), LabError> {
+        match kind {
+            WorkloadKind::Deployment => {
+                self.kubectl(&["scale", "deployment", name, "-n", namespace, "--replicas=0"])?;
+            }
+            // A DaemonSet would adopt (and delete) pods with its labels on any node: it goes.
+            WorkloadKind::DaemonSet => {
+                self.kubectl(&[
+                    "delete",
+                    "daemonset",
+                    name,
+                    "-n",
+                    namespace,
+                    "--cascade=foreground",
+                    "--wait=true",
+                ])?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the first container of `template` as a process of `binary`, as pod `pod_name` of
     /// `namespace`: on `node`'s network with `hostNetwork`, else in a namespace of its own
     /// (loopback only, the API server relayed to it). Everything the kubelet would resolve is
-    /// resolved from the API with the admin's rights; the process itself gets only a token of
-    /// the pod's ServiceAccount (KUBECONFIG), so RBAC applies to it.
+    /// resolved from the API with the admin's rights; the process itself gets what a kubelet
+    /// gives a pod to reach the API: `KUBERNETES_SERVICE_HOST`/`_PORT` and the ServiceAccount
+    /// volume at /var/run/secrets/kubernetes.io/serviceaccount (a fresh token of the pod's
+    /// account, the CA, the namespace; bind-mounted in a mount namespace of the process's own),
+    /// so it uses in-cluster configuration and RBAC applies to it.
     pub fn run_pod_process(
         &self,
         template: &PodSpec,
@@ -124,32 +227,80 @@ impl Cluster {
             .service_account_name
             .as_deref()
             .unwrap_or("default");
-        let kubeconfig =
-            self.service_account_kubeconfig(namespace, account, &Cluster::node_server_url())?;
+        let token = self.service_account_token(namespace, account)?;
+        let sa_dir = dir.join("serviceaccount");
+        std::fs::create_dir_all(&sa_dir)
+            .map_err(|e| LabError::io(format!("creating {}", sa_dir.display()), e))?;
+        let ca = super::pki::pki(&self.tools().openssl)?.ca_cert.clone();
+        for (file, result) in [
+            ("token", std::fs::write(sa_dir.join("token"), &token)),
+            (
+                "namespace",
+                std::fs::write(sa_dir.join("namespace"), namespace),
+            ),
+            (
+                "ca.crt",
+                std::fs::copy(&ca, sa_dir.join("ca.crt")).map(drop),
+            ),
+        ] {
+            result.map_err(|e| LabError::io(format!("writing the pod's {file}"), e))?;
+        }
+        // The mount point must exist on the host for the bind mount; it stays empty there.
+        std::fs::create_dir_all(SERVICE_ACCOUNT_DIR)
+            .map_err(|e| LabError::io(format!("creating {SERVICE_ACCOUNT_DIR}"), e))?;
 
-        // Secret volumes: written to files; their mount paths are mapped into `dir`.
+        // Secret, ConfigMap and emptyDir volumes: written to files (a missing optional source is
+        // an empty directory); their mount paths are mapped into `dir`.
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
         for m in container.volume_mounts.iter().flatten() {
-            let volume = template
-                .volumes
-                .iter()
-                .flatten()
+            let volume = (template.volumes.iter().flatten())
                 .find(|v| v.name == m.name)
                 .ok_or_else(|| {
                     LabError::Invalid(format!("pod {pod_name}: no volume {}", m.name))
                 })?;
-            let Some(secret) = &volume.secret else {
+            type Items = Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>;
+            let (what, data, items): (String, BTreeMap<String, Vec<u8>>, &Items) = if let Some(
+                secret,
+            ) =
+                &volume.secret
+            {
+                let name = secret.secret_name.clone().unwrap_or_default();
+                let data = match self.secret_data(namespace, &name) {
+                    Ok(d) => d,
+                    Err(_) if secret.optional == Some(true) => BTreeMap::new(),
+                    Err(e) => return Err(e),
+                };
+                (format!("Secret {name}"), data, &secret.items)
+            } else if let Some(cm) = &volume.config_map {
+                let api: Api<ConfigMap> = Api::namespaced(self.client(), namespace);
+                let found = self
+                    .block_on(api.get_opt(&cm.name))
+                    .map_err(|e| kube_error(&format!("reading ConfigMap {}", cm.name), e))?;
+                let data: BTreeMap<String, Vec<u8>> = match found {
+                    Some(c) => (c.data.unwrap_or_default().into_iter())
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect(),
+                    None if cm.optional == Some(true) => BTreeMap::new(),
+                    None => {
+                        return Err(LabError::Invalid(format!(
+                            "pod {pod_name}: ConfigMap {} does not exist",
+                            cm.name
+                        )));
+                    }
+                };
+                (format!("ConfigMap {}", cm.name), data, &cm.items)
+            } else if volume.empty_dir.is_some() {
+                (String::from("emptyDir"), BTreeMap::new(), &None)
+            } else {
                 return Err(LabError::Invalid(format!(
-                    "pod {pod_name}: volume {} is not a Secret volume (the harness mounts only those)",
+                    "pod {pod_name}: volume {} is not a Secret, ConfigMap or emptyDir volume (the harness mounts only those)",
                     m.name
                 )));
             };
-            let secret_name = secret.secret_name.clone().unwrap_or_default();
-            let data = self.secret_data(namespace, &secret_name)?;
             let target = dir.join(&m.name);
             std::fs::create_dir_all(&target)
                 .map_err(|e| LabError::io(format!("creating {}", target.display()), e))?;
-            let files: Vec<(String, String)> = match &secret.items {
+            let files: Vec<(String, String)> = match items {
                 Some(items) => items
                     .iter()
                     .map(|i| (i.key.clone(), i.path.clone()))
@@ -158,9 +309,7 @@ impl Cluster {
             };
             for (key, path) in files {
                 let bytes = data.get(&key).ok_or_else(|| {
-                    LabError::Invalid(format!(
-                        "pod {pod_name}: Secret {secret_name} has no key {key}"
-                    ))
+                    LabError::Invalid(format!("pod {pod_name}: {what} has no key {key}"))
                 })?;
                 let file = target.join(path);
                 std::fs::write(&file, bytes)
@@ -177,8 +326,15 @@ impl Cluster {
         };
 
         let node_name = node.map(|h| h.name.clone()).unwrap_or_default();
-        let mut env: Vec<(String, String)> =
-            vec![("KUBECONFIG".into(), kubeconfig.display().to_string())];
+        let mut env: Vec<(String, String)> = vec![
+            ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
+            (
+                "KUBERNETES_SERVICE_PORT".into(),
+                super::NODE_APISERVER_PORT.to_string(),
+            ),
+            // No kubeconfig of the machine's user in reach: in-cluster configuration it is.
+            ("HOME".into(), dir.display().to_string()),
+        ];
         for e in container.env.iter().flatten() {
             let value = if let Some(v) = &e.value {
                 v.clone()
@@ -242,7 +398,20 @@ impl Cluster {
             (netns.host.clone(), Some(netns))
         };
         let binary = binary.display().to_string();
-        let mut argv: Vec<&str> = vec![binary.as_str()];
+        let sa = sa_dir.display().to_string();
+        // unshare and sh exec in place: the process's pid is the binary's.
+        let mut argv: Vec<&str> = vec![
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /var/run/secrets/kubernetes.io/serviceaccount && exec \"$@\"",
+            sa.as_str(),
+            binary.as_str(),
+        ];
         argv.extend(args.iter().map(String::as_str));
         let process = host.spawn_with_env(&argv, &env)?;
         Ok(PodProcess {

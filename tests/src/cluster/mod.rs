@@ -17,6 +17,7 @@
 
 pub mod ferrolb;
 pub mod install;
+pub mod metallb;
 pub mod nodes;
 mod pki;
 pub mod record;
@@ -232,6 +233,13 @@ impl Cluster {
             "--secure-port=0".into(),
             "--profiling=false".into(),
         ];
+        // Its client's rate limit (default 20 requests/s, as on most clusters): raised by the
+        // MetalLB benchmark, where thousands of EndpointSlices would otherwise queue behind it.
+        let mut argv = argv;
+        if let Ok(qps) = std::env::var("FERROLB_KCM_API_QPS") {
+            argv.push(format!("--kube-api-qps={qps}"));
+            argv.push(format!("--kube-api-burst={qps}"));
+        }
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let process = Process::spawn(&argv, &self.dir.join("kube-controller-manager.log"))?;
         self.controller_manager = Some(process);

@@ -25,6 +25,19 @@ pub struct Tools {
     pub etcdctl: PathBuf,
     /// `openssl`, for the cluster's certificates.
     pub openssl: PathBuf,
+    /// MetalLB's binaries and chart, when built (`scripts/build-tools.sh --metallb`).
+    pub metallb: Option<MetallbTools>,
+}
+
+/// MetalLB, for the side-by-side benchmark.
+#[derive(Clone, Debug)]
+pub struct MetallbTools {
+    /// Its controller.
+    pub controller: PathBuf,
+    /// Its speaker.
+    pub speaker: PathBuf,
+    /// Its Helm chart (`charts/metallb` of its module).
+    pub chart: PathBuf,
 }
 
 /// The environment variable naming the directory with the Go-built binaries
@@ -71,6 +84,12 @@ fn find() -> Result<Tools, String> {
         etcd: go_built("etcd")?,
         etcdctl: go_built("etcdctl")?,
         openssl: debian("openssl", "openssl")?,
+        metallb: Some(MetallbTools {
+            controller: bin.join("metallb-controller"),
+            speaker: bin.join("metallb-speaker"),
+            chart: bin.join("metallb-chart"),
+        })
+        .filter(|m| m.controller.is_file() && m.speaker.is_file() && m.chart.is_dir()),
     })
 }
 

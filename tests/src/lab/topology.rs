@@ -15,6 +15,7 @@ use super::cmd::{self, COMMAND_TIMEOUT, Process};
 use super::error::LabError;
 use super::mac::MacAddr;
 use super::sys;
+use super::wait::wait_until;
 
 /// Prefix of every namespace and temp dir the lab creates: `flb-<pid>-<lab#>-<role>`.
 pub const PREFIX: &str = "flb-";
@@ -192,10 +193,45 @@ impl Host {
             .map(drop)
     }
 
-    /// Brings `eth0` back up.
+    /// Brings `eth0` back up. Routes via a gateway on it went with the link: see
+    /// [`Host::gateway_routes`].
     pub fn link_up(&self) -> Result<(), LabError> {
         self.exec_ok(&["ip", "link", "set", self.ifname.as_str(), "up"])
             .map(drop)
+    }
+
+    /// The routes via a gateway on `eth0` (IPv4 and IPv6), as `ip route` prints them: the kernel
+    /// drops them when the link goes down, [`Host::restore_routes`] puts them back after
+    /// [`Host::link_up`].
+    pub fn gateway_routes(&self) -> Result<Vec<String>, LabError> {
+        let mut out = Vec::new();
+        for family in ["-4", "-6"] {
+            let text =
+                self.exec_ok(&["ip", family, "route", "show", "dev", self.ifname.as_str()])?;
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains(" via "))
+                    .map(|l| format!("{family} {} dev {}", l.trim(), self.ifname)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Puts back routes saved by [`Host::gateway_routes`] once the link is up again: IPv6 routes
+    /// are refused until the link's address has passed duplicate address detection, so each is
+    /// retried for up to 10 s.
+    pub fn restore_routes(&self, routes: &[String]) -> Result<(), LabError> {
+        for r in routes {
+            let mut words: Vec<&str> = r.split_whitespace().collect();
+            let family = words.first().copied().unwrap_or("-4");
+            words.splice(0..1.min(words.len()), ["ip", family, "route", "replace"]);
+            wait_until(
+                &format!("{} to take `{r}` back", self.name),
+                Duration::from_secs(10),
+                || self.exec_ok(&words).is_ok(),
+            )?;
+        }
+        Ok(())
     }
 
     /// Adds a route via a gateway on the LAN (e.g. the VIP pool via a node).
