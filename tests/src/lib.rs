@@ -1,5 +1,6 @@
 //! ferrolb integration tests and harnesses.
 
+pub mod bench;
 pub mod cluster;
 pub mod demo;
 pub mod lab;

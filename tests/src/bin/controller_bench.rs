@@ -15,99 +15,21 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrolb_tests::cluster::ferrolb::{NAMESPACE, RELEASE, ingress_of};
+use ferrolb_tests::bench::{
+    self, AssignmentWatch, Request, api_writes as writes, arg_usize as arg, cpu_seconds,
+    load_average, percentile, proc_kib,
+};
+use ferrolb_tests::cluster::ferrolb::{NAMESPACE, RELEASE};
 use ferrolb_tests::cluster::{self, Cluster};
 use ferrolb_tests::lab;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Api, PostParams};
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// `apiserver_request_total` summed per (verb, resource, subresource), for writes.
-fn writes(c: &Cluster) -> BTreeMap<String, f64> {
-    let req = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
-    let text = c.block_on(c.client().request_text(req)).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let label = |k: &str| {
-            line.split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_string()
-        };
-        let verb = label("verb");
-        if !["POST", "PATCH", "PUT", "DELETE"].contains(&verb.as_str()) {
-            continue;
-        }
-        let key = format!(
-            "{verb} {}{}",
-            label("resource"),
-            match label("subresource").as_str() {
-                "" => String::new(),
-                s => format!("/{s}"),
-            }
-        );
-        let v: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *out.entry(key).or_insert(0.0) += v;
-    }
-    out
 }
 
 fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, key: &str) -> f64 {
@@ -181,66 +103,15 @@ fn trial_run(count: usize, rate: usize) {
     let rss_idle = proc_kib(pid, "VmRSS:");
     let cpu_before = cpu_seconds(pid);
 
-    // A watch that notes when each Service is first seen at all (the API server's own share of
-    // the latency: the create and its delivery to watchers) and first seen with an address.
-    let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let appeared: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let (api, seen, appeared) = (api.clone(), Arc::clone(&seen), Arc::clone(&appeared));
-        c.spawn(async move {
-            {
-                let mut events = watcher(api, watcher::Config::default())
-                    .applied_objects()
-                    .boxed();
-                while let Some(Ok(svc)) = events.next().await {
-                    let now = Instant::now();
-                    let name = svc.metadata.name.clone().unwrap_or_default();
-                    appeared
-                        .lock()
-                        .expect("lock")
-                        .entry(name.clone())
-                        .or_insert(now);
-                    if !ingress_of(Some(&svc)).is_empty() {
-                        seen.lock().expect("lock").entry(name).or_insert(now);
-                    }
-                }
-            }
-        })
-    };
+    let watch = AssignmentWatch::start(&c, &api);
     let before = writes(&c);
-
-    // Creates at a fixed rate, at most 32 in flight (a create takes a few ms on this server).
-    let sent: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
-    c.block_on(async {
-        let limit = Arc::new(tokio::sync::Semaphore::new(32));
-        let interval = Duration::from_secs_f64(1.0 / rate as f64);
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..count {
-            let due = started + interval * i as u32;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                tokio::time::sleep(wait).await;
-            }
-            let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");
-            let (api, sent) = (api.clone(), Arc::clone(&sent));
-            tasks.spawn(async move {
-                let svc = service(i);
-                let name = svc.metadata.name.clone().unwrap_or_default();
-                let t = Instant::now();
-                api.create(&PostParams::default(), &svc)
-                    .await
-                    .expect("create");
-                sent.lock().expect("lock").insert(name, t);
-                drop(permit);
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-    });
-    let created_in = started.elapsed();
+    // Creates at a fixed rate, at most 32 in flight (a create takes a few ms on this server).
+    let (sent, created_in) = bench::at_rate(&c, &api, Request::Create, count, rate, service);
     lab::wait_until(
         "every Service to be assigned",
         Duration::from_secs(600),
-        || seen.lock().expect("lock").len() > count,
+        || watch.assigned() > count,
     )
     .expect("all assigned");
     let all_after = started.elapsed();
@@ -248,26 +119,11 @@ fn trial_run(count: usize, rate: usize) {
     let after = writes(&c);
     let rss_peak = proc_kib(pid, "VmHWM:");
     let cpu = cpu_seconds(pid) - cpu_before;
-    watch.abort();
-
-    let sent = sent.lock().expect("lock").clone();
-    let seen_at = seen.lock().expect("lock").clone();
-    let appeared_at = appeared.lock().expect("lock").clone();
-    let since_sent = |at: &BTreeMap<String, Instant>| -> Vec<Duration> {
-        let mut v: Vec<Duration> = (sent.iter())
-            .filter_map(|(n, t)| at.get(n).map(|s| s.saturating_duration_since(*t)))
-            .collect();
-        v.sort();
-        v
-    };
-    let latencies = since_sent(&seen_at);
-    let watch_latencies = since_sent(&appeared_at);
+    let sightings = watch.stop();
+    let latencies = sightings.create_to_ip(&sent);
+    let watch_latencies = sightings.create_to_seen(&sent);
     // The controller's own share: from the Service's first appearance to its address's.
-    let mut controller_share: Vec<Duration> = (appeared_at.iter())
-        .filter(|(n, _)| sent.contains_key(*n))
-        .filter_map(|(n, a)| seen_at.get(n).map(|s| s.saturating_duration_since(*a)))
-        .collect();
-    controller_share.sort();
+    let controller_share = sightings.controller_share(&sent);
     let per = |key: &str| delta(&after, &before, key) / count as f64;
     println!(
         "  created in {:.2} s ({:.0}/s achieved); all assigned after {:.2} s",
@@ -317,19 +173,7 @@ fn trial_run(count: usize, rate: usize) {
     );
 
     // Restart with everything in place.
-    let snapshot = || -> BTreeMap<String, Vec<std::net::IpAddr>> {
-        c.block_on(api.list(&ListParams::default()))
-            .expect("list")
-            .items
-            .iter()
-            .map(|s| {
-                (
-                    s.metadata.name.clone().unwrap_or_default(),
-                    ingress_of(Some(s)),
-                )
-            })
-            .collect()
-    };
+    let snapshot = || bench::addresses(&c, &api);
     let held = snapshot();
     let before = writes(&c);
     controller.process.kill();
