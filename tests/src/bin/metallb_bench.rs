@@ -43,7 +43,7 @@ fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e3)
 }
 
-fn dist(v: &mut Vec<Duration>) -> String {
+fn dist(v: &mut [Duration]) -> String {
     v.sort();
     format!(
         "p50 {} / p99 {} / max {} ms (n={})",
@@ -100,7 +100,7 @@ impl System {
     /// The systems in the order of repetition `rep` (alternating).
     /// `--only ferrolb|metallb` keeps one (for trying a row out).
     fn order(rep: usize) -> Vec<System> {
-        let both = if rep % 2 == 0 {
+        let both = if rep.is_multiple_of(2) {
             [System::Ferrolb, System::Metallb]
         } else {
             [System::Metallb, System::Ferrolb]
