@@ -332,8 +332,17 @@ impl Cluster {
                 "KUBERNETES_SERVICE_PORT".into(),
                 super::NODE_APISERVER_PORT.to_string(),
             ),
-            // No kubeconfig of the machine's user in reach: in-cluster configuration it is.
+            // No kubeconfig of the machine's user in reach.
             ("HOME".into(), dir.display().to_string()),
+            // And a kubeconfig of the same account, which kube-rs and client-go prefer to the
+            // in-cluster configuration: the speakers' recovery after an API server outage is
+            // proven with it (k8s_lab); with the in-cluster configuration alone it was not.
+            (
+                "KUBECONFIG".into(),
+                self.service_account_kubeconfig(namespace, account, &Cluster::node_server_url())?
+                    .display()
+                    .to_string(),
+            ),
         ];
         for e in container.env.iter().flatten() {
             let value = if let Some(v) = &e.value {
