@@ -425,6 +425,51 @@ impl LabEnv {
         }
     }
 
+    /// BIRD on the router, passive to the two announcing nodes, and the system's BGP
+    /// configuration: one pool advertised over BGP (and over L2 too with `l2`), one BGPPeer;
+    /// returns once both sessions are Established.
+    fn peer_with_bird(&self, l2: bool) -> Bird {
+        let router = self.lab.router();
+        let mut cfg = BgpConfig::new(64500, router.ipv4);
+        for n in self.lab.nodes().iter().take(2) {
+            cfg = cfg.neighbor(Neighbor::new(IpAddr::V4(n.ipv4), 64512).passive());
+        }
+        let bird = Bird::start(router, &cfg).expect("bird");
+        let advertise =
+            json!({"ipAddressPools": ["routed"], "nodeSelectors": LabEnv::node_selector()});
+        let mut objects = vec![
+            (
+                "IPAddressPool",
+                "routed",
+                json!({"addresses": ["10.128.0.0/16"]}),
+            ),
+            ("BGPAdvertisement", "routed", advertise.clone()),
+            (
+                "BGPPeer",
+                "router",
+                json!({"myASN": 64512, "peerASN": 64500, "peerAddress": router.ipv4.to_string(),
+                       "nodeSelectors": LabEnv::node_selector()}),
+            ),
+        ];
+        if l2 {
+            objects.push(("L2Advertisement", "routed", advertise));
+        }
+        self.inst.apply(&self.c, &objects);
+        for n in self.lab.nodes().iter().take(2) {
+            if let Err(e) = bird.wait_established(IpAddr::V4(n.ipv4), Duration::from_secs(120)) {
+                let logs: Vec<String> = (self.speakers.iter().flatten())
+                    .map(|s| lab::tail(&s.process.log(), 30))
+                    .collect();
+                panic!(
+                    "no session from {}: {e}\nspeakers:\n{}",
+                    n.name,
+                    logs.join("\n---\n")
+                );
+            }
+        }
+        bird
+    }
+
     fn node_selector() -> serde_json::Value {
         json!([{"matchLabels": {"bench/announce": "yes"}}])
     }
@@ -736,47 +781,7 @@ fn kth_latency(
 fn bgp_trial(system: System, count: usize) {
     let env = LabEnv::start(system, 2);
     let router = env.lab.router();
-    let mut cfg = BgpConfig::new(64500, router.ipv4);
-    for n in env.lab.nodes().iter().take(2) {
-        cfg = cfg.neighbor(Neighbor::new(IpAddr::V4(n.ipv4), 64512).passive());
-    }
-    let bird = Bird::start(router, &cfg).expect("bird");
-    env.inst.apply(
-        &env.c,
-        &[
-            (
-                "IPAddressPool",
-                "routed",
-                json!({"addresses": ["10.128.0.0/16"]}),
-            ),
-            (
-                "BGPAdvertisement",
-                "routed",
-                json!({"ipAddressPools": ["routed"], "nodeSelectors": LabEnv::node_selector()}),
-            ),
-            (
-                "BGPPeer",
-                "router",
-                json!({"myASN": 64512, "peerASN": 64500, "peerAddress": router.ipv4.to_string(),
-                                     "nodeSelectors": LabEnv::node_selector()}),
-            ),
-        ],
-    );
-    for n in env.lab.nodes().iter().take(2) {
-        if let Err(e) = bird.wait_established(IpAddr::V4(n.ipv4), Duration::from_secs(120)) {
-            let logs: Vec<String> = env
-                .speakers
-                .iter()
-                .flatten()
-                .map(|s| lab::tail(&s.process.log(), 30))
-                .collect();
-            panic!(
-                "no session from {}: {e}\nspeakers:\n{}",
-                n.name,
-                logs.join("\n---\n")
-            );
-        }
-    }
+    let bird = env.peer_with_bird(false);
     std::thread::sleep(Duration::from_secs(2));
     let api: Api<Service> = Api::namespaced(env.c.client(), "bench");
     let rate = 200;
@@ -883,38 +888,7 @@ fn footprint_row() {
     println!("## footprint: 2 nodes, L2 and BGP, {count} Services, then 60 s idle");
     for system in System::order(0) {
         let env = LabEnv::start(system, 2);
-        let router = env.lab.router();
-        let mut cfg = BgpConfig::new(64500, router.ipv4);
-        for n in env.lab.nodes().iter().take(2) {
-            cfg = cfg.neighbor(Neighbor::new(IpAddr::V4(n.ipv4), 64512).passive());
-        }
-        let bird = Bird::start(router, &cfg).expect("bird");
-        env.inst.apply(
-            &env.c,
-            &[
-                (
-                    "IPAddressPool",
-                    "routed",
-                    json!({"addresses": ["10.128.0.0/16"]}),
-                ),
-                (
-                    "BGPAdvertisement",
-                    "routed",
-                    json!({"ipAddressPools": ["routed"], "nodeSelectors": LabEnv::node_selector()}),
-                ),
-                (
-                    "L2Advertisement",
-                    "routed",
-                    json!({"ipAddressPools": ["routed"], "nodeSelectors": LabEnv::node_selector()}),
-                ),
-                (
-                    "BGPPeer",
-                    "router",
-                    json!({"myASN": 64512, "peerASN": 64500, "peerAddress": router.ipv4.to_string(),
-                                         "nodeSelectors": LabEnv::node_selector()}),
-                ),
-            ],
-        );
+        let bird = env.peer_with_bird(true);
         let api: Api<Service> = Api::namespaced(env.c.client(), "bench");
         lab_services_at_rate(&env.c, &api, Request::Create, count, 200);
         lab::wait_until("all routes in BIRD", Duration::from_secs(600), || {

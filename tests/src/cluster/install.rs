@@ -206,7 +206,8 @@ impl Cluster {
     /// gives a pod to reach the API: `KUBERNETES_SERVICE_HOST`/`_PORT` and the ServiceAccount
     /// volume at /var/run/secrets/kubernetes.io/serviceaccount (a fresh token of the pod's
     /// account, the CA, the namespace; bind-mounted in a mount namespace of the process's own),
-    /// so it uses in-cluster configuration and RBAC applies to it.
+    /// and a kubeconfig with the same token (`KUBECONFIG`, which kube-rs and client-go prefer),
+    /// so RBAC applies to it.
     pub fn run_pod_process(
         &self,
         template: &PodSpec,
@@ -245,6 +246,15 @@ impl Cluster {
         ] {
             result.map_err(|e| LabError::io(format!("writing the pod's {file}"), e))?;
         }
+        // The same token in a kubeconfig (see KUBECONFIG below).
+        let kubeconfig = self.unique_path(&format!("{namespace}-{account}"), "kubeconfig");
+        super::write_kubeconfig(
+            &kubeconfig,
+            &Cluster::node_server_url(),
+            &ca,
+            account,
+            &token,
+        )?;
         // The mount point must exist on the host for the bind mount; it stays empty there.
         std::fs::create_dir_all(SERVICE_ACCOUNT_DIR)
             .map_err(|e| LabError::io(format!("creating {SERVICE_ACCOUNT_DIR}"), e))?;
@@ -337,12 +347,7 @@ impl Cluster {
             // And a kubeconfig of the same account, which kube-rs and client-go prefer to the
             // in-cluster configuration: the speakers' recovery after an API server outage is
             // proven with it (k8s_lab); with the in-cluster configuration alone it was not.
-            (
-                "KUBECONFIG".into(),
-                self.service_account_kubeconfig(namespace, account, &Cluster::node_server_url())?
-                    .display()
-                    .to_string(),
-            ),
+            ("KUBECONFIG".into(), kubeconfig.display().to_string()),
         ];
         for e in container.env.iter().flatten() {
             let value = if let Some(v) = &e.value {
@@ -408,6 +413,7 @@ impl Cluster {
         };
         let binary = binary.display().to_string();
         let sa = sa_dir.display().to_string();
+        let bind = format!("mount --bind \"$0\" {SERVICE_ACCOUNT_DIR} && exec \"$@\"");
         // unshare and sh exec in place: the process's pid is the binary's.
         let mut argv: Vec<&str> = vec![
             "unshare",
@@ -417,7 +423,7 @@ impl Cluster {
             "--",
             "sh",
             "-c",
-            "mount --bind \"$0\" /var/run/secrets/kubernetes.io/serviceaccount && exec \"$@\"",
+            bind.as_str(),
             sa.as_str(),
             binary.as_str(),
         ];
