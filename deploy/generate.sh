@@ -22,7 +22,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/deploy/crds" "$out/deploy/helm/ferrolb/crds" "$out/deploy/examples/values" "$out/deploy/manifests"
 
-cargo run -q --locked -p ferrolb-crds --bin crdgen -- "$out/deploy/crds" >/dev/null
+cargo run -q --locked -p ferrolb-config --bin crdgen -- "$out/deploy/crds" >/dev/null
 cp "$out/deploy/crds/"*.yaml "$out/deploy/helm/ferrolb/crds/"
 python3 deploy/example_values.py "$out/deploy/examples/values"
 

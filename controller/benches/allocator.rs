@@ -12,11 +12,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use ferrolb_config::selector::Labels;
+use ferrolb_config::{Config, Family, IpRange, Pool};
 use ferrolb_controller::allocator::{
     Allocator, FamilyPolicy, ServiceKey, ServiceRequest, StalePolicy,
 };
-use ferrolb_crds::config::{Config, Family, IpRange, Pool};
-use ferrolb_crds::selector::Labels;
 
 struct Counting;
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrolb_crds::api;
+use ferrolb_config::api;
 use ferrolb_fake_apiserver::FakeApiServer;
 use http::Method;
 use k8s_openapi::api::core::v1::Service;

@@ -1,5 +1,5 @@
 //! Watches the ferrolb config kinds and the Secrets in the config namespace through
-//! kube-runtime reflectors, and hands out [`RawConfig`] snapshots for [`ferrolb_crds::config::build`].
+//! kube-runtime reflectors, and hands out [`RawConfig`] snapshots for [`ferrolb_config::build`].
 //!
 //! The controller watches the config kinds in every namespace ([`Scope::AllNamespaces`]) so that
 //! an object created in the wrong one is reported on itself ([`ConfigStores::foreign`]) instead
@@ -7,8 +7,8 @@
 
 use std::fmt::Debug;
 
-use ferrolb_crds::api;
-use ferrolb_crds::config::{Kind, ObjectRef, RawConfig};
+use ferrolb_config::api;
+use ferrolb_config::{Kind, ObjectRef, RawConfig};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrolb_crds::api::{self, CONDITION_VALID};
-use ferrolb_crds::config::{self, Config, ConfigErrors, Kind, ObjectRef};
-use ferrolb_crds::selector::Labels;
+use ferrolb_config::api::{self, CONDITION_VALID};
+use ferrolb_config::selector::Labels;
+use ferrolb_config::{self as config, Config, ConfigErrors, Kind, ObjectRef};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

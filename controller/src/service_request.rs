@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
-use ferrolb_crds::config::Family;
-use ferrolb_crds::selector::Labels;
+use ferrolb_config::Family;
+use ferrolb_config::selector::Labels;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::allocator::{

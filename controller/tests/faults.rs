@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_config::api;
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::reconciler::{self, Settings};
-use ferrolb_crds::api;
 use ferrolb_fake_apiserver::{FakeApiServer, Fault};
 use http::Method;
 use k8s_openapi::api::core::v1::Service;

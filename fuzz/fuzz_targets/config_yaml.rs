@@ -6,8 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(docs) = ferrolb_crds::config::parse_documents(text)
+        && let Ok(docs) = ferrolb_config::parse_documents(text)
     {
-        let _ = ferrolb_crds::config::build(&docs.config);
+        let _ = ferrolb_config::build(&docs.config);
     }
 });

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use ferrolb_crds::config::{Config, L2Advertisement};
-use ferrolb_crds::selector::{Labels, any_matches};
+use ferrolb_config::selector::{Labels, any_matches};
+use ferrolb_config::{Config, L2Advertisement};
 use sha2::{Digest, Sha256};
 
 /// Nodes carrying this label (any value) never announce, unless the speaker is told to ignore it

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_config::{self as config, Config};
 use ferrolb_controller::events::{Event, EventType, Publisher};
-use ferrolb_crds::config::{self, Config};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -6,7 +6,7 @@
 //! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
 //! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
 //! - [`rbac`]: the Kubernetes permissions the speaker uses.
-pub use ferrolb_crds as crds;
+pub use ferrolb_config as crds;
 
 pub mod bgp;
 pub mod election;

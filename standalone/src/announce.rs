@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use ferrolb_crds::config::Config;
+use ferrolb_config::Config;
 use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus};
 use ferrolb_speaker::election::{self, TrafficPolicy};
 use ferrolb_speaker::l2::ResponderConfig;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use ferrolb_crds::config::{RawConfig, parse_documents};
+use ferrolb_config::{RawConfig, parse_documents};
 use k8s_openapi::api::core::v1::{Node, Service};
 
 /// Why a file was not (re)loaded.

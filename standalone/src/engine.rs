@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use ferrolb_config::selector::Labels;
+use ferrolb_config::{self as config, Config, ConfigErrors};
 use ferrolb_controller::allocator::{Allocator, Assignment, Refusal, ServiceKey, StalePolicy};
 use ferrolb_controller::service_request;
-use ferrolb_crds::config::{self, Config, ConfigErrors};
-use ferrolb_crds::selector::Labels;
 
 use crate::config_dir::Objects;
 use crate::state::{Held, State, VERSION};

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferrolb_crds::config::{self, Config};
+use ferrolb_config::{self as config, Config};
 use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus, State};
 use ferrolb_speaker::election::{Node, Service, TrafficPolicy};
 use ferrolb_tests::lab::{
@@ -349,7 +349,7 @@ fn bgp_speaker_peer_selection_exclusion_and_peer_removal() {
     .unwrap();
     // The peer only for nodes labelled bgp=on.
     let mut cfg = config(router);
-    let sel = ferrolb_crds::selector::Selector::compile(&ferrolb_crds::api::LabelSelector {
+    let sel = ferrolb_config::selector::Selector::compile(&ferrolb_config::api::LabelSelector {
         match_labels: Some([("bgp".to_string(), "on".to_string())].into()),
         ..Default::default()
     })

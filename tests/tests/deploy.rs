@@ -169,7 +169,7 @@ fn parse_objects(text: &str, source: &str) -> Objects {
                 strict(&doc).map(|x| o.crds.push(x))
             }
             ("ferrolb.io/v1beta1", _) => {
-                // Read below with the config model (ferrolb_crds::config).
+                // Read below with the config model (ferrolb_config).
                 o.config_yaml += &format!("---\n{}", serde_yaml::to_string(&doc).unwrap());
                 Ok(())
             }
@@ -189,7 +189,7 @@ fn parse_objects(text: &str, source: &str) -> Objects {
         errors.join("\n\n")
     );
     if !o.config_yaml.is_empty() {
-        let docs = ferrolb_crds::config::parse_documents(&o.config_yaml)
+        let docs = ferrolb_config::parse_documents(&o.config_yaml)
             .unwrap_or_else(|e| panic!("{source}: config objects: {e}"));
         // A Secret a peer refers to may sit elsewhere in the stream: add the typed Secrets.
         let mut raw = docs.config;
@@ -198,7 +198,7 @@ fn parse_objects(text: &str, source: &str) -> Objects {
                 raw.secrets.push(serde_json::from_value(doc).unwrap());
             }
         }
-        ferrolb_crds::config::build(&raw)
+        ferrolb_config::build(&raw)
             .unwrap_or_else(|e| panic!("{source}: config objects do not build: {e:?}"));
     }
     o
@@ -792,9 +792,9 @@ fn examples_build_as_config() {
     }
     for n in names {
         let text = read(&format!("deploy/examples/{n}"));
-        let docs = ferrolb_crds::config::parse_documents(&text)
+        let docs = ferrolb_config::parse_documents(&text)
             .unwrap_or_else(|e| panic!("deploy/examples/{n}: {e}"));
-        let config = ferrolb_crds::config::build(&docs.config)
+        let config = ferrolb_config::build(&docs.config)
             .unwrap_or_else(|e| panic!("deploy/examples/{n} does not build: {e:?}"));
         assert!(!config.pools.is_empty(), "{n}: no pool");
         assert!(
@@ -816,8 +816,8 @@ fn examples_build_as_config() {
             strict::<Service>(&other).unwrap_or_else(|e| panic!("{n} document {i}: {e}"));
         }
     }
-    let dual = ferrolb_crds::config::build(
-        &ferrolb_crds::config::parse_documents(&read("deploy/examples/dual-stack.yaml"))
+    let dual = ferrolb_config::build(
+        &ferrolb_config::parse_documents(&read("deploy/examples/dual-stack.yaml"))
             .unwrap()
             .config,
     )

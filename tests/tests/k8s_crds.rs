@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use ferrolb_crds::api;
+use ferrolb_config::api;
 use ferrolb_tests::cluster::{self, Cluster};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,

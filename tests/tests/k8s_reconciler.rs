@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_config::api;
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::reconciler::{self, Settings};
 use ferrolb_controller::service_status::CONDITION_TYPE;
-use ferrolb_crds::api;
 use ferrolb_tests::cluster::ferrolb::{CONTROLLER, NAMESPACE, RELEASE};
 use ferrolb_tests::cluster::record::Recorder;
 use ferrolb_tests::cluster::{self, Cluster};

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ferrolb_crds::config::{Config, L2Advertisement};
+use ferrolb_config::{Config, L2Advertisement};
 use ferrolb_speaker::election::{self, Cluster, Node, Service};
 use ferrolb_speaker::l2::ResponderConfig;
 use ferrolb_speaker::l2::agent::{Agent, Inputs};

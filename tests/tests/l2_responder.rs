@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferrolb_crds::config::{Config, L2Advertisement};
+use ferrolb_config::{Config, L2Advertisement};
 use ferrolb_speaker::election::{self, Cluster, Interfaces, Node, Service};
 use ferrolb_speaker::l2::{Applied, Responder, ResponderConfig, Stats};
 use ferrolb_tests::lab::{self, Capture, Host, Lab, LabSpec, MacAddr, NetnsThread};
@@ -531,11 +531,12 @@ fn node_and_interface_selectors_are_honoured() {
     nodes[1].labels.insert("edge".into(), "true".into());
     let live = ["node0", "node1"];
     let svc = service(&[vip]);
-    let edge_only = ferrolb_crds::selector::Selector::compile(&ferrolb_crds::api::LabelSelector {
-        match_labels: Some(BTreeMap::from([("edge".to_string(), "true".to_string())])),
-        ..Default::default()
-    })
-    .unwrap();
+    let edge_only =
+        ferrolb_config::selector::Selector::compile(&ferrolb_config::api::LabelSelector {
+            match_labels: Some(BTreeMap::from([("edge".to_string(), "true".to_string())])),
+            ..Default::default()
+        })
+        .unwrap();
 
     // Only node1 is selected, although the hash prefers node0.
     let mut cfg = config();

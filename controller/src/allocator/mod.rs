@@ -85,8 +85,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ferrolb_crds::config::{Config, Family, Pool, to_u128};
-use ferrolb_crds::selector::Labels;
+use ferrolb_config::selector::Labels;
+use ferrolb_config::{Config, Family, Pool, to_u128};
 
 use free_set::FreeSet;
 use index::IpIndex;

@@ -15,8 +15,8 @@
 //! `autoAssign: false` pools are never tried automatically; they serve only Services that name
 //! them or request one of their addresses.
 
-use ferrolb_crds::config::{Config, Pool, ServiceAllocation};
-use ferrolb_crds::selector::{Labels, any_matches};
+use ferrolb_config::selector::{Labels, any_matches};
+use ferrolb_config::{Config, Pool, ServiceAllocation};
 
 use super::reason::{PoolAttempt, Refusal};
 use super::service::{ServiceKey, ServiceRequest};
@@ -113,8 +113,8 @@ pub fn auto_order<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_crds::api::LabelSelector;
-    use ferrolb_crds::selector::Selector;
+    use ferrolb_config::api::LabelSelector;
+    use ferrolb_config::selector::Selector;
     use std::collections::{BTreeMap, BTreeSet};
 
     fn pool(name: &str, auto: bool, allocation: Option<ServiceAllocation>) -> Pool {

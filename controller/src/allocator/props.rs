@@ -14,10 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ferrolb_crds::config::{
-    Config, Family, IpRange, Pool, ServiceAllocation, is_buggy_ipv4, to_u128,
-};
-use ferrolb_crds::selector::Labels;
+use ferrolb_config::selector::Labels;
+use ferrolb_config::{Config, Family, IpRange, Pool, ServiceAllocation, is_buggy_ipv4, to_u128};
 use proptest::prelude::*;
 
 use super::*;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use ferrolb_crds::config::Family;
+use ferrolb_config::Family;
 
 use super::service::{Protocol, ServiceKey, TrafficPolicy};
 

@@ -9,8 +9,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ferrolb_crds::config::Family;
-use ferrolb_crds::selector::Labels;
+use ferrolb_config::Family;
+use ferrolb_config::selector::Labels;
 
 use super::reason::Refusal;
 

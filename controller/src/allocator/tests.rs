@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ferrolb_crds::api::LabelSelector;
-use ferrolb_crds::config::{Config, Family, IpRange, Pool, ServiceAllocation};
-use ferrolb_crds::selector::{Labels, Selector};
+use ferrolb_config::api::LabelSelector;
+use ferrolb_config::selector::{Labels, Selector};
+use ferrolb_config::{Config, Family, IpRange, Pool, ServiceAllocation};
 use ipnet::IpNet;
 
 use super::*;

@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use ferrolb_crds::config::{BgpAdvertisement, CommunityValue, Config, Peer};
-use ferrolb_crds::selector::any_matches;
+use ferrolb_config::selector::any_matches;
+use ferrolb_config::{BgpAdvertisement, CommunityValue, Config, Peer};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::message::LargeCommunity;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ferrolb_crds::config::{Config, Peer};
+use ferrolb_config::{Config, Peer};
 
 use super::announce::{self, Local, Plan};
 use super::fsm::FsmConfig;
@@ -314,7 +314,7 @@ mod tests {
 
     fn cfg(peers: Vec<Peer>) -> Config {
         Config {
-            bgp_advertisements: vec![ferrolb_crds::config::BgpAdvertisement {
+            bgp_advertisements: vec![ferrolb_config::BgpAdvertisement {
                 name: "a".into(),
                 pools: ["lan".to_string()].into(),
                 aggregation_length: 32,

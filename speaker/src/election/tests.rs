@@ -1,9 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ferrolb_crds::api::LabelSelector;
-use ferrolb_crds::config::{Config, L2Advertisement};
-use ferrolb_crds::selector::{Labels, Selector};
+use ferrolb_config::api::LabelSelector;
+use ferrolb_config::selector::{Labels, Selector};
+use ferrolb_config::{Config, L2Advertisement};
 use proptest::prelude::*;
 
 use super::*;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ferrolb_crds::config::Config;
+use ferrolb_config::Config;
 
 use super::responder::{Responder, ResponderConfig};
 use crate::election::{self, Cluster, Interfaces, Node, Service};
@@ -257,7 +257,7 @@ fn run(
 mod tests {
     use std::collections::BTreeSet;
 
-    use ferrolb_crds::config::L2Advertisement;
+    use ferrolb_config::L2Advertisement;
 
     use super::*;
 

@@ -971,9 +971,9 @@ fn sample_outcome(c: &Cluster, file: &Path) -> String {
         Err(e) => format!("could not ask the API server: {e}"),
     };
     // The config model's verdict on the file's ferrolb.io objects alone.
-    let model = match ferrolb_crds::config::parse_documents(&text) {
+    let model = match ferrolb_config::parse_documents(&text) {
         Err(e) => format!("not read: {e}"),
-        Ok(docs) => match ferrolb_crds::config::build(&docs.config) {
+        Ok(docs) => match ferrolb_config::build(&docs.config) {
             Ok(_) => "the config model accepts it".into(),
             Err(e) => format!(
                 "the config model refuses it: {}",

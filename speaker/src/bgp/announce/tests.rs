@@ -2,9 +2,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ferrolb_crds::api::LabelSelector;
-use ferrolb_crds::config::{BgpAdvertisement, CommunityValue, Config, Peer};
-use ferrolb_crds::selector::{Labels, Selector};
+use ferrolb_config::api::LabelSelector;
+use ferrolb_config::selector::{Labels, Selector};
+use ferrolb_config::{BgpAdvertisement, CommunityValue, Config, Peer};
 use ipnet::IpNet;
 use proptest::prelude::*;
 
@@ -652,8 +652,8 @@ kind: BGPPeer
 metadata: {name: tor, namespace: ferrolb-system}
 spec: {myASN: 64512, peerASN: 64512, peerAddress: 10.0.0.1}
 "#;
-    let docs = ferrolb_crds::config::parse_documents(yaml).unwrap();
-    let cfg = ferrolb_crds::config::build(&docs.config).unwrap();
+    let docs = ferrolb_config::parse_documents(yaml).unwrap();
+    let cfg = ferrolb_config::build(&docs.config).unwrap();
     let p = run(
         &cfg,
         &node("n1", &[]),

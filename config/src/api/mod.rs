@@ -3,7 +3,7 @@
 //!
 //! What the API server can check on its own (types, ranges, syntax, CEL rules) is declared here
 //! and lands in the generated CRDs; what needs several objects at once (overlaps, references)
-//! lives in [`crate::config`].
+//! lives in the crate root ([`crate::build`], [`crate::Config`]).
 
 // `printcolumn(...)` repeats `type_`/`json_path` keys by design; clippy reads them as duplicate attributes.
 #![allow(clippy::duplicated_attributes)]

@@ -1,7 +1,7 @@
 //! Table-driven tests of the config model: every validation rule has a valid and an invalid case,
 //! written as the YAML a user would apply.
 
-use ferrolb_crds::config::{Config, Kind, Reason, build, parse_documents};
+use ferrolb_config::{Config, Kind, Reason, build, parse_documents};
 
 fn pool(name: &str, addresses: &[&str]) -> String {
     let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();

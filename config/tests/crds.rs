@@ -1,7 +1,7 @@
 //! The generated CRDs: committed YAML is current, and the in-object validation (CEL rules)
 //! refuses malformed objects the way the API server would, evaluated here with kube's CEL engine.
 
-use ferrolb_crds::{api, crdgen};
+use ferrolb_config::{api, crdgen};
 use kube::core::cel::{ErrorKind, Validator};
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ fn committed_crd_yaml_matches_the_types() {
     let extra: Vec<_> = present.difference(&expected).collect();
     assert!(
         stale.is_empty() && extra.is_empty(),
-        "deploy/crds is stale (changed: {stale:?}, not generated: {extra:?}); run `cargo run -p ferrolb-crds --bin crdgen`"
+        "deploy/crds is stale (changed: {stale:?}, not generated: {extra:?}); run `cargo run -p ferrolb-config --bin crdgen`"
     );
 }
 

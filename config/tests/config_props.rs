@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use ferrolb_crds::api::{self, BGPPeerSpec, IPAddressPoolSpec, ServiceAllocation};
-use ferrolb_crds::config::{Config, RawConfig, build};
+use ferrolb_config::api::{self, BGPPeerSpec, IPAddressPoolSpec, ServiceAllocation};
+use ferrolb_config::{Config, RawConfig, build};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{

@@ -1,6 +1,6 @@
 //! Writes one CRD YAML file per ferrolb kind into `deploy/crds/` (or the directory given).
 //!
-//! `cargo run -p ferrolb-crds --bin crdgen` regenerates them; a test fails when they are stale.
+//! `cargo run -p ferrolb-config --bin crdgen` regenerates them; a test fails when they are stale.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     let dir = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(ferrolb_crds::crdgen::default_dir);
-    match ferrolb_crds::crdgen::write_all(&dir) {
+        .unwrap_or_else(ferrolb_config::crdgen::default_dir);
+    match ferrolb_config::crdgen::write_all(&dir) {
         Ok(written) => {
             for path in written {
                 println!("wrote {}", path.display());
