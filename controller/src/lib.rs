@@ -1,13 +1,11 @@
 //! The ferrolb controller: the IP allocator and the Kubernetes reconciler around it.
 //!
-//! - [`allocator`]: the IP allocator, a pure library (no Kubernetes I/O).
 //! - [`annotations`]: the Service annotations read (with MetalLB aliases) and written.
 //! - [`leader`]: Lease-based leader election.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
 //! - [`rbac`]: the permissions the controller uses.
 //! - [`watch_backoff`]: how fast a failed watch is retried (controller and speaker).
 
-pub mod allocator;
 pub mod annotations;
 pub mod config_source;
 pub mod events;

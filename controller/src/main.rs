@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ferrolb_controller::allocator::StalePolicy;
+use ferrolb_allocator::StalePolicy;
 use ferrolb_controller::leader::{self, LeaseSettings};
 use ferrolb_controller::membership_secret;
 use ferrolb_controller::metrics::{self, Metrics};

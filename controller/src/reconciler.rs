@@ -22,12 +22,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
 use crate::config_source::{self, ConfigStores};
 use crate::events::{Event, EventType, Publisher};
 use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
 use crate::service_request;
 use crate::service_status::{self, Desired, Outcome};
+use ferrolb_allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
 
 /// How the reconciler runs.
 #[derive(Clone, Debug)]

@@ -8,10 +8,10 @@ use ferrolb_config::Family;
 use ferrolb_config::selector::Labels;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::allocator::{
+use crate::annotations::{self, lookup};
+use ferrolb_allocator::{
     FamilyPolicy, Protocol, Refusal, ServiceKey, ServiceRequest, TrafficPolicy, parse_requested_ips,
 };
-use crate::annotations::{self, lookup};
 
 /// The key of a Service object.
 pub fn key(service: &Service) -> ServiceKey {

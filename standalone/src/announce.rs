@@ -127,7 +127,7 @@ pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
             .clone()
             .unwrap_or_else(|| "default".into());
         let name = svc.metadata.name.clone().unwrap_or_default();
-        let key = ferrolb_controller::allocator::ServiceKey::new(namespace.clone(), name.clone());
+        let key = ferrolb_allocator::ServiceKey::new(namespace.clone(), name.clone());
         let Some(assignment) = step.assigned.get(&key) else {
             continue;
         };

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use ferrolb_allocator::{Allocator, Assignment, Refusal, ServiceKey, StalePolicy};
 use ferrolb_config::selector::Labels;
 use ferrolb_config::{self as config, Config, ConfigErrors};
-use ferrolb_controller::allocator::{Allocator, Assignment, Refusal, ServiceKey, StalePolicy};
 use ferrolb_controller::service_request;
 
 use crate::config_dir::Objects;

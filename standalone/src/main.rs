@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ferrolb_controller::allocator::StalePolicy;
+use ferrolb_allocator::StalePolicy;
 use ferrolb_standalone::announce::{self, Announcer, HostSettings};
 use ferrolb_standalone::config_dir::ConfigDir;
 use ferrolb_standalone::engine::{Engine, Step};

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ferrolb_controller::allocator::{ServiceKey, StalePolicy};
+use ferrolb_allocator::{ServiceKey, StalePolicy};
 use ferrolb_standalone::config_dir::ConfigDir;
 use ferrolb_standalone::engine::Engine;
 use ferrolb_standalone::state::{self, StateError};

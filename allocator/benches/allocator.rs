@@ -2,7 +2,7 @@
 //! them released at random and 50,000 new ones allocated into the holes (fragmenting the free
 //! sets), timing every operation and measuring peak heap with a counting global allocator.
 //!
-//! Run: `cargo bench -p ferrolb-controller --bench allocator` (env `SERVICES`, default 100000).
+//! Run: `cargo bench -p ferrolb-allocator --bench allocator` (env `SERVICES`, default 100000).
 //!
 //! Memory per allocation = (peak heap while the allocator lives - heap before it existed) / number
 //! of Services holding addresses at that peak. It counts everything the allocator owns: service
@@ -12,11 +12,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use ferrolb_allocator::{Allocator, FamilyPolicy, ServiceKey, ServiceRequest, StalePolicy};
 use ferrolb_config::selector::Labels;
 use ferrolb_config::{Config, Family, IpRange, Pool};
-use ferrolb_controller::allocator::{
-    Allocator, FamilyPolicy, ServiceKey, ServiceRequest, StalePolicy,
-};
 
 struct Counting;
 

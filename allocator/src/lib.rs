@@ -59,7 +59,7 @@
 //! Pool counters count distinct addresses (a shared address counts once) and saturate at
 //! `i64::MAX`, the range of the Kubernetes status fields.
 //!
-//! Measured with `cargo bench -p ferrolb-controller --bench allocator` (100,000 Services in IPv4
+//! Measured with `cargo bench -p ferrolb-allocator --bench allocator` (100,000 Services in IPv4
 //! /16 and IPv6 /64 pools, half released and refilled): about 1 µs median and 3.6–5 µs p99 per
 //! allocation on a shared 2-core machine, 176 bytes of heap per allocation at peak; see
 //! `BENCHMARKS.md`.
