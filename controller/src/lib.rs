@@ -1,20 +1,16 @@
-//! The ferrolb controller: the IP allocator and the Kubernetes reconciler around it.
+//! The ferrolb controller: the Kubernetes reconciler around the pure allocator
+//! (`ferrolb-allocator`).
 //!
-//! - [`annotations`]: the Service annotations read (with MetalLB aliases) and written.
-//! - [`leader`]: Lease-based leader election.
-//! - [`metrics`]: Prometheus metrics and health endpoints.
-//! - [`rbac`]: the permissions the controller uses.
-//! - [`watch_backoff`]: how fast a failed watch is retried (controller and speaker).
+//! - [`leader`]: Lease-based leader election (client-go's semantics), pure `decide` + loop.
+//! - [`membership_secret`]: the speakers' shared membership key, created when missing.
+//! - [`metrics`]: the controller's Prometheus metrics and readiness.
+//! - [`reconciler`]: the loop that owns the allocator, and its writers.
+//! - [`service_request`]: a Service read into the allocator's request.
+//! - [`service_status`]: an allocation outcome turned into minimal patches.
 
-pub mod annotations;
-pub mod config_source;
-pub mod events;
 pub mod leader;
 pub mod membership_secret;
 pub mod metrics;
-pub mod rbac;
 pub mod reconciler;
 pub mod service_request;
 pub mod service_status;
-pub mod tls;
-pub mod watch_backoff;

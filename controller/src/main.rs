@@ -10,17 +10,11 @@ use clap::{Parser, ValueEnum};
 use ferrolb_allocator::StalePolicy;
 use ferrolb_controller::leader::{self, LeaseSettings};
 use ferrolb_controller::membership_secret;
-use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::reconciler::{self, Settings};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use tokio::sync::watch;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Stale {
@@ -70,21 +64,11 @@ struct Args {
     pod_name: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: ferrolb_kubernetes::logging::LogFormat,
     /// Create this Secret (in --namespace) with a random membership key for the speakers if it
     /// does not exist; an existing Secret is never changed. Empty: create nothing.
     #[arg(long, env = "FERROLB_MEMBERSHIP_SECRET_NAME", default_value = "")]
     membership_secret_name: String,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 async fn shutdown_signal() {
@@ -108,8 +92,8 @@ async fn shutdown_signal() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
-    let tls = match ferrolb_controller::tls::from_flags(
+    ferrolb_kubernetes::logging::init(args.log_format);
+    let tls = match ferrolb_kubernetes::tls::from_flags(
         args.metrics_tls_cert.clone(),
         args.metrics_tls_key.clone(),
     ) {
@@ -119,7 +103,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = match kube::Client::try_default().await {
+    let client = match ferrolb_kubernetes::client::connect().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot reach the Kubernetes API (no in-cluster config or kubeconfig)");
@@ -136,7 +120,7 @@ async fn main() -> ExitCode {
         let shutdown = shutdown.clone();
         let addr = args.metrics_addr;
         tasks.spawn(async move {
-            if let Err(e) = metrics::serve(addr, metrics, tls, shutdown).await {
+            if let Err(e) = ferrolb_kubernetes::serve::serve(addr, metrics, tls, shutdown).await {
                 tracing::error!(error = %e, %addr, "metrics server failed");
             }
         });

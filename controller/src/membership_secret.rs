@@ -6,7 +6,6 @@
 //! controller replica may try at start (the API server's AlreadyExists decides the race).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -32,8 +31,8 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No randomness from the operating system: refusing to create a guessable key.
-    #[error("cannot read random bytes for the membership key from /dev/urandom: {0}")]
-    Random(#[source] std::io::Error),
+    #[error("cannot get random bytes for the membership key from the operating system: {0}")]
+    Random(String),
     /// The API server refused or failed the create.
     #[error("cannot create the membership Secret {namespace}/{name}: {source}")]
     Create {
@@ -47,17 +46,17 @@ pub enum Error {
     },
 }
 
-/// A random key of [`KEY_LENGTH`] characters from `[A-Za-z0-9]`, read from `/dev/urandom`.
+/// A random key of [`KEY_LENGTH`] characters from `[A-Za-z0-9]`, from the operating system's
+/// random source (getrandom).
 pub fn random_key() -> Result<String, Error> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     // Bytes at or above the largest multiple of 62 are dropped, so every character is equally
     // likely; 4 rounds of 128 bytes leave a chance of running short below 10^-100.
     let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
-    let mut file = std::fs::File::open("/dev/urandom").map_err(Error::Random)?;
     let mut key = String::with_capacity(KEY_LENGTH);
     for _ in 0..4 {
         let mut buf = [0u8; 128];
-        file.read_exact(&mut buf).map_err(Error::Random)?;
+        getrandom::fill(&mut buf).map_err(|e| Error::Random(e.to_string()))?;
         for b in buf.into_iter().filter(|b| *b < limit) {
             key.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
             if key.len() == KEY_LENGTH {
@@ -65,9 +64,7 @@ pub fn random_key() -> Result<String, Error> {
             }
         }
     }
-    Err(Error::Random(std::io::Error::other(
-        "too few usable random bytes",
-    )))
+    Err(Error::Random("too few usable random bytes".into()))
 }
 
 /// The Secret object created when none exists.

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use ferrolb_config::api::{self, CONDITION_VALID};
 use ferrolb_config::selector::Labels;
 use ferrolb_config::{self as config, Config, ConfigErrors, Kind, ObjectRef};
+use ferrolb_kubernetes::condition;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -22,12 +23,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::config_source::{self, ConfigStores};
-use crate::events::{Event, EventType, Publisher};
 use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
 use crate::service_request;
 use crate::service_status::{self, Desired, Outcome};
 use ferrolb_allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
+use ferrolb_kubernetes::config_source::{self, ConfigStores};
+use ferrolb_kubernetes::events::{Event, EventType, Publisher};
 
 /// How the reconciler runs.
 #[derive(Clone, Debug)]
@@ -136,12 +137,12 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
-    .backoff(crate::watch_backoff::WatchBackoff::default());
+    .backoff(ferrolb_kubernetes::watch_backoff::WatchBackoff::default());
     let namespaces = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
-    .backoff(crate::watch_backoff::WatchBackoff::default());
+    .backoff(ferrolb_kubernetes::watch_backoff::WatchBackoff::default());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(forward(
         services.map(|e| e.map(Input::Service)).boxed(),
@@ -1108,32 +1109,14 @@ fn set_valid_with(
     message: &str,
     generation: Option<i64>,
 ) {
-    let status = if ok { "True" } else { "False" };
-    let previous = conditions
-        .iter()
-        .find(|c| c.type_ == CONDITION_VALID)
-        .cloned();
-    if previous.as_ref().is_some_and(|c| {
-        c.status == status
-            && c.reason == reason
-            && c.message == message
-            && c.observed_generation == generation
-    }) {
-        return;
-    }
-    let last_transition_time = match &previous {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(Timestamp::now()),
-    };
-    conditions.retain(|c| c.type_ != CONDITION_VALID);
-    conditions.push(Condition {
-        type_: CONDITION_VALID.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
+    let wanted = condition::Wanted {
+        type_: CONDITION_VALID,
+        status: ok,
+        reason,
+        message,
         observed_generation: generation,
-        last_transition_time,
-    });
+    };
+    condition::set(conditions, &wanted, Timestamp::now());
 }
 
 /// Config kinds whose status is a [`api::ConfigStatus`].

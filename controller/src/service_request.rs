@@ -8,10 +8,10 @@ use ferrolb_config::Family;
 use ferrolb_config::selector::Labels;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::annotations::{self, lookup};
 use ferrolb_allocator::{
     FamilyPolicy, Protocol, Refusal, ServiceKey, ServiceRequest, TrafficPolicy, parse_requested_ips,
 };
+use ferrolb_kubernetes::annotations::{self, lookup};
 
 /// The key of a Service object.
 pub fn key(service: &Service) -> ServiceKey {
@@ -21,14 +21,7 @@ pub fn key(service: &Service) -> ServiceKey {
     )
 }
 
-/// Whether ferrolb handles this Service: `type: LoadBalancer`, and a `loadBalancerClass` equal to
-/// `lb_class` (with no `lb_class`, only Services without a class).
-pub fn is_ours(service: &Service, lb_class: Option<&str>) -> bool {
-    let Some(spec) = &service.spec else {
-        return false;
-    };
-    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
-}
+pub use ferrolb_kubernetes::service::is_ours;
 
 fn family(name: &str) -> Result<Family, Refusal> {
     match name {

@@ -3,12 +3,13 @@
 
 use std::net::IpAddr;
 
+use ferrolb_kubernetes::condition;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_kubernetes::annotations::IP_ALLOCATED_FROM_POOL;
 
 /// The condition ferrolb keeps on every LoadBalancer Service it handles.
 pub const CONDITION_TYPE: &str = "ferrolb.io/IPAllocated";
@@ -152,24 +153,21 @@ pub fn status_patch(service: &Service, desired: &Desired, now: Timestamp) -> Opt
         .status
         .as_ref()
         .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.type_ != CONDITION_TYPE)
-        .collect();
-    if let Some((status, reason, message)) = &desired.condition {
-        let status = if *status { "True" } else { "False" }.to_string();
-        let last_transition_time = match &observed.condition {
-            Some(c) if c.status == status => c.last_transition_time.clone(),
-            _ => Time(now),
-        };
-        conditions.push(Condition {
-            type_: CONDITION_TYPE.to_string(),
-            status,
-            reason: reason.clone(),
-            message: message.clone(),
-            observed_generation: generation,
-            last_transition_time,
-        });
+        .unwrap_or_default();
+    match &desired.condition {
+        Some((status, reason, message)) => {
+            let wanted = condition::Wanted {
+                type_: CONDITION_TYPE,
+                status: *status,
+                reason,
+                message,
+                observed_generation: generation,
+            };
+            condition::set(&mut conditions, &wanted, now);
+        }
+        None => {
+            condition::remove(&mut conditions, CONDITION_TYPE);
+        }
     }
     let ingress: Vec<Value> = desired.ingress.iter().map(|ip| json!({"ip": ip})).collect();
     let load_balancer = if ingress.is_empty() {

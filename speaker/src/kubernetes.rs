@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_config::{self as config, Config};
-use ferrolb_controller::events::{Event, EventType, Publisher};
+use ferrolb_kubernetes::events::{Event, EventType, Publisher};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -62,7 +62,7 @@ pub fn service(
     slices: &[&EndpointSlice],
     lb_class: Option<&str>,
 ) -> Option<election::Service> {
-    if !ferrolb_controller::service_request::is_ours(svc, lb_class) {
+    if !ferrolb_kubernetes::service::is_ours(svc, lb_class) {
         return None;
     }
     let ips: Vec<IpAddr> = svc
@@ -79,7 +79,7 @@ pub fn service(
         return None;
     }
     let annotations = svc.metadata.annotations.clone().unwrap_or_default();
-    let pool = ferrolb_controller::annotations::lookup(&annotations, "ip-allocated-from-pool")
+    let pool = ferrolb_kubernetes::annotations::lookup(&annotations, "ip-allocated-from-pool")
         .map(|f| f.value.to_string())
         .unwrap_or_default();
     let local = svc
@@ -195,35 +195,25 @@ fn condition_patch(
     reason: &str,
     message: &str,
 ) -> Option<serde_json::Value> {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-    let current: Vec<Condition> = svc
+    let mut conditions = svc
         .status
         .as_ref()
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let status_text = if status { "True" } else { "False" };
-    let existing = current.iter().find(|c| c.type_ == ANNOUNCED_CONDITION);
-    if existing
-        .is_some_and(|c| c.status == status_text && c.reason == reason && c.message == message)
-    {
+    let wanted = ferrolb_kubernetes::condition::Wanted {
+        type_: ANNOUNCED_CONDITION,
+        status,
+        reason,
+        message,
+        observed_generation: svc.metadata.generation,
+    };
+    if !ferrolb_kubernetes::condition::set(
+        &mut conditions,
+        &wanted,
+        k8s_openapi::jiff::Timestamp::now(),
+    ) {
         return None;
     }
-    let last_transition_time = match existing {
-        Some(c) if c.status == status_text => c.last_transition_time.clone(),
-        _ => Time(k8s_openapi::jiff::Timestamp::now()),
-    };
-    let mut conditions: Vec<Condition> = current
-        .into_iter()
-        .filter(|c| c.type_ != ANNOUNCED_CONDITION)
-        .collect();
-    conditions.push(Condition {
-        type_: ANNOUNCED_CONDITION.into(),
-        status: status_text.into(),
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: svc.metadata.generation,
-        last_transition_time,
-    });
     Some(serde_json::json!({
         "metadata": {"resourceVersion": svc.metadata.resource_version},
         "status": {"conditions": conditions},
@@ -426,7 +416,7 @@ impl SpeakerMetrics {
     }
 }
 
-impl ferrolb_controller::metrics::Exporter for SpeakerMetrics {
+impl ferrolb_kubernetes::serve::Exporter for SpeakerMetrics {
     fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -452,7 +442,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .backoff(ferrolb_controller::watch_backoff::WatchBackoff::default())
+        .backoff(ferrolb_kubernetes::watch_backoff::WatchBackoff::default())
         .filter_map(|e| async move {
             match e {
                 Ok(
@@ -479,10 +469,10 @@ pub async fn run(
     let (svc_store, a) = reflect(Api::<Service>::all(client.clone()));
     let (slice_store, b) = reflect(Api::<EndpointSlice>::all(client.clone()));
     let (node_store, c) = reflect(Api::<Node>::all(client.clone()));
-    let (config_stores, d) = ferrolb_controller::config_source::watch(
+    let (config_stores, d) = ferrolb_kubernetes::config_source::watch(
         &client,
         &settings.namespace,
-        ferrolb_controller::config_source::Scope::Namespace,
+        ferrolb_kubernetes::config_source::Scope::Namespace,
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut changes = futures::stream::select_all([a, b, c, d.boxed()]);
@@ -893,7 +883,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
 
     #[test]
     fn bgp_session_metrics() {
-        use ferrolb_controller::metrics::Exporter;
+        use ferrolb_kubernetes::serve::Exporter;
         let m = SpeakerMetrics::default();
         let status = crate::bgp::SessionStatus {
             state: crate::bgp::State::Established,

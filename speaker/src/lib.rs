@@ -5,7 +5,6 @@
 //! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
 //! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
 //! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
-//! - [`rbac`]: the Kubernetes permissions the speaker uses.
 pub use ferrolb_config as crds;
 
 pub mod bgp;
@@ -13,4 +12,3 @@ pub mod election;
 pub mod kubernetes;
 pub mod l2;
 pub mod membership;
-pub mod rbac;

@@ -6,18 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
-use ferrolb_controller::metrics;
+use clap::Parser;
+
 use ferrolb_speaker::kubernetes::{self, Settings, SpeakerMetrics};
 use ferrolb_speaker::l2::iface::DEFAULT_EXCLUDE;
 use ferrolb_speaker::l2::responder::Burst;
 use tokio::sync::watch;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Announces ferrolb LoadBalancer addresses from this Node.
 #[derive(Debug, Parser)]
@@ -73,19 +67,13 @@ struct Args {
     bgp_enabled: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: ferrolb_kubernetes::logging::LogFormat,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    ferrolb_kubernetes::logging::init(args.log_format);
     let secret = match std::fs::read(&args.membership_secret_file) {
         Ok(s) if !s.trim_ascii().is_empty() => s.trim_ascii().to_vec(),
         Ok(_) => {
@@ -97,7 +85,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tls = match ferrolb_controller::tls::from_flags(
+    let tls = match ferrolb_kubernetes::tls::from_flags(
         args.metrics_tls_cert.clone(),
         args.metrics_tls_key.clone(),
     ) {
@@ -107,7 +95,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = match kube::Client::try_default().await {
+    let client = match ferrolb_kubernetes::client::connect().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot reach the Kubernetes API");
@@ -116,7 +104,7 @@ async fn main() -> ExitCode {
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let speaker_metrics = Arc::new(SpeakerMetrics::default());
-    tokio::spawn(metrics::serve(
+    tokio::spawn(ferrolb_kubernetes::serve::serve(
         args.metrics_addr,
         speaker_metrics.clone(),
         tls,

@@ -615,7 +615,7 @@ fn triples(rules: &[PolicyRule], what: &str) -> BTreeSet<(String, String, String
     out
 }
 
-fn code_triples(rules: &[ferrolb_controller::rbac::Rule]) -> Triples {
+fn code_triples(rules: &[ferrolb_kubernetes::rbac::Rule]) -> Triples {
     rules
         .iter()
         .flat_map(|r| {
@@ -658,7 +658,9 @@ fn assert_roles_grant(o: &Objects, who: &str, cluster: Triples, namespaced: Trip
 #[test]
 fn controller_rbac_matches_the_code() {
     let Some(helm) = helm() else { return };
-    use ferrolb_controller::rbac::{CLUSTER_RULES, MEMBERSHIP_SECRET_RULES, NAMESPACE_RULES};
+    use ferrolb_kubernetes::rbac::controller::{
+        CLUSTER_RULES, MEMBERSHIP_SECRET_RULES, NAMESPACE_RULES,
+    };
     let o = manifest();
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
@@ -710,7 +712,7 @@ fn controller_rbac_matches_the_code() {
 /// token in tests/tests/k8s_lab.rs, where a missing permission is a 403.)
 #[test]
 fn speaker_rbac_matches_the_list() {
-    use ferrolb_speaker::rbac::{CLUSTER_RULES, NAMESPACE_RULES};
+    use ferrolb_kubernetes::rbac::speaker::{CLUSTER_RULES, NAMESPACE_RULES};
     assert_roles_grant(
         &manifest(),
         "ferrolb-speaker",

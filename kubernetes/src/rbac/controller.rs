@@ -1,18 +1,7 @@
-//! The Kubernetes permissions the controller uses, in one place: the Helm chart renders its
-//! ClusterRole and Role from this list, and a test keeps the two in step.
+//! The Kubernetes permissions the controller uses: the Helm chart's controller ClusterRole and
+//! Role grant exactly these, and `tests/tests/deploy.rs` keeps the two in step.
 
-/// One RBAC rule: API group, resource, verbs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rule {
-    /// API group ("" for core).
-    pub group: &'static str,
-    /// Resource (with `/status` for a subresource).
-    pub resource: &'static str,
-    /// Verbs.
-    pub verbs: &'static [&'static str],
-}
-
-const READ: &[&str] = &["get", "list", "watch"];
+use super::{READ, Rule};
 
 /// Cluster-wide rules (ClusterRole).
 pub const CLUSTER_RULES: &[Rule] = &[
@@ -97,47 +86,6 @@ pub const CLUSTER_RULES: &[Rule] = &[
         group: "ferrolb.io",
         resource: "communities/status",
         verbs: &["patch"],
-    },
-];
-
-/// What `config_source::watch` reads in the namespace of the config with `Scope::Namespace` (the
-/// speaker's Role): the config kinds and the Secrets BGPPeers refer to. The controller reads the
-/// kinds cluster-wide ([`CLUSTER_RULES`]) and the Secrets in its namespace ([`NAMESPACE_RULES`]).
-pub const CONFIG_SOURCE_RULES: &[Rule] = &[
-    Rule {
-        group: "ferrolb.io",
-        resource: "ipaddresspools",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "l2advertisements",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bgpadvertisements",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bgppeers",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "bfdprofiles",
-        verbs: READ,
-    },
-    Rule {
-        group: "ferrolb.io",
-        resource: "communities",
-        verbs: READ,
-    },
-    Rule {
-        group: "",
-        resource: "secrets",
-        verbs: READ,
     },
 ];
 

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_controller::metrics::{self, Metrics};
-use ferrolb_controller::tls::{self, TlsError, TlsFiles};
+use ferrolb_kubernetes::serve::{self, Exporter};
+use ferrolb_kubernetes::tls::{self, TlsError, TlsFiles};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,14 +141,13 @@ async fn metrics_over_tls_follow_certificate_rotation() {
     let config = tls::server_config(live.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let m = Arc::new(Metrics::new());
-    m.set_ready(true);
+    let m = Arc::new(Ready);
     let (stop, shutdown) = watch::channel(false);
-    let server = tokio::spawn(metrics::serve_on(listener, m, Some(config), shutdown));
+    let server = tokio::spawn(serve::serve_on(listener, m, Some(config), shutdown));
 
     let text = get(port, &first.ca, "/metrics").await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("ferrolb_controller_"), "{text}");
+    assert!(text.contains("ferrolb_test_up"), "{text}");
     let ready = get(port, &first.ca, "/readyz").await.unwrap();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     // A client trusting another certificate is refused by its own verifier.
@@ -165,7 +164,7 @@ async fn metrics_over_tls_follow_certificate_rotation() {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
-    assert!(!answer.contains("ferrolb_controller_"), "{answer}");
+    assert!(!answer.contains("ferrolb_test_up"), "{answer}");
 
     // Rotation: the files are rewritten; the next handshake uses the new pair.
     std::thread::sleep(Duration::from_millis(20));
@@ -241,4 +240,16 @@ fn bad_files_are_refused_naming_the_file() {
     // Neither flag: plain HTTP, no error.
     assert!(tls::from_flags(None, None).unwrap().is_none());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A metrics source that is always ready.
+struct Ready;
+
+impl Exporter for Ready {
+    fn encode(&self) -> String {
+        "ferrolb_test_up 1\n".into()
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
 }

@@ -1,10 +1,8 @@
 //! The Kubernetes permissions the speaker uses, in one place: the Helm chart's speaker
 //! ClusterRole and Role grant exactly these, and a test (`tests/tests/deploy.rs`) keeps the
-//! chart, this list and the API calls in `kubernetes.rs` in step.
+//! chart, this list and the API calls of the speaker's Kubernetes mode in step.
 
-use ferrolb_controller::rbac::Rule;
-
-const READ: &[&str] = &["get", "list", "watch"];
+use super::{CONFIG_SOURCE_RULES, READ, Rule};
 
 /// Cluster-wide rules (ClusterRole).
 pub const CLUSTER_RULES: &[Rule] = &[
@@ -39,6 +37,6 @@ pub const CLUSTER_RULES: &[Rule] = &[
 ];
 
 /// Rules in the speaker's own namespace (Role): the config objects and the Secrets BGPPeers
-/// refer to (`passwordSecret`), read through the same `ferrolb_controller::config_source` as the
+/// refer to (`passwordSecret`), read through the same `ferrolb_kubernetes::config_source` as the
 /// controller.
-pub const NAMESPACE_RULES: &[Rule] = ferrolb_controller::rbac::CONFIG_SOURCE_RULES;
+pub const NAMESPACE_RULES: &[Rule] = CONFIG_SOURCE_RULES;
