@@ -71,6 +71,7 @@
 //! assignments, counters equal to a recount).
 
 pub mod free_set;
+pub mod from_service;
 mod index;
 pub mod order;
 pub mod reason;

@@ -5,12 +5,10 @@
 //! - [`membership_secret`]: the speakers' shared membership key, created when missing.
 //! - [`metrics`]: the controller's Prometheus metrics and readiness.
 //! - [`reconciler`]: the loop that owns the allocator, and its writers.
-//! - [`service_request`]: a Service read into the allocator's request.
 //! - [`service_status`]: an allocation outcome turned into minimal patches.
 
 pub mod leader;
 pub mod membership_secret;
 pub mod metrics;
 pub mod reconciler;
-pub mod service_request;
 pub mod service_status;

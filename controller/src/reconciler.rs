@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
-use crate::service_request;
 use crate::service_status::{self, Desired, Outcome};
+use ferrolb_allocator::from_service;
 use ferrolb_allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
 use ferrolb_kubernetes::config_source::{self, ConfigStores};
 use ferrolb_kubernetes::events::{Event, EventType, Publisher};
@@ -290,7 +290,7 @@ impl Reconciler {
             watcher::Event::InitApply(mut s) => {
                 s.metadata.managed_fields = None;
                 if let Some(relist) = self.relist.as_mut() {
-                    relist.insert(service_request::key(&s), s);
+                    relist.insert(from_service::key(&s), s);
                 }
             }
             watcher::Event::InitDone => {
@@ -326,7 +326,7 @@ impl Reconciler {
                 }
             }
             watcher::Event::Apply(mut s) => {
-                let key = service_request::key(&s);
+                let key = from_service::key(&s);
                 if self
                     .echo
                     .get(&key)
@@ -340,7 +340,7 @@ impl Reconciler {
                 self.reconcile(&key);
             }
             watcher::Event::Delete(s) => {
-                let key = service_request::key(&s);
+                let key = from_service::key(&s);
                 self.services.remove(&key);
                 self.on_deleted(&key);
             }
@@ -445,8 +445,8 @@ impl Reconciler {
         let requests: Vec<_> = self
             .services
             .values()
-            .filter(|s| service_request::is_ours(s, self.settings.lb_class.as_deref()))
-            .filter_map(|s| service_request::request(s, self.namespace_labels(s)).ok())
+            .filter(|s| from_service::is_ours(s, self.settings.lb_class.as_deref()))
+            .filter_map(|s| from_service::request(s, self.namespace_labels(s)).ok())
             .collect();
         let report = allocator.restore(&requests);
         tracing::info!(
@@ -469,7 +469,7 @@ impl Reconciler {
             let Some(service) = self.services.get(&key).cloned() else {
                 continue;
             };
-            if service_request::is_ours(&service, self.settings.lb_class.as_deref()) {
+            if from_service::is_ours(&service, self.settings.lb_class.as_deref()) {
                 let outcome = Outcome::Refused {
                     reason: "NoValidConfig".into(),
                     message: "no valid ferrolb configuration has been loaded yet".into(),
@@ -519,9 +519,9 @@ impl Reconciler {
         let Some(service) = self.services.get(key).cloned() else {
             return Vec::new();
         };
-        let ours = service_request::is_ours(&service, self.settings.lb_class.as_deref());
+        let ours = from_service::is_ours(&service, self.settings.lb_class.as_deref());
         let request =
-            ours.then(|| service_request::request(&service, self.namespace_labels(&service)));
+            ours.then(|| from_service::request(&service, self.namespace_labels(&service)));
         let Some(allocator) = self.allocator.as_mut() else {
             return Vec::new();
         };

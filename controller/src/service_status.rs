@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use ferrolb_kubernetes::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_config::annotations::IP_ALLOCATED_FROM_POOL;
 
 /// The condition ferrolb keeps on every LoadBalancer Service it handles.
 pub const CONDITION_TYPE: &str = "ferrolb.io/IPAllocated";

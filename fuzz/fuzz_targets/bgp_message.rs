@@ -1,7 +1,7 @@
 //! BGP messages from a peer: decoding any bytes, with either AS-number width, never panics.
 #![no_main]
 
-use ferrolb_speaker::bgp::message::Codec;
+use ferrolb_announce::bgp::message::Codec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ferrolb_speaker::l2::packet::parse(data);
+    let _ = ferrolb_announce::l2::packet::parse(data);
 });

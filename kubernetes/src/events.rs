@@ -5,6 +5,7 @@
 //! number of recent events: a repeat of one of them becomes a series update, anything older is
 //! published afresh, which `kubectl describe` shows just as well.
 
+use crate::client::{self, CallError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
@@ -61,7 +62,7 @@ impl Publisher {
         &self,
         event: &Event,
         regarding: &ObjectReference,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), CallError> {
         let namespace = regarding
             .namespace
             .clone()
@@ -90,8 +91,7 @@ impl Publisher {
                 last_observed_time: now,
             };
             let patch = serde_json::json!({ "series": series });
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            client::call(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
             return Ok(());
         }
         let name = format!(
@@ -118,7 +118,7 @@ impl Publisher {
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
-        api.create(&PostParams::default(), &kube_event).await?;
+        client::call(api.create(&PostParams::default(), &kube_event)).await?;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let (order, map) = &mut *recent;
         if map.insert(key.clone(), (name, 1)).is_none() {

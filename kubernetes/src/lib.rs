@@ -1,7 +1,6 @@
 //! What ferrolb's controller and speaker share to work in a Kubernetes cluster. Nothing here
 //! decides anything; these are the thin edges around the pure cores.
 //!
-//! - [`annotations`]: the Service annotations read (with MetalLB aliases) and written.
 //! - [`client`]: the API client and the deadline every request is made under.
 //! - [`condition`]: setting one `metav1.Condition` in a status, the same way everywhere.
 //! - [`config_source`]: reflectors for the ferrolb.io kinds and Secrets, giving a `RawConfig`.
@@ -9,10 +8,8 @@
 //! - [`logging`]: log set-up for the binaries.
 //! - [`rbac`]: the permissions each component uses, one list each.
 //! - [`serve`]: `/metrics`, `/healthz`, `/readyz`, over TLS ([`tls`]) or not.
-//! - [`service`]: which Services are ferrolb's.
 //! - [`watch_backoff`]: how fast a failed watch is retried.
 
-pub mod annotations;
 pub mod client;
 pub mod condition;
 pub mod config_source;
@@ -20,6 +17,5 @@ pub mod events;
 pub mod logging;
 pub mod rbac;
 pub mod serve;
-pub mod service;
 pub mod tls;
 pub mod watch_backoff;

@@ -1,14 +1,14 @@
-//! The ferrolb speaker: announcer election, ARP/NDP responders (layer 2 mode), membership, and
-//! BGP mode.
+//! The speaker DaemonSet (`ferrolb-speaker`): the announcer (`ferrolb-announce`) fed from a
+//! Kubernetes cluster, and what it reports back.
 //!
-//! - [`bgp`]: BGP mode (messages, sessions).
-//! - [`election`]: pure; which node announces each LoadBalancer IP, and why others do not.
-//! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, and the raw-socket responder.
-//! - [`membership`]: SWIM liveness between speakers over authenticated UDP.
-pub use ferrolb_config as crds;
+//! - [`run`]: reflectors in, the announcer driver, shutdown.
+//! - [`views`]: pure; Nodes, Services and EndpointSlices as the announcer's inputs.
+//! - [`report`]: the `ferrolb.io/Announced` condition and Events, written off the main loop.
+//! - [`metrics`]: BGP session metrics per peer.
 
-pub mod bgp;
-pub mod election;
-pub mod kubernetes;
-pub mod l2;
-pub mod membership;
+pub mod metrics;
+pub mod report;
+pub mod run;
+pub mod views;
+
+pub use run::{RunError, Settings, run};

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use ferrolb_speaker::kubernetes::{self, Settings, SpeakerMetrics};
-use ferrolb_speaker::l2::iface::DEFAULT_EXCLUDE;
-use ferrolb_speaker::l2::responder::Burst;
+use ferrolb_announce::l2::iface::DEFAULT_EXCLUDE;
+use ferrolb_announce::l2::responder::Burst;
+use ferrolb_speaker::metrics::SpeakerMetrics;
+use ferrolb_speaker::{Settings, run};
 use tokio::sync::watch;
 
 /// Announces ferrolb LoadBalancer addresses from this Node.
@@ -129,7 +130,7 @@ async fn main() -> ExitCode {
         bgp: args.bgp_enabled,
         l2_quorum: args.l2_quorum,
     };
-    let mut task = tokio::spawn(kubernetes::run(client, settings, shutdown));
+    let mut task = tokio::spawn(run(client, settings, shutdown));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate() => {}

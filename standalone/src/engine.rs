@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use ferrolb_allocator::from_service;
 use ferrolb_allocator::{Allocator, Assignment, Refusal, ServiceKey, StalePolicy};
 use ferrolb_config::selector::Labels;
 use ferrolb_config::{self as config, Config, ConfigErrors};
-use ferrolb_controller::service_request;
 
 use crate::config_dir::Objects;
 use crate::state::{Held, State, VERSION};
@@ -70,10 +70,10 @@ impl Engine {
             if service.metadata.namespace.is_none() {
                 service.metadata.namespace = Some("default".into());
             }
-            if !service_request::is_ours(&service, None) {
+            if !from_service::is_ours(&service, None) {
                 continue;
             }
-            match service_request::request(&service, &Labels::new()) {
+            match from_service::request(&service, &Labels::new()) {
                 Ok(mut request) => {
                     if let Some(h) = held.services.get(&request.key.to_string()) {
                         request.held_ips = h.ips.clone();
@@ -82,7 +82,7 @@ impl Engine {
                     requests.push(request);
                 }
                 Err(refusal) => {
-                    step.refused.insert(service_request::key(&service), refusal);
+                    step.refused.insert(from_service::key(&service), refusal);
                 }
             }
         }

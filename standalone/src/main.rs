@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_allocator::StalePolicy;
-use ferrolb_standalone::announce::{self, Announcer, HostSettings};
+use ferrolb_standalone::announce::{self, HostSettings};
 use ferrolb_standalone::config_dir::ConfigDir;
 use ferrolb_standalone::engine::{Engine, Step};
 use ferrolb_standalone::state;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Stale {
@@ -75,22 +76,6 @@ enum Command {
     },
 }
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// SIGTERM and SIGINT end the loop, so the host leaves the membership gracefully.
-fn catch_signals() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
-    }
-}
-
 fn report(step: &Step) {
     if step.no_config {
         println!("no valid configuration yet: every Service waits");
@@ -112,7 +97,8 @@ fn report(step: &Step) {
     }
 }
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let Command::Standalone {
         config,
         state: state_file,
@@ -149,13 +135,13 @@ fn main() -> ExitCode {
                 std::net::IpAddr::V4(v4) => Some(v4),
                 std::net::IpAddr::V6(_) => None,
             };
-            Some(Announcer::new(HostSettings {
+            Some(announce::driver(HostSettings {
                 node,
                 membership: addr,
                 seeds: membership_seeds,
                 secret,
                 router_id,
-                burst: ferrolb_speaker::l2::Burst {
+                burst: ferrolb_announce::l2::Burst {
                     repeats: l2_burst_repeats,
                     interval: std::time::Duration::from_millis(l2_burst_interval_ms),
                 },
@@ -163,7 +149,18 @@ fn main() -> ExitCode {
             }))
         }
     };
-    catch_signals();
+    // SIGTERM and SIGINT end the loop, so the host leaves the membership gracefully.
+    let (mut term, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: cannot watch for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stop = false;
     let policy = match stale_policy {
         Stale::Keep => StalePolicy::Keep,
         Stale::Reassign => StalePolicy::Reassign,
@@ -193,11 +190,16 @@ fn main() -> ExitCode {
                 if scan.changed || first {
                     let step = engine.step(&scan.objects, &held);
                     report(&step);
-                    if let (Some(a), Some(config)) = (announcer.as_mut(), engine.config())
-                        && let Err(e) =
-                            a.apply(announce::inputs(&scan.objects, &step, config.clone()))
-                    {
-                        eprintln!("error: cannot announce: {e}");
+                    if let (Some(a), Some(config)) = (announcer.as_mut(), engine.config()) {
+                        let inputs = announce::inputs(&scan.objects, &step, config.clone());
+                        match a.apply(inputs).await {
+                            Ok(applied) => {
+                                for e in &applied.peer_errors {
+                                    eprintln!("error: BGP: {e}");
+                                }
+                            }
+                            Err(e) => eprintln!("error: cannot announce: {e}"),
+                        }
                     }
                     if step.state != held {
                         match state::save(&state_file, &step.state) {
@@ -209,7 +211,7 @@ fn main() -> ExitCode {
             }
         }
         first = false;
-        if let Some(status) = announcer.as_ref().and_then(Announcer::status)
+        if let Some(status) = announcer.as_ref().and_then(|a| a.status())
             && status.announced != last_announced
         {
             for (ip, interfaces) in &status.announced {
@@ -234,18 +236,17 @@ fn main() -> ExitCode {
                 last_sessions = sessions;
             }
         }
-        if once || STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        if once || stop {
             if let Some(a) = announcer.take() {
-                a.leave();
+                a.leave().await;
             }
             return ExitCode::SUCCESS;
         }
-        // Sleep in short steps so a signal is acted on at once.
-        let deadline = std::time::Instant::now() + Duration::from_millis(interval_ms.max(50));
-        while std::time::Instant::now() < deadline
-            && !STOP.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            std::thread::sleep(Duration::from_millis(20));
+        // Sleep until the next scan, or a signal.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(interval_ms.max(50))) => {}
+            _ = term.recv() => stop = true,
+            _ = interrupt.recv() => stop = true,
         }
     }
 }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrolb_speaker::bgp::message::LargeCommunity as WireLarge;
-use ferrolb_speaker::bgp::{
+use ferrolb_announce::bgp::message::LargeCommunity as WireLarge;
+use ferrolb_announce::bgp::{
     FsmConfig, PeerConfig, RouteAttrs, Session, SessionStatus, State, Table,
 };
 use ferrolb_tests::lab::{

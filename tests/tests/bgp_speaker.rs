@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferrolb_announce::bgp::{NodeSpeaker, SessionStatus, State};
+use ferrolb_announce::election::{Node, Service, TrafficPolicy};
 use ferrolb_config::{self as config, Config};
-use ferrolb_speaker::bgp::{NodeSpeaker, SessionStatus, State};
-use ferrolb_speaker::election::{Node, Service, TrafficPolicy};
 use ferrolb_tests::lab::{
     self, Afi, BgpConfig, BgpDaemon, Bird, Capture, Community, Host, Lab, LabSpec, LargeCommunity,
     Neighbor, NetnsThread, Route, wait_until,
@@ -386,7 +386,7 @@ fn bgp_speaker_peer_selection_exclusion_and_peer_removal() {
     // node0 excluded: it withdraws, its session stays; node1 NetworkUnavailable: same.
     let mut excluded = labelled(h0);
     excluded.labels.insert(
-        ferrolb_speaker::election::EXCLUDE_LABEL.into(),
+        ferrolb_announce::election::EXCLUDE_LABEL.into(),
         String::new(),
     );
     d0.apply(&cfg, &excluded, &services);

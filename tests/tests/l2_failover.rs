@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use ferrolb_announce::election::{self, Cluster, Node, Service};
+use ferrolb_announce::l2::ResponderConfig;
+use ferrolb_announce::l2::agent::{Agent, Inputs};
+use ferrolb_announce::membership::{MembershipConfig, Timing};
 use ferrolb_config::{Config, L2Advertisement};
-use ferrolb_speaker::election::{self, Cluster, Node, Service};
-use ferrolb_speaker::l2::ResponderConfig;
-use ferrolb_speaker::l2::agent::{Agent, Inputs};
-use ferrolb_speaker::membership::{MembershipConfig, Timing};
 use ferrolb_tests::lab::{self, Capture, Host, Lab, LabSpec, TcpBackend, arp_repliers};
 
 const PORT: u16 = 7946;

@@ -8,9 +8,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ferrolb_announce::election::{self, Cluster, Interfaces, Node, Service};
+use ferrolb_announce::l2::{Applied, Responder, ResponderConfig, Stats};
 use ferrolb_config::{Config, L2Advertisement};
-use ferrolb_speaker::election::{self, Cluster, Interfaces, Node, Service};
-use ferrolb_speaker::l2::{Applied, Responder, ResponderConfig, Stats};
 use ferrolb_tests::lab::{self, Capture, Host, Lab, LabSpec, MacAddr, NetnsThread};
 
 const T: Duration = Duration::from_secs(2);
@@ -554,7 +554,7 @@ fn node_and_interface_selectors_are_honoured() {
     assert_eq!(applied.interfaces[&vip], BTreeSet::new());
     assert_eq!(
         applied.skipped.get("eth0"),
-        Some(&ferrolb_speaker::l2::iface::Skip::NotSelected)
+        Some(&ferrolb_announce::l2::iface::Skip::NotSelected)
     );
     assert_eq!(apply_and_arp(&lab, &responders, &p, v4), None);
 

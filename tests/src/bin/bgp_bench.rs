@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferrolb_speaker::bgp::{FsmConfig, PeerConfig, RouteAttrs, Session, Table};
+use ferrolb_announce::bgp::{FsmConfig, PeerConfig, RouteAttrs, Session, Table};
 use ferrolb_tests::lab::{self, BgpConfig, Bird, GoBgp, Lab, LabError, LabSpec, Neighbor};
 use ipnet::{IpNet, Ipv4Net};
 

@@ -8,10 +8,10 @@ use ferrolb_config::Family;
 use ferrolb_config::selector::Labels;
 use k8s_openapi::api::core::v1::Service;
 
-use ferrolb_allocator::{
+use crate::{
     FamilyPolicy, Protocol, Refusal, ServiceKey, ServiceRequest, TrafficPolicy, parse_requested_ips,
 };
-use ferrolb_kubernetes::annotations::{self, lookup};
+use ferrolb_config::annotations::{self, lookup};
 
 /// The key of a Service object.
 pub fn key(service: &Service) -> ServiceKey {
@@ -21,7 +21,7 @@ pub fn key(service: &Service) -> ServiceKey {
     )
 }
 
-pub use ferrolb_kubernetes::service::is_ours;
+pub use ferrolb_config::service::is_ours;
 
 fn family(name: &str) -> Result<Family, Refusal> {
     match name {

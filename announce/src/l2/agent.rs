@@ -16,7 +16,7 @@ use crate::election::{self, Cluster, Interfaces, Node, Service};
 use crate::membership::{Membership, MembershipConfig, MembershipError};
 
 /// What the election needs besides liveness.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inputs {
     /// The validated config.
     pub config: Config,

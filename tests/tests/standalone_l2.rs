@@ -51,7 +51,17 @@ fn two_hosts_announce_over_arp_pick_up_edits_and_fail_over() {
     config(&conf);
     let secret = lab.dir().join("secret");
     std::fs::write(&secret, "lab-secret").unwrap();
-    let bin = env!("CARGO_BIN_EXE_ferrolb");
+    // target/debug/deps/standalone_l2-HASH -> target/debug/ferrolb (built by `cargo build
+    // --workspace`).
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join("ferrolb")))
+        .expect("test binary path");
+    assert!(
+        bin.exists(),
+        "build it first: cargo build -p ferrolb-standalone ({})",
+        bin.display()
+    );
     let vip: IpAddr = "10.0.0.200".parse().unwrap();
     let mut procs = Vec::new();
     let mut backends = Vec::new();
@@ -62,7 +72,7 @@ fn two_hosts_announce_over_arp_pick_up_edits_and_fail_over() {
         let addr = format!("{}:7946", node.ipv4);
         let seed = format!("{}:7946", other.ipv4);
         let argv = [
-            bin,
+            bin.to_str().expect("a UTF-8 path"),
             "standalone",
             "--interval-ms",
             "100",

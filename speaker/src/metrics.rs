@@ -1,0 +1,271 @@
+//! The speaker's BGP session metrics, per peer, served on its metrics endpoint.
+
+use std::collections::BTreeMap;
+
+use ferrolb_announce::bgp::SessionStatus;
+
+/// A gauge per BGP peer.
+type PeerGauge = prometheus_client::metrics::family::Family<
+    PeerLabels,
+    prometheus_client::metrics::gauge::Gauge,
+>;
+
+/// The speaker's BGP session metrics, per peer.
+#[derive(Debug)]
+pub struct SpeakerMetrics {
+    registry: prometheus_client::registry::Registry,
+    up: PeerGauge,
+    prefixes: PeerGauge,
+    updates: PeerGauge,
+    flaps: PeerGauge,
+    established_since: PeerGauge,
+    failures: PeerGauge,
+    last_error: prometheus_client::metrics::family::Family<
+        ErrorLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    /// The last error exported per peer, so a changed or gone one is removed, not left behind.
+    exported_errors: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+/// A BGP peer and the last error of its session.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The BGPPeer's name.
+    pub peer: String,
+    /// The last failure, in words.
+    pub error: String,
+}
+
+/// A BGP peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The BGPPeer's name.
+    pub peer: String,
+}
+
+impl Default for SpeakerMetrics {
+    fn default() -> Self {
+        let mut registry =
+            prometheus_client::registry::Registry::with_prefix("ferrolb_speaker_bgp");
+        let m = SpeakerMetrics {
+            registry: Default::default(),
+            up: Default::default(),
+            prefixes: Default::default(),
+            updates: Default::default(),
+            flaps: Default::default(),
+            established_since: Default::default(),
+            failures: Default::default(),
+            last_error: Default::default(),
+            exported_errors: Default::default(),
+        };
+        registry.register(
+            "session_up",
+            "1 while the session to the peer is Established",
+            m.up.clone(),
+        );
+        registry.register(
+            "prefixes_sent",
+            "Prefixes the peer holds from this node",
+            m.prefixes.clone(),
+        );
+        registry.register(
+            "updates_sent",
+            "UPDATE messages sent to the peer",
+            m.updates.clone(),
+        );
+        registry.register(
+            "session_flaps",
+            "Times the session went down from Established",
+            m.flaps.clone(),
+        );
+        registry.register(
+            "session_established_since_seconds",
+            "Unix time the session last became Established; 0 while it is down",
+            m.established_since.clone(),
+        );
+        registry.register(
+            "session_failures",
+            "Consecutive failed attempts to establish the session (the retry backoff grows with it)",
+            m.failures.clone(),
+        );
+        registry.register(
+            "session_last_error_info",
+            "1, labelled with the session's last failure in words (kept after recovery)",
+            m.last_error.clone(),
+        );
+        SpeakerMetrics { registry, ..m }
+    }
+}
+
+impl SpeakerMetrics {
+    /// Copies the sessions' state into the gauges; a peer no longer in `sessions` loses its
+    /// series.
+    pub fn record(&self, sessions: &BTreeMap<String, SessionStatus>) {
+        let mut exported = self
+            .exported_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = (exported.keys())
+            .filter(|p| !sessions.contains_key(*p))
+            .cloned()
+            .collect();
+        for peer in gone {
+            if let Some(error) = exported.remove(&peer) {
+                self.last_error.remove(&ErrorLabels {
+                    peer: peer.clone(),
+                    error,
+                });
+            }
+            let l = PeerLabels { peer };
+            for family in [
+                &self.up,
+                &self.prefixes,
+                &self.updates,
+                &self.flaps,
+                &self.established_since,
+                &self.failures,
+            ] {
+                family.remove(&l);
+            }
+        }
+        for (peer, s) in sessions {
+            // Keep a placeholder for every live peer so its other series are cleared when it goes.
+            let error = s.last_error.clone().unwrap_or_default();
+            match exported.insert(peer.clone(), error.clone()) {
+                Some(old) if old == error => {}
+                Some(old) => {
+                    self.last_error.remove(&ErrorLabels {
+                        peer: peer.clone(),
+                        error: old,
+                    });
+                }
+                None => {}
+            }
+            if !error.is_empty() {
+                self.last_error
+                    .get_or_create(&ErrorLabels {
+                        peer: peer.clone(),
+                        error,
+                    })
+                    .set(1);
+            }
+            let l = PeerLabels { peer: peer.clone() };
+            let since = (s.established_at)
+                .filter(|_| s.is_up())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.established_since.get_or_create(&l).set(since);
+            self.failures.get_or_create(&l).set(i64::from(s.failures));
+            self.up.get_or_create(&l).set(i64::from(s.is_up()));
+            self.prefixes
+                .get_or_create(&l)
+                .set(i64::try_from(s.prefixes_sent).unwrap_or(i64::MAX));
+            self.updates
+                .get_or_create(&l)
+                .set(i64::try_from(s.updates_sent).unwrap_or(i64::MAX));
+            self.flaps
+                .get_or_create(&l)
+                .set(i64::try_from(s.flaps).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl ferrolb_kubernetes::serve::Exporter for SpeakerMetrics {
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_kubernetes::serve::Exporter;
+    use std::time::Duration;
+
+    #[test]
+    fn bgp_session_metrics() {
+        let m = SpeakerMetrics::default();
+        let status = SessionStatus {
+            state: ferrolb_announce::bgp::State::Established,
+            established_at: None,
+            prefixes_sent: 3,
+            updates_sent: 5,
+            flaps: 1,
+            last_error: None,
+            failures: 0,
+        };
+        m.record(&BTreeMap::from([("tor".to_string(), status)]));
+        let text = m.encode();
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_up{peer=\"tor\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_prefixes_sent{peer=\"tor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("last_error_info{"), "{text}");
+
+        // A failure: its words as a label, the old words gone when they change.
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let failing = |error: &str| SessionStatus {
+            state: ferrolb_announce::bgp::State::Active,
+            established_at: Some(at),
+            prefixes_sent: 0,
+            updates_sent: 5,
+            flaps: 2,
+            last_error: Some(error.into()),
+            failures: 3,
+        };
+        m.record(&BTreeMap::from([(
+            "tor".to_string(),
+            failing("hold timer expired"),
+        )]));
+        m.record(&BTreeMap::from([(
+            "tor".to_string(),
+            failing("peer sent NOTIFICATION: bad peer AS"),
+        )]));
+        let text = m.encode();
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_last_error_info{peer=\"tor\",error=\"peer sent NOTIFICATION: bad peer AS\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("hold timer expired"), "{text}");
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_failures{peer=\"tor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 0"),
+            "down: 0 whatever the stale time says\n{text}"
+        );
+        let mut up = failing("hold timer expired");
+        up.state = ferrolb_announce::bgp::State::Established;
+        m.record(&BTreeMap::from([("tor".to_string(), up)]));
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "ferrolb_speaker_bgp_session_established_since_seconds{peer=\"tor\"} 1700000000"
+            ),
+            "{text}"
+        );
+
+        // The peer removed: all of its series go.
+        m.record(&BTreeMap::new());
+        let text = m.encode();
+        assert!(!text.contains("peer=\"tor\""), "{text}");
+    }
+}

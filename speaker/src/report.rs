@@ -1,0 +1,247 @@
+//! What the speaker tells users, written by a task of its own so that a slow or hung API server
+//! never stalls announcing: the `ferrolb.io/Announced` condition on the Services whose condition
+//! this node writes, and `nodeAssigned`/`nodeWithdrawn` Events for the addresses this node starts
+//! or stops announcing. The main loop hands over its latest state ([`Report`]); the writer works
+//! from the newest one it has, so a backlog never grows. Every API call has a deadline.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_announce::election;
+use ferrolb_announce::l2::agent::{Inputs, has_quorum};
+use ferrolb_kubernetes::client;
+use ferrolb_kubernetes::events::{Event, EventType, Publisher};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use kube::{Client, Resource};
+use tokio::sync::watch;
+
+/// The condition the speakers keep on each ferrolb Service: who announces its addresses.
+pub const ANNOUNCED_CONDITION: &str = "ferrolb.io/Announced";
+
+/// What the `ferrolb.io/Announced` condition should say, and which node writes it: the owner
+/// of the Service's first address, or, when nobody announces it, the first live node by name.
+/// Every speaker computes the same answer, so exactly one writes.
+pub fn announced_condition(
+    cluster: &election::Cluster<'_>,
+    svc: &election::Service,
+) -> Option<(String, bool, String, String)> {
+    let ip = *svc.ips.first()?;
+    match election::owner(cluster, svc, ip) {
+        Ok(a) => {
+            let interfaces = match &a.interfaces {
+                election::Interfaces::All => "every suitable interface".to_string(),
+                election::Interfaces::Named(n) => n.iter().cloned().collect::<Vec<_>>().join(","),
+            };
+            let ips: Vec<String> = svc.ips.iter().map(|ip| ip.to_string()).collect();
+            Some((
+                a.node.clone(),
+                true,
+                "Layer2".into(),
+                format!(
+                    "node {} announces {} on {interfaces} (ARP/NDP)",
+                    a.node,
+                    ips.join(", ")
+                ),
+            ))
+        }
+        Err(reason) => {
+            let writer = cluster.live.iter().next()?.clone();
+            Some((
+                writer,
+                false,
+                reason.tag().to_string(),
+                format!("no node announces {ip}: {reason}"),
+            ))
+        }
+    }
+}
+
+/// The merge patch that sets the condition, keeping the others; `None` when it already says so.
+fn condition_patch(
+    svc: &Service,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> Option<serde_json::Value> {
+    let mut conditions = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let wanted = ferrolb_kubernetes::condition::Wanted {
+        type_: ANNOUNCED_CONDITION,
+        status,
+        reason,
+        message,
+        observed_generation: svc.metadata.generation,
+    };
+    if !ferrolb_kubernetes::condition::set(
+        &mut conditions,
+        &wanted,
+        k8s_openapi::jiff::Timestamp::now(),
+    ) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "metadata": {"resourceVersion": svc.metadata.resource_version},
+        "status": {"conditions": conditions},
+    }))
+}
+
+/// The speaker's state the writer reports from.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Addresses this node announces (L2), with their interfaces.
+    pub announced: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Live speakers.
+    pub live: BTreeSet<String>,
+    /// The announcer's inputs in force (config, Nodes, Service views).
+    pub inputs: Option<Arc<Inputs>>,
+    /// The Service objects the views were made from (for resourceVersion and conditions).
+    pub services: Arc<Vec<Arc<Service>>>,
+}
+
+/// What the writer needs to know about this speaker.
+#[derive(Clone, Debug)]
+pub struct WriterSettings {
+    /// This Node's name.
+    pub node: String,
+    /// L2 enabled: without quorum, this speaker reports nothing (the majority side does).
+    pub l2: bool,
+    /// The split-brain guard's quorum.
+    pub quorum: usize,
+}
+
+/// Writes what [`Report`]s say until the sender is dropped; then reports the final one (the
+/// stopping speaker's withdrawals) and returns. The caller bounds that last step.
+pub async fn write(
+    client: Client,
+    settings: WriterSettings,
+    publisher: Publisher,
+    mut reports: watch::Receiver<Report>,
+) {
+    let mut reported: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    loop {
+        let closed = reports.changed().await.is_err();
+        let report = reports.borrow_and_update().clone();
+        if report.announced != reported {
+            events(
+                &publisher,
+                &settings.node,
+                &reported,
+                &report.announced,
+                &report.services,
+            )
+            .await;
+            reported = report.announced.clone();
+        }
+        if closed {
+            return;
+        }
+        conditions(&client, &settings, &report).await;
+    }
+}
+
+/// Writes `ferrolb.io/Announced` on the Services for which this node is the designated writer.
+async fn conditions(client: &Client, settings: &WriterSettings, report: &Report) {
+    let Some(inputs) = &report.inputs else { return };
+    // Without quorum this speaker is on a minority side of a partition and announces nothing;
+    // the majority side's speakers report.
+    if settings.l2 && !has_quorum(settings.quorum, &report.live) {
+        return;
+    }
+    let cluster = election::Cluster {
+        config: &inputs.config,
+        nodes: &inputs.nodes,
+        live: &report.live,
+        ignore_exclude_label: inputs.ignore_exclude_label,
+    };
+    let objects: HashMap<(&str, &str), &Arc<Service>> = (report.services.iter())
+        .map(|s| {
+            let key = (
+                s.metadata.namespace.as_deref().unwrap_or_default(),
+                s.metadata.name.as_deref().unwrap_or_default(),
+            );
+            (key, s)
+        })
+        .collect();
+    let params = kube::api::PatchParams {
+        field_manager: Some("ferrolb-speaker".into()),
+        ..Default::default()
+    };
+    for view in &inputs.services {
+        let Some((writer, status, reason, message)) = announced_condition(&cluster, view) else {
+            continue;
+        };
+        if writer != settings.node {
+            continue;
+        }
+        let Some((namespace, name)) = view.name.split_once('/') else {
+            continue;
+        };
+        let Some(object) = objects.get(&(namespace, name)) else {
+            continue;
+        };
+        let Some(patch) = condition_patch(object, status, &reason, &message) else {
+            continue;
+        };
+        let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+        let patch = kube::api::Patch::Merge(&patch);
+        if let Err(e) = client::call(api.patch_status(name, &params, &patch)).await {
+            // A conflict means the object moved on; the next change recomputes.
+            tracing::debug!(error = %e, service = %view.name, "could not write the Announced condition");
+        }
+    }
+}
+
+/// Events on the Services whose addresses this node started or stopped announcing.
+async fn events(
+    publisher: &Publisher,
+    node: &str,
+    before: &BTreeMap<IpAddr, BTreeSet<String>>,
+    now: &BTreeMap<IpAddr, BTreeSet<String>>,
+    services: &[Arc<Service>],
+) {
+    for svc in services {
+        let ips: Vec<IpAddr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .map(|i| {
+                i.iter()
+                    .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ip in ips {
+            let event = match (before.get(&ip), now.get(&ip)) {
+                (None, Some(ifs)) => Event {
+                    type_: EventType::Normal,
+                    reason: "nodeAssigned".into(),
+                    note: format!(
+                        "announcing {ip} from node {node} with protocol layer2 on {}",
+                        ifs.iter().cloned().collect::<Vec<_>>().join(",")
+                    ),
+                    action: "Announce".into(),
+                },
+                (Some(_), None) => Event {
+                    type_: EventType::Normal,
+                    reason: "nodeWithdrawn".into(),
+                    note: format!("node {node} no longer announces {ip}"),
+                    action: "Announce".into(),
+                },
+                _ => continue,
+            };
+            if let Err(e) = publisher.publish(&event, &svc.object_ref(&())).await {
+                tracing::debug!(error = %e, "could not publish event");
+            }
+        }
+    }
+}
+
+/// How long a stopping speaker tries to publish its `nodeWithdrawn` Events.
+pub const SHUTDOWN_REPORT_DEADLINE: Duration = Duration::from_secs(2);

@@ -1,0 +1,291 @@
+//! The speaker's Kubernetes mode: reflectors for Services, EndpointSlices, Nodes and the ferrolb
+//! config feed the announcer driver (`ferrolb_announce::driver`); what it announces goes to the
+//! report writer ([`crate::report`]) without waiting for the API server. Every wait here also
+//! watches for shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_announce::driver::{self, Driver, MissingNode};
+use ferrolb_announce::l2::agent::Inputs;
+use ferrolb_announce::l2::{Burst, ResponderConfig};
+use ferrolb_announce::membership::{MembershipConfig, Timing};
+use ferrolb_config::{self as config, Config};
+use ferrolb_kubernetes::config_source::{self, Scope};
+use ferrolb_kubernetes::events::Publisher;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::SpeakerMetrics;
+use crate::report::{self, Report, WriterSettings};
+use crate::views;
+
+/// How the speaker runs in a cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This Node's name.
+    pub node: String,
+    /// Namespace of the config objects.
+    pub namespace: String,
+    /// `--lb-class`.
+    pub lb_class: Option<String>,
+    /// UDP port for membership (on the Node's InternalIP).
+    pub membership_port: u16,
+    /// The shared membership secret.
+    pub secret: Vec<u8>,
+    /// Interface patterns never announced on.
+    pub exclude: Vec<String>,
+    /// Ignore the exclude-from-external-load-balancers label.
+    pub ignore_exclude_label: bool,
+    /// Where BGP session state is exported, if anywhere.
+    pub metrics: Option<Arc<SpeakerMetrics>>,
+    /// Gratuitous ARP / unsolicited NA rounds sent on takeover.
+    pub burst: Burst,
+    /// Announce over ARP/NDP (L2Advertisements are ignored when false).
+    pub l2: bool,
+    /// Announce over BGP (no session is opened when false).
+    pub bgp: bool,
+    /// Split-brain guard for L2: announce only while this many speakers are live; 0: off.
+    pub l2_quorum: usize,
+}
+
+fn reflect<K>(api: Api<K>) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .backoff(ferrolb_kubernetes::watch_backoff::WatchBackoff::default())
+        .filter_map(|e| async move {
+            match e {
+                Ok(
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone,
+                ) => Some(()),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch failed; retrying");
+                    None
+                }
+            }
+        })
+        .boxed();
+    (reader, stream)
+}
+
+/// Why the speaker stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The watches ended before their first list (the client is gone).
+    #[error("watches ended before their first list")]
+    WatchesEnded,
+    /// Membership or the L2 agent could not start.
+    #[error("cannot start announcing: {0}")]
+    Start(#[from] ferrolb_announce::membership::MembershipError),
+}
+
+/// Waits for `what`, or returns `None` when `shutdown` fires first.
+async fn or_shutdown<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    what: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if *shutdown.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = what => Some(v),
+        _ = shutdown.changed() => None,
+    }
+}
+
+/// This Node's InternalIP, waiting for it (and for changes) until `shutdown`.
+async fn wait_for_internal_ip(
+    settings: &Settings,
+    nodes: &Store<Node>,
+    changes: &mut mpsc::UnboundedReceiver<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<IpAddr> {
+    loop {
+        let mine = (nodes.state().iter())
+            .find(|n| n.name_any() == settings.node)
+            .and_then(|n| views::internal_ip(n));
+        if let Some(ip) = mine {
+            return Some(ip);
+        }
+        tracing::warn!(node = %settings.node, "this Node has no InternalIP yet; waiting");
+        let wait = async {
+            tokio::select! {
+                _ = changes.recv() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        or_shutdown(shutdown, wait).await?;
+    }
+}
+
+/// Runs announcing for this Node until `shutdown` fires; a shutdown sends a Cease to the BGP
+/// peers and leaves the membership gracefully so another node takes over at once, then reports
+/// the withdrawals (bounded by [`report::SHUTDOWN_REPORT_DEADLINE`]).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let (svc_store, a) = reflect(Api::<Service>::all(client.clone()));
+    let (slice_store, b) = reflect(Api::<EndpointSlice>::all(client.clone()));
+    let (node_store, c) = reflect(Api::<Node>::all(client.clone()));
+    let (config_stores, d) = config_source::watch(&client, &settings.namespace, Scope::Namespace);
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut changes = futures::stream::select_all([a, b, c, d.boxed()]);
+    tokio::spawn(async move {
+        while changes.next().await.is_some() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = async {
+        svc_store.wait_until_ready().await.is_ok()
+            && slice_store.wait_until_ready().await.is_ok()
+            && node_store.wait_until_ready().await.is_ok()
+            && config_stores.wait_until_ready().await
+    };
+    match or_shutdown(&mut shutdown, ready).await {
+        None => return Ok(()),
+        Some(false) => return Err(RunError::WatchesEnded),
+        Some(true) => {}
+    }
+    let Some(my_ip) = wait_for_internal_ip(&settings, &node_store, &mut rx, &mut shutdown).await
+    else {
+        return Ok(());
+    };
+    let seeds: Vec<SocketAddr> = (node_store.state().iter())
+        .filter(|n| n.name_any() != settings.node)
+        .filter_map(|n| views::internal_ip(n))
+        .map(|ip| SocketAddr::new(ip, settings.membership_port))
+        .collect();
+    let membership = MembershipConfig {
+        name: settings.node.clone(),
+        bind: SocketAddr::new(my_ip, settings.membership_port),
+        seeds,
+        secret: settings.secret.clone(),
+        timing: Timing::default(),
+        cluster_size: 1,
+    };
+    let mut driver = Driver::new(
+        driver::Settings {
+            node: settings.node.clone(),
+            router_id: match my_ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            },
+            responder: ResponderConfig {
+                exclude: settings.exclude.clone(),
+                burst: settings.burst,
+                ..ResponderConfig::default()
+            },
+            quorum: settings.l2_quorum,
+            ignore_exclude_label: settings.ignore_exclude_label,
+            l2: settings.l2,
+            bgp: settings.bgp,
+            missing_node: MissingNode::Wait,
+        },
+        membership,
+    );
+
+    let (report_tx, report_rx) = watch::channel(Report::default());
+    let writer = tokio::spawn(report::write(
+        client.clone(),
+        WriterSettings {
+            node: settings.node.clone(),
+            l2: settings.l2,
+            quorum: settings.l2_quorum,
+        },
+        Publisher::new(client.clone(), "ferrolb-speaker", &settings.node, 1024),
+        report_rx,
+    ));
+
+    let mut last_good: Option<Config> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        match config::build(&config_stores.snapshot()) {
+            Ok(c) => last_good = Some(c),
+            Err(e) => {
+                tracing::warn!(errors = %e, "configuration refused; keeping the last good one")
+            }
+        }
+        let services = Arc::new(svc_store.state());
+        let inputs = Inputs {
+            config: last_good.clone().unwrap_or_default(),
+            nodes: node_store.state().iter().map(|n| views::node(n)).collect(),
+            services: views::services(
+                &services,
+                &slice_store.state(),
+                settings.lb_class.as_deref(),
+            ),
+            ..Inputs::default()
+        };
+        let applied = driver.apply(inputs).await?;
+        for e in &applied.peer_errors {
+            tracing::warn!(error = %e, "BGP peer skipped");
+        }
+        // Any change (even one the announcer ignores, like a Service's resourceVersion after a
+        // refused condition write) has the writer look again.
+        let mut changed_inputs = true;
+        // Wait for a change, handing what this node announces to the writer as it changes.
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { return Ok(()); }
+                    // Let a burst of changes settle into one update.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while rx.try_recv().is_ok() {}
+                    break;
+                }
+                _ = tick.tick() => {
+                    if let Some(m) = &settings.metrics {
+                        m.record(&driver.bgp_status());
+                    }
+                    let Some(status) = driver.status() else { continue };
+                    let stale = {
+                        let r = report_tx.borrow();
+                        changed_inputs || r.announced != status.announced || r.live != status.live
+                    };
+                    if stale {
+                        report_tx.send_replace(Report {
+                            announced: status.announced,
+                            live: status.live,
+                            inputs: driver.inputs().cloned().map(Arc::new),
+                            services: services.clone(),
+                        });
+                        changed_inputs = false;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    driver.leave().await;
+                    // Then tell users this node no longer announces; bounded, so that an API
+                    // server that does not answer cannot hold the exit.
+                    report_tx.send_modify(|r| r.announced.clear());
+                    drop(report_tx);
+                    let withdrawn = tokio::time::timeout(report::SHUTDOWN_REPORT_DEADLINE, writer);
+                    if withdrawn.await.is_err() {
+                        tracing::warn!("could not report the withdrawals before exiting");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

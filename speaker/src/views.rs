@@ -1,0 +1,221 @@
+//! What the speaker reads from the cluster, as the announcer's inputs: Nodes and Services with
+//! their EndpointSlices turned into the election's view. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ferrolb_announce::election::{self, TrafficPolicy};
+use ferrolb_config::annotations;
+use ferrolb_config::service::{SERVICE_NAME_LABEL, is_ours};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+
+/// The election's view of a Node.
+pub fn node(n: &Node) -> election::Node {
+    let network_unavailable = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+        });
+    election::Node {
+        name: n.name_any(),
+        labels: n.labels().clone(),
+        network_unavailable,
+    }
+}
+
+/// A Node's InternalIP (the address speakers reach each other at, with hostNetwork).
+pub fn internal_ip(n: &Node) -> Option<IpAddr> {
+    n.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
+}
+
+/// The election's view of a LoadBalancer Service that has addresses, with its endpoints.
+/// `None` for Services that are not ferrolb's (not LoadBalancer, other class) or have no address.
+pub fn service(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    lb_class: Option<&str>,
+) -> Option<election::Service> {
+    if !is_ours(svc, lb_class) {
+        return None;
+    }
+    let ips: Vec<IpAddr> = svc
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .iter()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        return None;
+    }
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    let pool = annotations::lookup(&annotations, "ip-allocated-from-pool")
+        .map(|f| f.value.to_string())
+        .unwrap_or_default();
+    let local = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_traffic_policy.as_deref())
+        == Some("Local");
+    let mut local_endpoint_nodes = BTreeSet::new();
+    let mut has_serving_endpoint = false;
+    for slice in slices {
+        for ep in slice.endpoints.iter().flatten() {
+            let c = ep.conditions.as_ref();
+            // As in Kubernetes: unset "ready" counts as ready; terminating-but-serving still serves.
+            let serving = c.is_none_or(|c| c.ready.unwrap_or(true) || c.serving == Some(true));
+            if serving {
+                has_serving_endpoint = true;
+                if let Some(n) = &ep.node_name {
+                    local_endpoint_nodes.insert(n.clone());
+                }
+            }
+        }
+    }
+    Some(election::Service {
+        name: format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any()),
+        ips,
+        pool,
+        labels: svc.labels().clone(),
+        traffic_policy: if local {
+            TrafficPolicy::Local
+        } else {
+            TrafficPolicy::Cluster
+        },
+        local_endpoint_nodes,
+        has_serving_endpoint,
+    })
+}
+
+/// Every ferrolb Service with its EndpointSlices (matched by the service-name label and namespace).
+pub fn services(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    lb_class: Option<&str>,
+) -> Vec<election::Service> {
+    let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    for s in slices {
+        if let Some(name) = s.labels().get(SERVICE_NAME_LABEL) {
+            by_service
+                .entry((s.namespace().unwrap_or_default(), name.clone()))
+                .or_default()
+                .push(s);
+        }
+    }
+    let none = Vec::new();
+    let mut out: Vec<election::Service> = services
+        .iter()
+        .filter_map(|svc| {
+            let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+            service(svc, by_service.get(&key).unwrap_or(&none), lb_class)
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(spec: serde_json::Value, ingress: &[&str]) -> Service {
+        let ingress: Vec<_> = ingress.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                         "annotations": {"metallb.io/ip-allocated-from-pool": "lan"}},
+            "spec": spec,
+            "status": {"loadBalancer": {"ingress": ingress}}
+        }))
+        .unwrap()
+    }
+
+    fn slice(endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4", "endpoints": endpoints
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn services_carry_ips_pool_policy_and_serving_endpoints() {
+        let s = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}),
+            &["10.0.0.200"],
+        );
+        let sl = slice(json!([
+            {"addresses": ["10.244.0.1"], "nodeName": "a", "conditions": {"ready": true}},
+            {"addresses": ["10.244.0.2"], "nodeName": "b", "conditions": {"ready": false, "serving": true}},
+            {"addresses": ["10.244.0.3"], "nodeName": "c", "conditions": {"ready": false, "serving": false}},
+            {"addresses": ["10.244.0.4"], "nodeName": "d"}
+        ]));
+        let e = service(&s, &[&sl], None).unwrap();
+        assert_eq!(e.name, "shop/web");
+        assert_eq!(e.ips, vec!["10.0.0.200".parse::<IpAddr>().unwrap()]);
+        assert_eq!(e.pool, "lan", "MetalLB's annotation is read too");
+        assert_eq!(e.traffic_policy, TrafficPolicy::Local);
+        assert!(e.has_serving_endpoint);
+        assert_eq!(
+            e.local_endpoint_nodes,
+            BTreeSet::from(["a".into(), "b".into(), "d".into()])
+        );
+    }
+
+    #[test]
+    fn not_ours_or_unassigned_services_are_skipped() {
+        let lb = json!({"type": "LoadBalancer"});
+        assert!(
+            service(&svc(lb.clone(), &[]), &[], None).is_none(),
+            "no address yet"
+        );
+        assert!(service(&svc(json!({"type": "ClusterIP"}), &["10.0.0.1"]), &[], None).is_none());
+        assert!(
+            service(&svc(lb.clone(), &["10.0.0.1"]), &[], Some("other")).is_none(),
+            "another class"
+        );
+        let e = service(&svc(lb, &["10.0.0.1"]), &[], None).unwrap();
+        assert!(!e.has_serving_endpoint, "no EndpointSlice: nothing serves");
+    }
+
+    #[test]
+    fn slices_are_matched_to_their_service_by_label_and_namespace() {
+        let s = Arc::new(svc(json!({"type": "LoadBalancer"}), &["10.0.0.1"]));
+        let mine = Arc::new(slice(
+            json!([{"addresses": ["10.244.0.1"], "nodeName": "a"}]),
+        ));
+        let mut elsewhere = slice(json!([{"addresses": ["10.244.0.9"], "nodeName": "z"}]));
+        elsewhere.metadata.namespace = Some("other".into());
+        let out = services(&[s], &[mine, Arc::new(elsewhere)], None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].local_endpoint_nodes, BTreeSet::from(["a".into()]));
+    }
+
+    #[test]
+    fn nodes() {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"zone": "a"}},
+            "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}],
+                       "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.11"}]}
+        }))
+        .unwrap();
+        let e = node(&n);
+        assert!(e.network_unavailable && e.labels["zone"] == "a");
+        assert_eq!(internal_ip(&n), Some("10.0.0.11".parse().unwrap()));
+    }
+}
