@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use ferrolb_allocator::StalePolicy;
-use ferrolb_controller::leader::{self, LeaseSettings};
+use ferrolb_controller::leader::{self, LeaseSettings, Term};
 use ferrolb_controller::membership_secret;
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::reconciler::{self, Settings};
@@ -53,9 +53,14 @@ struct Args {
     /// Name of the leader Lease.
     #[arg(long, default_value = "ferrolb-controller")]
     lease_name: String,
-    /// Seconds a lease stays valid without renewal.
+    /// Seconds the other replicas wait, after they last saw the lease renewed, before taking it
+    /// over.
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
+    /// Seconds the leader keeps writing without a successful renewal; shorter than
+    /// --lease-duration, so it has stopped before another replica takes over.
+    #[arg(long, default_value_t = 10)]
+    lease_renew_deadline: u64,
     /// Seconds between lease renewals and retries.
     #[arg(long, default_value_t = 2)]
     lease_retry: u64,
@@ -113,6 +118,11 @@ async fn main() -> ExitCode {
     let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (leader_tx, leader_rx) = watch::channel(!args.leader_elect);
+    let term = if args.leader_elect {
+        Term::ended()
+    } else {
+        Term::always()
+    };
 
     let mut tasks = tokio::task::JoinSet::new();
     {
@@ -131,10 +141,21 @@ async fn main() -> ExitCode {
             namespace: args.namespace.clone(),
             identity: args.pod_name.clone(),
             lease_duration: Duration::from_secs(args.lease_duration),
+            renew_deadline: Duration::from_secs(args.lease_renew_deadline),
             retry_period: Duration::from_secs(args.lease_retry),
         };
+        if let Err(e) = settings.check() {
+            tracing::error!("leader election: {e}");
+            return ExitCode::FAILURE;
+        }
         let api: Api<Lease> = Api::namespaced(client.clone(), &args.namespace);
-        tasks.spawn(leader::run(api, settings, leader_tx, shutdown.clone()));
+        tasks.spawn(leader::run(
+            api,
+            settings,
+            leader_tx,
+            term.clone(),
+            shutdown.clone(),
+        ));
     }
     if !args.membership_secret_name.is_empty() {
         tasks.spawn(membership_secret::run(
@@ -152,6 +173,7 @@ async fn main() -> ExitCode {
             Stale::Reassign => StalePolicy::Reassign,
         },
         instance: args.pod_name.clone(),
+        term,
         ..Settings::default()
     };
     tasks.spawn(reconciler::run(

@@ -5,6 +5,7 @@
 //! with a random key, and never changes an existing one: a user's or Helm's key wins, and every
 //! controller replica may try at start (the API server's AlreadyExists decides the race).
 
+use ferrolb_kubernetes::client::{self, CallError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: CallError,
     },
 }
 
@@ -96,9 +97,9 @@ pub fn secret(namespace: &str, name: &str, key: String) -> Secret {
 pub async fn ensure(client: kube::Client, namespace: &str, name: &str) -> Result<Outcome, Error> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let obj = secret(namespace, name, random_key()?);
-    match api.create(&PostParams::default(), &obj).await {
+    match client::call(api.create(&PostParams::default(), &obj)).await {
         Ok(_) => Ok(Outcome::Created),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::AlreadyExists),
+        Err(e) if e.is_conflict() => Ok(Outcome::AlreadyExists),
         Err(source) => Err(Error::Create {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

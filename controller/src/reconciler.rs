@@ -5,6 +5,8 @@
 //! go out on their own tasks (several at once), never block the loop, and are retried with backoff.
 //! Only the leader allocates and writes; every replica keeps its caches warm.
 
+use crate::leader::Term;
+use ferrolb_kubernetes::client;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ pub struct Settings {
     pub instance: String,
     /// How many writes may be in flight at once.
     pub max_concurrent_writes: usize,
+    /// The leader's term: every write is made under it ([`Term::always`] without election).
+    pub term: Term,
 }
 
 impl Default for Settings {
@@ -56,6 +60,7 @@ impl Default for Settings {
             manager: "ferrolb-controller".into(),
             instance: "ferrolb-controller".into(),
             max_concurrent_writes: 32,
+            term: Term::always(),
         }
     }
 }
@@ -626,10 +631,11 @@ impl Reconciler {
         let recorder = self.recorder.clone();
         let metrics = self.metrics.clone();
         let manager = self.settings.manager.clone();
+        let term = self.settings.term.clone();
         let tx = self.tx.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let written = send(client, recorder, &metrics, &manager, write).await;
+            let written = send(&term, client, recorder, &metrics, &manager, write).await;
             let _ = tx.send(Input::Written { key, written });
         });
     }
@@ -805,8 +811,9 @@ impl Reconciler {
             let recorder = self.recorder.clone();
             let metrics = self.metrics.clone();
             let reference = f.reference.clone();
+            let term = self.settings.term.clone();
             tokio::spawn(async move {
-                if recorder.publish(&event, &reference).await.is_err() {
+                if let Some(Err(_)) = term.write(recorder.publish(&event, &reference)).await {
                     metrics.api_error("publish_event");
                 }
             });
@@ -858,11 +865,11 @@ impl Reconciler {
         };
         let metrics = self.metrics.clone();
         let name = object.name.clone();
+        let term = self.settings.term.clone();
         tokio::spawn(async move {
-            if let Err(e) = api
-                .patch_status(&name, &params, &Patch::Merge(&patch))
-                .await
-            {
+            let patch = Patch::Merge(&patch);
+            let written = term.write(client::call(api.patch_status(&name, &params, &patch)));
+            if let Some(Err(e)) = written.await {
                 metrics.api_error("patch_config_status");
                 tracing::warn!(error = %e, object = %name, "could not write config object status");
             }
@@ -897,8 +904,9 @@ impl Reconciler {
             };
             let recorder = self.recorder.clone();
             let metrics = self.metrics.clone();
+            let term = self.settings.term.clone();
             tokio::spawn(async move {
-                if recorder.publish(&event, &reference).await.is_err() {
+                if let Some(Err(_)) = term.write(recorder.publish(&event, &reference)).await {
                     metrics.api_error("publish_event");
                 }
             });
@@ -906,9 +914,10 @@ impl Reconciler {
     }
 }
 
-/// Sends one Service's patches and events; returns the resourceVersion the patches produced,
-/// or `None` when one failed.
+/// Sends one Service's patches and events under the leader's term; returns the resourceVersion
+/// the patches produced, or `None` when one failed or the term ended.
 async fn send(
+    term: &Term,
     client: Client,
     recorder: Arc<Publisher>,
     metrics: &Metrics,
@@ -924,9 +933,14 @@ async fn send(
     };
     let mut rv = None;
     if let Some(patch) = &write.status {
-        match api.patch_status(&name, &params, &Patch::Merge(patch)).await {
-            Ok(s) => rv = s.metadata.resource_version,
-            Err(e) => {
+        let patch = Patch::Merge(patch);
+        match term
+            .write(client::call(api.patch_status(&name, &params, &patch)))
+            .await
+        {
+            None => return None,
+            Some(Ok(s)) => rv = s.metadata.resource_version,
+            Some(Err(e)) => {
                 metrics.api_error("patch_service_status");
                 tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "status write failed; will retry");
                 return None;
@@ -934,9 +948,14 @@ async fn send(
         }
     }
     if let Some(patch) = &write.annotations {
-        match api.patch(&name, &params, &Patch::Merge(patch)).await {
-            Ok(s) => rv = s.metadata.resource_version,
-            Err(e) => {
+        let patch = Patch::Merge(patch);
+        match term
+            .write(client::call(api.patch(&name, &params, &patch)))
+            .await
+        {
+            None => return None,
+            Some(Ok(s)) => rv = s.metadata.resource_version,
+            Some(Err(e)) => {
                 metrics.api_error("patch_service_annotations");
                 tracing::warn!(error = %e, service = %format!("{namespace}/{name}"), "annotation write failed; will retry");
                 return None;
@@ -945,7 +964,7 @@ async fn send(
     }
     let reference = write.service.object_ref(&());
     for event in &write.events {
-        if let Err(e) = recorder.publish(event, &reference).await {
+        if let Some(Err(e)) = term.write(recorder.publish(event, &reference)).await {
             metrics.api_error("publish_event");
             tracing::debug!(error = %e, "could not publish event");
         }

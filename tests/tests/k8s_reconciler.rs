@@ -655,7 +655,7 @@ fn membership_secret_is_created_once_and_never_replaced() {
 /// releases the Lease, and every renewal a PUT carrying the resourceVersion it read.
 #[test]
 fn one_leader_at_a_time_and_handover_on_release() {
-    use ferrolb_controller::leader::{self, LeaseSettings};
+    use ferrolb_controller::leader::{self, LeaseSettings, Term};
     use k8s_openapi::api::coordination::v1::Lease;
     let Some(c) = cluster() else { return };
     let settings = |identity: &str| LeaseSettings {
@@ -663,6 +663,7 @@ fn one_leader_at_a_time_and_handover_on_release() {
         namespace: NAMESPACE.into(),
         identity: identity.into(),
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_millis(200),
     };
     let (client_a, recorder_a) = c.recording_client(NAMESPACE, CONTROLLER).unwrap();
@@ -675,6 +676,7 @@ fn one_leader_at_a_time_and_handover_on_release() {
         Api::namespaced(client_a, NAMESPACE),
         settings("a"),
         a_tx,
+        Term::ended(),
         stop_a,
     ));
     wait_for("a to lead", || *a_rx.borrow());
@@ -682,6 +684,7 @@ fn one_leader_at_a_time_and_handover_on_release() {
         Api::namespaced(client_b, NAMESPACE),
         settings("b"),
         b_tx,
+        Term::ended(),
         stop_b,
     ));
     std::thread::sleep(Duration::from_secs(1));
@@ -715,4 +718,126 @@ fn one_leader_at_a_time_and_handover_on_release() {
     assert_eq!(lease.lease_transitions, Some(1));
     stop_b_tx.send(true).unwrap();
     let _ = c.block_on(b);
+}
+
+/// A leader whose connection to the API server hangs (requests held unanswered, then delivered
+/// when it comes back, as on a half-open connection) stops writing when its renew deadline
+/// passes, before another replica can take over; the writes it had in flight are abandoned, not
+/// delivered late over the new leader's. Two full controllers (elector + reconciler) on the real
+/// Lease API, each with its own connection.
+#[test]
+fn a_leader_whose_connection_hangs_stops_writing_before_another_takes_over() {
+    use ferrolb_controller::leader::{self, LeaseSettings, Term};
+    let Some(c) = cluster() else { return };
+    pool(&c, "default", json!({"addresses": ["10.10.0.0/28"]}));
+    let lease_settings = |identity: &str| LeaseSettings {
+        name: "ferrolb-controller".into(),
+        namespace: NAMESPACE.into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(6),
+        renew_deadline: Duration::from_secs(4),
+        retry_period: Duration::from_millis(500),
+    };
+    struct Replica {
+        leader: watch::Receiver<bool>,
+        recorder: Recorder,
+        stop: watch::Sender<bool>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+    let replica = |identity: &str| {
+        let (client, recorder) = c.recording_client(NAMESPACE, CONTROLLER).unwrap();
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let term = Term::ended();
+        let elector = c.spawn(leader::run(
+            Api::namespaced(client.clone(), NAMESPACE),
+            lease_settings(identity),
+            leader_tx,
+            term.clone(),
+            stop_rx.clone(),
+        ));
+        let settings = Settings {
+            term,
+            instance: identity.into(),
+            ..settings()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let reconciler = c.spawn(reconciler::run(
+            client,
+            settings,
+            metrics,
+            leader_rx.clone(),
+            stop_rx,
+        ));
+        Replica {
+            leader: leader_rx,
+            recorder,
+            stop: stop_tx,
+            tasks: vec![elector, reconciler],
+        }
+    };
+    let a = replica("a");
+    wait_for("a to lead", || *a.leader.borrow());
+    let b = replica("b");
+    service(&c, "first", json!({}), json!({}));
+    wait_ingress(&c, "first", &["10.10.0.0"]);
+    assert!(!*b.leader.borrow());
+
+    // a's connection hangs. Services created now reach a through the watch it already has, so
+    // it tries to write them; those writes are held.
+    a.recorder.freeze();
+    let frozen_at = std::time::Instant::now();
+    for name in ["second", "third"] {
+        service(&c, name, json!({}), json!({}));
+    }
+    wait_for("a to try writing while its connection hangs", || {
+        a.recorder.waiting() > 1
+    });
+    // b takes over once it has seen no renewal for a lease duration; it assigns both.
+    let long = Duration::from_secs(30);
+    lab::wait_until("b to take over", long, || *b.leader.borrow()).unwrap();
+    wait_ingress(&c, "second", &["10.10.0.1"]);
+    wait_ingress(&c, "third", &["10.10.0.2"]);
+    let b_took_over = std::time::Instant::now();
+    // The connection comes back: whatever a still had waiting is delivered now.
+    std::thread::sleep(Duration::from_secs(1));
+    a.recorder.thaw();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let is_service_write =
+        |r: &ferrolb_tests::cluster::record::Recorded| r.is_write() && !r.path.contains("/leases/");
+    let b_first = (b.recorder.requests().into_iter())
+        .filter(is_service_write)
+        .map(|r| r.sent_at)
+        .min()
+        .expect("b wrote the new Services");
+    let a_late: Vec<_> = (a.recorder.requests().into_iter())
+        .filter(is_service_write)
+        .filter(|r| r.sent_at >= frozen_at)
+        .collect();
+    assert!(
+        a_late.is_empty(),
+        "a sent writes after its connection hung (b's first write {:?} after the freeze): {a_late:#?}",
+        b_first - frozen_at
+    );
+    let abandoned: Vec<_> = (a.recorder.abandoned().into_iter())
+        .filter(is_service_write)
+        .collect();
+    assert!(
+        !abandoned.is_empty(),
+        "a had writes in flight when its term ended, and abandoned them"
+    );
+    assert!(!*a.leader.borrow(), "a follows after the thaw");
+    assert!(*b.leader.borrow());
+    eprintln!(
+        "b took over {:.1} s after the freeze; a abandoned {} writes",
+        (b_took_over - frozen_at).as_secs_f64(),
+        abandoned.len()
+    );
+    for r in [a, b] {
+        let _ = r.stop.send(true);
+        for t in r.tasks {
+            let _ = c.block_on(async move { tokio::time::timeout(WAIT, t).await });
+        }
+    }
 }

@@ -1,8 +1,14 @@
 //! A client that records every request it sends (method, path, query, content type, JSON body),
-//! for tests that assert on exactly what a component writes to a real API server.
+//! for tests that assert on exactly what a component writes to a real API server. Its
+//! connection can also be frozen ([`Recorder::freeze`]): requests are then held, unanswered, as
+//! on a half-open connection, and sent when it thaws, unless their caller gave up first.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use http::Request;
 use kube::client::Body;
@@ -24,6 +30,10 @@ pub struct Recorded {
     pub content_type: Option<String>,
     /// The body as JSON (`Null` when empty or not JSON).
     pub body: serde_json::Value,
+    /// When it was sent (after the connection thawed, for one held while frozen).
+    pub sent_at: Instant,
+    /// Whether it was held while the connection was frozen.
+    pub held: bool,
 }
 
 impl Recorded {
@@ -42,19 +52,70 @@ impl Recorded {
     }
 }
 
-/// The requests a recording client sent so far.
-#[derive(Clone, Debug, Default)]
-pub struct Recorder(Arc<Mutex<Vec<Recorded>>>);
+/// The requests a recording client sent so far, and its connection's gate.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    sent: Arc<Mutex<Vec<Recorded>>>,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
+    abandoned: Arc<Mutex<Vec<Recorded>>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            sent: Default::default(),
+            frozen: Arc::new(tokio::sync::watch::Sender::new(false)),
+            abandoned: Default::default(),
+            waiting: Default::default(),
+        }
+    }
+}
+
+/// Counts a held request as abandoned when its caller drops it before the connection thaws.
+struct Held {
+    recorded: Option<Recorded>,
+    recorder: Recorder,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.recorder.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(r), Ok(mut a)) = (self.recorded.take(), self.recorder.abandoned.lock()) {
+            a.push(r);
+        }
+    }
+}
 
 impl Recorder {
     /// Everything sent so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+        self.sent.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// From now on, requests are held unanswered until [`Recorder::thaw`].
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Sends the held requests (those whose callers still wait) and lets new ones through.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+
+    /// Requests held while frozen whose callers gave up before the thaw (never sent).
+    pub fn abandoned(&self) -> Vec<Recorded> {
+        self.abandoned.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Requests held right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Forgets what was sent.
     pub fn clear(&self) {
-        if let Ok(mut r) = self.0.lock() {
+        if let Ok(mut r) = self.sent.lock() {
             r.clear();
         }
     }
@@ -87,10 +148,14 @@ struct RecordService<S> {
     recorder: Recorder,
 }
 
-impl<S: Service<Request<Body>>> Service<Request<Body>> for RecordService<S> {
+impl<S> Service<Request<Body>> for RecordService<S>
+where
+    S: Service<Request<Body>>,
+    S::Future: Send + 'static,
+{
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -104,7 +169,7 @@ impl<S: Service<Request<Body>>> Service<Request<Body>> for RecordService<S> {
             .and_then(|b| futures::executor::block_on(b.collect_bytes()).ok())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or(serde_json::Value::Null);
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             method: req.method().clone(),
             path: req.uri().path().to_string(),
             query: req.uri().query().unwrap_or("").to_string(),
@@ -112,11 +177,32 @@ impl<S: Service<Request<Body>>> Service<Request<Body>> for RecordService<S> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             body,
+            sent_at: Instant::now(),
+            held: false,
         };
-        if let Ok(mut r) = self.recorder.0.lock() {
-            r.push(recorded);
-        }
-        self.inner.call(req)
+        // The client's futures send nothing until polled: holding this one holds the request.
+        let call = self.inner.call(req);
+        let recorder = self.recorder.clone();
+        Box::pin(async move {
+            let mut frozen = recorder.frozen.subscribe();
+            if *frozen.borrow_and_update() {
+                recorded.held = true;
+                recorder.waiting.fetch_add(1, Ordering::Relaxed);
+                let mut held = Held {
+                    recorded: Some(recorded.clone()),
+                    recorder: recorder.clone(),
+                };
+                let _ = frozen.wait_for(|f| !*f).await;
+                // Sent after all: not abandoned.
+                held.recorded = None;
+                drop(held);
+                recorded.sent_at = Instant::now();
+            }
+            if let Ok(mut r) = recorder.sent.lock() {
+                r.push(recorded);
+            }
+            call.await
+        })
     }
 }
 
