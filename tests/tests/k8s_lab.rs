@@ -552,6 +552,58 @@ fn a_lone_speaker_exits_on_sigterm() {
     );
 }
 
+/// A speaker whose connection to the API server hangs (bytes held, connection open) takes over
+/// when the owner crashes, and still exits at once on SIGTERM: its API writes (the
+/// `nodeAssigned` event and the Announced condition the takeover calls for) are its report
+/// task's, under deadlines, never in the way of its main loop.
+#[test]
+fn a_speaker_whose_api_connection_hangs_takes_over_and_exits_on_sigterm() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(2);
+    env.pod(0, "web-0", "web");
+    env.pod(1, "web-1", "web");
+    let vip = env.service("web", json!({}))[0];
+    eventually("web to be served", Duration::from_secs(30), || {
+        env.served_by(vip).is_some()
+    })
+    .unwrap();
+    let owner = env.answered_by(vip).expect("an owner");
+    let o = (env.lab.nodes().iter())
+        .position(|n| n.name == owner)
+        .unwrap();
+    let other = env.lab.node(1 - o).name.clone();
+    assert!(env.cluster.freeze_api_from(&other, true));
+    // The owner crashes: the other node takes over with no word from the API server, and has
+    // writes to make that cannot land.
+    let mut crashed = env.speakers[o].take().unwrap();
+    crashed.process.kill();
+    eventually("the other node to answer", Duration::from_secs(10), || {
+        env.answered_by(vip).as_deref() == Some(other.as_str())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut speaker = env.speakers[1 - o].take().unwrap();
+    let (took, clean) = speaker.terminate();
+    let log = lab::tail(&speaker.process.log(), 30);
+    env.cluster.freeze_api_from(&other, false);
+    eprintln!("with its API connection hung, the speaker exited {took:?} after SIGTERM");
+    assert!(
+        clean,
+        "the speaker exits within its grace period ({:?}) with its API connection hung; log:\n{log}",
+        speaker.grace
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "exit bounded by the 2 s report deadline, not by the hung calls: {took:?}"
+    );
+    eventually("nobody to answer for web", Duration::from_secs(5), || {
+        env.answered_by(vip).is_none()
+    })
+    .unwrap();
+}
+
 /// The control plane away for 60 s: every speaker keeps announcing what it announced (the client
 /// is served throughout, the router keeps its routes); etcd's history is compacted meanwhile, so
 /// every watch resumes into 410 Gone and must relist; then the controller and the speakers pick

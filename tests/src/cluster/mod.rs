@@ -302,6 +302,20 @@ impl Cluster {
         format!("https://127.0.0.1:{NODE_APISERVER_PORT}")
     }
 
+    /// Freezes (or thaws) the connections from lab host `host` to the API server: bytes are
+    /// held both ways and the connections stay open, as on a half-open connection. Returns
+    /// whether `host` has a relay.
+    pub fn freeze_api_from(&self, host: &str, frozen: bool) -> bool {
+        let Ok(relays) = self.relays.lock() else {
+            return false;
+        };
+        let mine: Vec<&Relay> = relays.iter().filter(|r| r.host == host).collect();
+        for r in &mine {
+            r.freeze(frozen);
+        }
+        !mine.is_empty()
+    }
+
     /// Makes the API server reachable from inside `host` at [`Cluster::node_server_url`].
     pub fn reach_from(&self, host: &Host) -> Result<(), LabError> {
         let relay = Relay::into_host(host, NODE_APISERVER_PORT, self.server_addr())?;

@@ -2,7 +2,8 @@
 //! reachable from inside a lab host's namespace, at 127.0.0.1:6443 there, the way a node
 //! reaches its control plane. The listening socket is created in the host's namespace and the
 //! outgoing one in ours; threads copy bytes between them, so the relay adds no protocol of its
-//! own (TLS runs end to end).
+//! own (TLS runs end to end). A relay can be frozen: bytes are then held, not forwarded, and
+//! connections stay open, as on a half-open connection to a server that stopped answering.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,7 +23,10 @@ type Connections = Arc<Mutex<BTreeMap<u64, (TcpStream, TcpStream)>>>;
 /// A running relay; dropping it closes the listener and every relayed connection.
 #[derive(Debug)]
 pub struct Relay {
+    /// The lab host it serves.
+    pub(crate) host: String,
     stop: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     connections: Connections,
     accept: Option<JoinHandle<()>>,
 }
@@ -42,25 +46,62 @@ impl Relay {
                     e,
                 )
             })?;
-        Ok(Relay::start(listener, target))
+        Ok(Relay::start(host.name.clone(), listener, target))
     }
 
-    fn start(listener: TcpListener, target: SocketAddr) -> Relay {
+    /// Holds every byte from now on, both ways, keeping the connections open; `false` forwards
+    /// what was held and lets bytes through again.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    fn start(host: String, listener: TcpListener, target: SocketAddr) -> Relay {
         let stop = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let connections: Connections = Arc::default();
         let accept = {
-            let (stop, connections) = (Arc::clone(&stop), Arc::clone(&connections));
-            thread::spawn(move || accept_loop(listener, target, &stop, &connections))
+            let (stop, frozen, connections) = (
+                Arc::clone(&stop),
+                Arc::clone(&frozen),
+                Arc::clone(&connections),
+            );
+            thread::spawn(move || accept_loop(listener, target, &stop, &frozen, &connections))
         };
         Relay {
+            host,
             stop,
+            frozen,
             connections,
             accept: Some(accept),
         }
     }
 }
 
-fn accept_loop(listener: TcpListener, target: SocketAddr, stop: &AtomicBool, conns: &Connections) {
+/// Copies `from` to `to` until either ends, holding what it read while `frozen`.
+fn copy_holding(from: &mut TcpStream, to: &mut TcpStream, frozen: &AtomicBool) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    stop: &AtomicBool,
+    frozen: &Arc<AtomicBool>,
+    conns: &Connections,
+) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     while !stop.load(Ordering::Relaxed) {
         let inbound = match listener.accept() {
@@ -91,8 +132,9 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, stop: &AtomicBool, con
             c.insert(id, (a, b));
         }
         let pipe = |mut from: TcpStream, mut to: TcpStream, conns: Connections| {
+            let frozen = Arc::clone(frozen);
             move || {
-                let _ = io::copy(&mut from, &mut to);
+                copy_holding(&mut from, &mut to, &frozen);
                 let _ = to.shutdown(Shutdown::Write);
                 let _ = from.shutdown(Shutdown::Read);
                 if let Ok(mut c) = conns.lock() {
