@@ -309,25 +309,20 @@ const SEED_RETRY: Duration = Duration::from_millis(500);
 /// Longest sleep in the receive loop (bounds stop latency).
 const MAX_WAIT: Duration = Duration::from_millis(20);
 
-/// HMAC-SHA256 (RFC 2104) with the 32-byte output truncated to [`MAC_LEN`]. Written out
-/// because it is a dozen lines over `sha2`, which the speaker already uses.
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn mac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length (longer ones are hashed first).
+    <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+}
+
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key`, whole (datagrams carry [`MAC_LEN`] bytes of it).
 pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.map(|x| x ^ b);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::Mac;
+    let mut m = mac(key);
+    m.update(msg);
+    m.finalize().into_bytes().into()
 }
 
 /// Appends the MAC to `payload`.
@@ -337,16 +332,15 @@ pub fn seal(key: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The payload of a sealed datagram, if its MAC verifies (compared in constant time).
+/// The payload of a sealed datagram, if its truncated MAC verifies (the hmac crate compares in
+/// constant time).
 pub fn open<'a>(key: &[u8], datagram: &'a [u8]) -> Option<&'a [u8]> {
+    use hmac::Mac;
     let split = datagram.len().checked_sub(MAC_LEN)?;
     let (payload, tag) = datagram.split_at(split);
-    let want = hmac(key, payload);
-    let diff = tag
-        .iter()
-        .zip(&want[..MAC_LEN])
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    (diff == 0).then_some(payload)
+    let mut m = mac(key);
+    m.update(payload);
+    m.verify_truncated_left(tag).ok().map(|()| payload)
 }
 
 fn hash_u64(b: &[u8]) -> u64 {

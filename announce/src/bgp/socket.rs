@@ -1,5 +1,7 @@
 //! TCP socket options BGP needs that tokio does not expose: TCP MD5 signatures (RFC 2385)
-//! and the TTL / hop limit (1 for directly connected eBGP, 255 for multihop).
+//! and the TTL / hop limit (1 for directly connected eBGP, 255 for multihop). The TTL goes
+//! through socket2; TCP_MD5SIG is in no maintained crate (socket2, nix, rustix), so its
+//! `struct tcp_md5sig` is ours and set with libc.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -55,12 +57,12 @@ pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
 }
 
 /// Sets the unicast TTL (IPv4) or hop limit (IPv6).
-pub fn set_ttl(fd: &impl AsRawFd, v6: bool, ttl: u8) -> io::Result<()> {
-    let v = libc::c_int::from(ttl);
+pub fn set_ttl(fd: &impl std::os::fd::AsFd, v6: bool, ttl: u8) -> io::Result<()> {
+    let socket = socket2::SockRef::from(fd);
     if v6 {
-        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &v)
+        socket.set_unicast_hops_v6(u32::from(ttl))
     } else {
-        setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &v)
+        socket.set_ttl_v4(u32::from(ttl))
     }
 }
 

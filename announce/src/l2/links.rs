@@ -6,8 +6,10 @@
 //! calling thread's namespace. Parsing is pure and never panics on what the kernel sends.
 
 use std::collections::BTreeSet;
-use std::io;
+use std::io::{self, Read};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::packet::Mac;
 
@@ -173,15 +175,15 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// Dumps every link of the calling thread's network namespace.
 pub fn list_links() -> Result<Vec<Link>, LinkError> {
     let io = |op| move |source| LinkError::Io { op, source };
-    let fd = Fd::new(unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    })
+    let mut socket = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::RAW.cloexec(),
+        Some(Protocol::from(libc::NETLINK_ROUTE)),
+    )
     .map_err(io("socket"))?;
-    set_recv_timeout(fd.0, Duration::from_secs(2)).map_err(io("SO_RCVTIMEO"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(io("SO_RCVTIMEO"))?;
     let mut req = [0u8; NLMSG_HDR + IFINFO];
     req[0..4].copy_from_slice(&((NLMSG_HDR + IFINFO) as u32).to_ne_bytes());
     req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
@@ -189,18 +191,12 @@ pub fn list_links() -> Result<Vec<Link>, LinkError> {
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&1u32.to_ne_bytes());
     req[NLMSG_HDR] = libc::AF_UNSPEC as u8;
-    let sent = unsafe { libc::send(fd.0, req.as_ptr().cast(), req.len(), 0) };
-    if sent < 0 {
-        return Err(io("send")(io::Error::last_os_error()));
-    }
+    socket.send(&req).map_err(io("send"))?;
     let mut links = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     for _ in 0..MAX_READS {
-        let n = unsafe { libc::recv(fd.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io("recv")(io::Error::last_os_error()));
-        }
-        let chunk = parse_chunk(&buf[..n as usize])?;
+        let n = socket.read(&mut buf).map_err(io("recv"))?;
+        let chunk = parse_chunk(&buf[..n])?;
         links.extend(chunk.links);
         if chunk.done {
             return Ok(links);
@@ -223,49 +219,6 @@ pub fn ipv6_interfaces() -> BTreeSet<String> {
     std::fs::read_to_string("/proc/thread-self/net/if_inet6")
         .map(|t| parse_if_inet6(&t))
         .unwrap_or_default()
-}
-
-/// An owned file descriptor, closed on drop.
-#[derive(Debug)]
-pub(crate) struct Fd(pub(crate) libc::c_int);
-
-impl Fd {
-    pub(crate) fn new(fd: libc::c_int) -> io::Result<Fd> {
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(Fd(fd))
-        }
-    }
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        unsafe {
-            libc::close(self.0);
-        }
-    }
-}
-
-pub(crate) fn set_recv_timeout(fd: libc::c_int, t: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_usec: t.subsec_micros() as libc::suseconds_t,
-    };
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
