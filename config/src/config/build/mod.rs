@@ -1,0 +1,194 @@
+//! [`build`]: the one pure function from raw objects to a validated [`Config`]. It checks every
+//! object, collects every error (it does not stop at the first), and never panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+mod advertisements;
+mod peers;
+mod pools;
+mod profiles;
+
+use super::error::{ConfigError, ConfigErrors, Kind, ObjectRef, Reason};
+use super::model::*;
+use super::parse;
+use crate::api::{self, LabelSelector, bfdprofile};
+use crate::selector::Selector;
+
+/// Hold time when neither holdTime nor keepaliveTime is set (RFC 4271's suggestion).
+pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
+/// First connect-retry interval when connectTime is unset; the speaker backs off from it.
+pub const DEFAULT_CONNECT_TIME: Duration = Duration::from_secs(5);
+
+/// Everything the config is made of, as read from the API server or from files.
+#[derive(Clone, Debug, Default)]
+pub struct RawConfig {
+    /// IPAddressPools.
+    pub pools: Vec<api::IPAddressPool>,
+    /// L2Advertisements.
+    pub l2_advertisements: Vec<api::L2Advertisement>,
+    /// BGPAdvertisements.
+    pub bgp_advertisements: Vec<api::BGPAdvertisement>,
+    /// BGPPeers.
+    pub peers: Vec<api::BGPPeer>,
+    /// BFDProfiles.
+    pub bfd_profiles: Vec<api::BFDProfile>,
+    /// Communities.
+    pub communities: Vec<api::Community>,
+    /// Secrets that BGPPeers may refer to.
+    pub secrets: Vec<Secret>,
+}
+
+/// Validates `raw` and returns the [`Config`], or every error found.
+pub fn build(raw: &RawConfig) -> Result<Config, ConfigErrors> {
+    let mut b = Builder::default();
+    let pools = b.pools(&raw.pools);
+    let bfd_profiles = b.bfd_profiles(&raw.bfd_profiles);
+    let aliases = b.community_aliases(&raw.communities);
+    let peers = b.peers(&raw.peers, &bfd_profiles, &raw.secrets);
+    let l2_advertisements = b.l2_advertisements(&raw.l2_advertisements, &pools);
+    let bgp_advertisements =
+        b.bgp_advertisements(&raw.bgp_advertisements, &pools, &peers, &aliases);
+    if b.errors.is_empty() {
+        Ok(Config {
+            pools,
+            l2_advertisements,
+            bgp_advertisements,
+            peers,
+            bfd_profiles,
+        })
+    } else {
+        b.errors
+            .sort_by(|x, y| (&x.object, &x.field).cmp(&(&y.object, &y.field)));
+        Err(ConfigErrors(b.errors))
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    errors: Vec<ConfigError>,
+}
+
+fn object_ref<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: obj.meta().namespace.clone(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+impl Builder {
+    fn error(&mut self, object: &ObjectRef, field: impl Into<String>, reason: Reason) {
+        self.errors.push(ConfigError {
+            object: object.clone(),
+            field: field.into(),
+            reason,
+        });
+    }
+
+    /// Keeps objects with a name that no earlier object of the kind has; reports the others.
+    fn unique_names<'a, K: kube::Resource>(
+        &mut self,
+        kind: Kind,
+        objects: &'a [K],
+    ) -> Vec<(ObjectRef, &'a K)> {
+        let mut seen = BTreeSet::new();
+        let mut kept = Vec::new();
+        for obj in objects {
+            let r = object_ref(kind, obj);
+            if r.name.is_empty() {
+                self.error(&r, "metadata.name", Reason::MissingName);
+            } else if !seen.insert(r.name.clone()) {
+                self.error(&r, "metadata.name", Reason::DuplicateName { kind });
+            } else {
+                kept.push((r, obj));
+            }
+        }
+        kept
+    }
+
+    fn selectors(
+        &mut self,
+        object: &ObjectRef,
+        field: &str,
+        selectors: &[LabelSelector],
+    ) -> Vec<Selector> {
+        let mut compiled = Vec::new();
+        for (i, s) in selectors.iter().enumerate() {
+            match Selector::compile(s) {
+                Ok(s) => compiled.push(s),
+                Err(e) => self.error(object, format!("{field}[{i}]"), Reason::InvalidSelector(e)),
+            }
+        }
+        compiled
+    }
+
+    fn no_duplicates(
+        &mut self,
+        object: &ObjectRef,
+        field: &str,
+        values: &[String],
+    ) -> BTreeSet<String> {
+        let mut set = BTreeSet::new();
+        for (i, v) in values.iter().enumerate() {
+            if !set.insert(v.clone()) {
+                self.error(
+                    object,
+                    format!("{field}[{i}]"),
+                    Reason::Duplicate { value: v.clone() },
+                );
+            }
+        }
+        set
+    }
+
+    pub(super) fn ip(&mut self, r: &ObjectRef, field: &str, text: &str) -> Option<IpAddr> {
+        match text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(
+                    r,
+                    field,
+                    Reason::InvalidIp {
+                        value: text.to_string(),
+                        expected: "an IP address",
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// A BGP timer: a duration that is a whole number of seconds from `min_secs` to 65535.
+    pub(super) fn whole_seconds(
+        &mut self,
+        r: &ObjectRef,
+        field: &str,
+        text: &str,
+        min_secs: u64,
+    ) -> Option<Duration> {
+        let d = match parse::duration(text) {
+            Ok(d) => d,
+            Err(reason) => {
+                self.error(r, field, reason);
+                return None;
+            }
+        };
+        if d.subsec_nanos() != 0 || d.as_secs() < min_secs || d.as_secs() > 65535 {
+            self.error(
+                r,
+                field,
+                Reason::TimerNotWholeSeconds {
+                    value: text.to_string(),
+                    min_secs,
+                },
+            );
+            return None;
+        }
+        Some(d)
+    }
+}
