@@ -1,6 +1,6 @@
 //! Checks of `deploy/` and the `Dockerfile`: the generated files are current, every object of the
 //! plain manifest (and of the chart rendered with each values file) parses as the Kubernetes type
-//! it claims to be, losing no field, the chart's controller RBAC equals `controller/src/rbac.rs`,
+//! it claims to be, losing no field, the chart's controller RBAC equals `kubernetes/src/rbac/controller.rs`,
 //! the pods are locked down as documented, the controller flags the chart passes exist, the
 //! example configs build, the Dockerfile is multi-stage, non-root and copies the workspace's
 //! binaries, and `helm lint --strict` passes with every values file.
@@ -707,7 +707,7 @@ fn controller_rbac_matches_the_code() {
     }
 }
 
-/// The chart's speaker roles grant exactly speaker/src/rbac.rs. (That the list covers every call
+/// The chart's speaker roles grant exactly kubernetes/src/rbac/speaker.rs. (That the list covers every call
 /// the speaker makes is seen on a real API server: the speakers run with their ServiceAccount's
 /// token in tests/tests/k8s_lab.rs, where a missing permission is a 403.)
 #[test]
