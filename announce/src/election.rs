@@ -35,6 +35,24 @@ pub struct Node {
     pub network_unavailable: bool,
 }
 
+impl Node {
+    /// The election's view of a Kubernetes Node object (in a cluster, or a standalone host's
+    /// YAML).
+    pub fn from_object(n: &k8s_openapi::api::core::v1::Node) -> Node {
+        let network_unavailable = (n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+            });
+        Node {
+            name: n.metadata.name.clone().unwrap_or_default(),
+            labels: n.metadata.labels.clone().unwrap_or_default(),
+            network_unavailable,
+        }
+    }
+}
+
 /// A Service's `externalTrafficPolicy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TrafficPolicy {
@@ -43,6 +61,17 @@ pub enum TrafficPolicy {
     Cluster,
     /// Only nodes with a local endpoint may receive the traffic.
     Local,
+}
+
+impl TrafficPolicy {
+    /// The policy a Service object asks for (Cluster unless it says Local).
+    pub fn of(service: &k8s_openapi::api::core::v1::Service) -> TrafficPolicy {
+        let spec = service.spec.as_ref();
+        match spec.and_then(|s| s.external_traffic_policy.as_deref()) {
+            Some("Local") => TrafficPolicy::Local,
+            _ => TrafficPolicy::Cluster,
+        }
+    }
 }
 
 /// What the election needs to know about a LoadBalancer Service.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use ferrolb_announce::l2::flags::L2Flags;
 use ferrolb_announce::l2::iface::DEFAULT_EXCLUDE;
-use ferrolb_announce::l2::responder::Burst;
 use ferrolb_speaker::metrics::SpeakerMetrics;
 use ferrolb_speaker::{Settings, run};
 use tokio::sync::watch;
@@ -49,17 +49,8 @@ struct Args {
     /// Announce even from Nodes labelled node.kubernetes.io/exclude-from-external-load-balancers.
     #[arg(long)]
     ignore_exclude_lb: bool,
-    /// Gratuitous ARP / unsolicited NA rounds repeated after the first one on takeover.
-    #[arg(long, default_value_t = 5)]
-    l2_burst_repeats: u32,
-    /// Milliseconds between those rounds.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    l2_burst_interval_ms: u64,
-    /// Split-brain guard: answer ARP/NDP only while at least this many speakers (this one
-    /// included) are live, e.g. a majority of the nodes. 0: off (each side of a partition
-    /// answers).
-    #[arg(long, default_value_t = 0)]
-    l2_quorum: usize,
+    #[command(flatten)]
+    l2_flags: L2Flags,
     /// Announce over ARP/NDP.
     #[arg(long, env = "FERROLB_L2_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     l2_enabled: bool,
@@ -122,13 +113,10 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect()),
         ignore_exclude_label: args.ignore_exclude_lb,
         metrics: Some(speaker_metrics),
-        burst: Burst {
-            repeats: args.l2_burst_repeats,
-            interval: std::time::Duration::from_millis(args.l2_burst_interval_ms),
-        },
+        burst: args.l2_flags.burst(),
         l2: args.l2_enabled,
         bgp: args.bgp_enabled,
-        l2_quorum: args.l2_quorum,
+        l2_quorum: args.l2_flags.l2_quorum,
     };
     let mut task = tokio::spawn(run(client, settings, shutdown));
     tokio::select! {

@@ -14,19 +14,7 @@ use kube::ResourceExt;
 
 /// The election's view of a Node.
 pub fn node(n: &Node) -> election::Node {
-    let network_unavailable = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
-        });
-    election::Node {
-        name: n.name_any(),
-        labels: n.labels().clone(),
-        network_unavailable,
-    }
+    election::Node::from_object(n)
 }
 
 /// A Node's InternalIP (the address speakers reach each other at, with hostNetwork).
@@ -67,11 +55,6 @@ pub fn service(
     let pool = annotations::lookup(&annotations, "ip-allocated-from-pool")
         .map(|f| f.value.to_string())
         .unwrap_or_default();
-    let local = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.external_traffic_policy.as_deref())
-        == Some("Local");
     let mut local_endpoint_nodes = BTreeSet::new();
     let mut has_serving_endpoint = false;
     for slice in slices {
@@ -92,11 +75,7 @@ pub fn service(
         ips,
         pool,
         labels: svc.labels().clone(),
-        traffic_policy: if local {
-            TrafficPolicy::Local
-        } else {
-            TrafficPolicy::Cluster
-        },
+        traffic_policy: TrafficPolicy::of(svc),
         local_endpoint_nodes,
         has_serving_endpoint,
     })

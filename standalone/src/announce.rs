@@ -15,7 +15,6 @@ use ferrolb_announce::l2::ResponderConfig;
 use ferrolb_announce::l2::agent::Inputs;
 use ferrolb_announce::membership::{MembershipConfig, Timing};
 use ferrolb_config::Config;
-use k8s_openapi::api::core::v1::Node;
 
 use crate::config_dir::Objects;
 use crate::engine::Step;
@@ -69,7 +68,11 @@ pub fn driver(settings: HostSettings) -> Driver {
 
 /// The election's view of the Nodes and assigned Services of a step.
 pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
-    let nodes: Vec<election::Node> = objects.nodes.iter().map(node).collect();
+    let nodes: Vec<election::Node> = objects
+        .nodes
+        .iter()
+        .map(election::Node::from_object)
+        .collect();
     let all_nodes: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let mut services = Vec::new();
     for svc in &objects.services {
@@ -83,21 +86,12 @@ pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
         let Some(assignment) = step.assigned.get(&key) else {
             continue;
         };
-        let local = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.external_traffic_policy.as_deref())
-            == Some("Local");
         services.push(election::Service {
             name: format!("{namespace}/{name}"),
             ips: assignment.ips.clone(),
             pool: assignment.pool.clone(),
             labels: svc.metadata.labels.clone().unwrap_or_default(),
-            traffic_policy: if local {
-                TrafficPolicy::Local
-            } else {
-                TrafficPolicy::Cluster
-            },
+            traffic_policy: TrafficPolicy::of(svc),
             local_endpoint_nodes: all_nodes.clone(),
             has_serving_endpoint: true,
         });
@@ -107,21 +101,5 @@ pub fn inputs(objects: &Objects, step: &Step, config: Config) -> Inputs {
         nodes,
         services,
         ..Inputs::default()
-    }
-}
-
-fn node(n: &Node) -> election::Node {
-    let network_unavailable = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
-        });
-    election::Node {
-        name: n.metadata.name.clone().unwrap_or_default(),
-        labels: n.metadata.labels.clone().unwrap_or_default(),
-        network_unavailable,
     }
 }

@@ -63,16 +63,8 @@ enum Command {
         /// File holding the secret shared by every host.
         #[arg(long, requires = "node")]
         membership_secret_file: Option<PathBuf>,
-        /// Gratuitous ARP / unsolicited NA rounds repeated after the first one on takeover.
-        #[arg(long, default_value_t = 5)]
-        l2_burst_repeats: u32,
-        /// Milliseconds between those rounds.
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-        l2_burst_interval_ms: u64,
-        /// Split-brain guard: answer ARP/NDP only while at least this many hosts (this one
-        /// included) are live, e.g. a majority of them. 0: off (each side of a partition answers).
-        #[arg(long, default_value_t = 0)]
-        l2_quorum: usize,
+        #[command(flatten)]
+        l2_flags: ferrolb_announce::l2::flags::L2Flags,
     },
 }
 
@@ -109,9 +101,7 @@ async fn main() -> ExitCode {
         membership_addr,
         membership_seeds,
         membership_secret_file,
-        l2_burst_repeats,
-        l2_burst_interval_ms,
-        l2_quorum,
+        l2_flags,
     } = Cli::parse().command;
     let mut announcer = match node {
         None => None,
@@ -141,11 +131,8 @@ async fn main() -> ExitCode {
                 seeds: membership_seeds,
                 secret,
                 router_id,
-                burst: ferrolb_announce::l2::Burst {
-                    repeats: l2_burst_repeats,
-                    interval: std::time::Duration::from_millis(l2_burst_interval_ms),
-                },
-                quorum: l2_quorum,
+                burst: l2_flags.burst(),
+                quorum: l2_flags.l2_quorum,
             }))
         }
     };

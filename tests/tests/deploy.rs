@@ -722,37 +722,46 @@ fn speaker_rbac_matches_the_list() {
 }
 
 /// The long flags a binary accepts, read from the clap `struct Args` of its main.rs.
-fn flags_of(main_rs: &str) -> BTreeSet<String> {
-    let main = read(main_rs);
-    let body = main
-        .split("struct Args {")
-        .nth(1)
-        .expect("struct Args")
-        .split("\n}")
-        .next()
-        .unwrap();
-    body.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with("//") && !l.starts_with('#'))
-        .filter_map(|l| l.split(':').next())
-        .filter(|f| {
-            !f.is_empty()
-                && f.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+/// The flags a ferrolb binary accepts, from its own `--help` (the binary `cargo build
+/// --workspace` put next to this test's directory: target/debug/deps/deploy-HASH ->
+/// target/debug/NAME).
+fn flags_of(binary: &str) -> BTreeSet<String> {
+    let path = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join(binary)))
+        .expect("test binary path");
+    let out = std::process::Command::new(&path)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it first: cargo build --workspace)",
+                path.display()
+            )
+        });
+    assert!(out.status.success(), "{} --help failed", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|t| t.starts_with("--"))
+        .map(|t| {
+            t.trim_end_matches(',')
+                .split('=')
+                .next()
+                .unwrap_or(t)
+                .to_string()
         })
-        .map(|f| format!("--{}", f.replace('_', "-")))
         .collect()
 }
 
 #[test]
 fn flags_in_the_chart_exist() {
     let Some(helm) = helm() else { return };
-    let controller = flags_of("controller/src/main.rs");
+    let controller = flags_of("ferrolb-controller");
     assert!(
         controller.contains("--metrics-addr") && controller.contains("--leader-elect"),
         "{controller:?}"
     );
-    let speaker = flags_of("speaker/src/main.rs");
+    let speaker = flags_of("ferrolb-speaker");
     assert!(speaker.contains("--membership-secret-file"), "{speaker:?}");
     for values in values_files() {
         let o = render_with(&helm, &values);

@@ -8,6 +8,7 @@
 //! - [`agent`]: membership changes in, election, responder out (standalone mode).
 
 pub mod agent;
+pub mod flags;
 pub mod iface;
 pub mod links;
 pub mod packet;
