@@ -173,12 +173,19 @@ impl Driver {
         let bgp = std::mem::replace(&mut self.bgp, NodeSpeaker::new(None));
         bgp.stop().await;
         if let Some(agent) = self.agent.take() {
-            // Joining the agent's thread blocks for up to one of its ticks.
-            if tokio::task::spawn_blocking(move || agent.leave())
-                .await
-                .is_err()
-            {
-                tracing::warn!("the L2 agent panicked while leaving");
+            // Blocks until the successors confirm (bounded by the agent's hand-over wait).
+            match tokio::task::spawn_blocking(move || agent.leave()).await {
+                Ok(h) if h.successors.is_empty() => {}
+                Ok(h) if h.confirmed.is_superset(&h.successors) => {
+                    tracing::info!("L2 handed over to {:?} in {:?}", h.successors, h.waited)
+                }
+                Ok(h) => tracing::warn!(
+                    "L2 hand-over: {:?} of {:?} confirmed within {:?}; going quiet anyway",
+                    h.confirmed,
+                    h.successors,
+                    h.waited
+                ),
+                Err(_) => tracing::warn!("the L2 agent panicked while leaving"),
             }
         }
     }

@@ -17,6 +17,17 @@
 //! the L2 agent (`--l2-quorum`): a speaker seeing fewer live members announces nothing, so only
 //! a majority side answers.
 //!
+//! Graceful hand-over: a leaving speaker names its successors (the election without it) and
+//! tells them directly ([`Membership::hand_over`]); each applies the departure at once and, once
+//! it announces what it took over, confirms ([`Membership::confirm_takeovers`]). The leaver keeps
+//! answering until then, so a client never finds nobody answering (one round trip).
+//!
+//! Process crash: a host whose speaker process died answers our probes with ICMP port
+//! unreachable (read from the socket's error queue, `IP_RECVERR`). That is grounds for an
+//! immediate check, not a verdict (ICMP is not authenticated): we ping the member directly and
+//! through up to two others; without an authenticated answer within two probe round trips it is
+//! declared down. A link or node loss sends no ICMP and still rests on SWIM's timeouts.
+//!
 //! Authentication: a foreign host without the secret can neither join nor declare a member down
 //! (its datagrams fail the MAC and are dropped before foca sees them). Replays of captured
 //! datagrams are not detected; foca's incarnation numbers make a replayed old state lose against
@@ -24,15 +35,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::num::{NonZeroU8, NonZeroUsize};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, State, Timer};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
@@ -141,6 +153,12 @@ pub struct MembershipStats {
     pub rejected: u64,
     /// Datagrams foca refused.
     pub invalid: u64,
+    /// Liveness checks started because a member's host answered with ICMP port unreachable.
+    pub unreachable_checks: u64,
+    /// Members declared down by such a check (no authenticated answer in time).
+    pub unreachable_downs: u64,
+    /// Checks the member answered (it was alive after all).
+    pub unreachable_refuted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -148,8 +166,98 @@ struct Shared {
     live: Mutex<BTreeSet<String>>,
     stop: AtomicBool,
     leave: AtomicBool,
+    /// A graceful leave asked for: the successors to tell directly.
+    hand_over: Mutex<Option<BTreeSet<String>>>,
+    /// Speakers that confirmed taking over from this one.
+    took_over: Mutex<BTreeSet<String>>,
+    /// Speakers that handed over to this one and wait for its confirmation: name → address.
+    to_confirm: Mutex<BTreeMap<String, SocketAddr>>,
     rejected: AtomicU64,
     invalid: AtomicU64,
+    unreachable_checks: AtomicU64,
+    unreachable_downs: AtomicU64,
+    unreachable_refuted: AtomicU64,
+    /// Times this speaker came back to the group after being apart from it (see
+    /// [`Membership::rejoins`]).
+    rejoins: AtomicU64,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The membership's own datagrams beside foca's, sent to one speaker, sealed like foca's and
+/// told apart by [`DIRECT_MAGIC`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Direct {
+    /// "I am leaving and you take over from me: apply my departure now, tell me when done."
+    HandOver { name: String },
+    /// "I applied your departure and announce what I took over."
+    TookOver { name: String },
+    /// "Are you alive?": answered with `Pong` to `reply_to`, or to the sender.
+    Ping {
+        nonce: u64,
+        reply_to: Option<SocketAddr>,
+    },
+    /// The answer to `Ping`.
+    Pong { nonce: u64 },
+    /// "Ping `target` for me" (the indirect half of a liveness check).
+    PingFor { target: SocketAddr, nonce: u64 },
+}
+
+/// Starts every [`Direct`] payload. No foca datagram can begin with it: foca's first field is
+/// a name whose length is a varint, and four continuation bytes followed by 0x66 encode a
+/// length of hundreds of megabytes, far beyond any datagram.
+const DIRECT_MAGIC: [u8; 8] = [0xff, 0xff, 0xff, 0xff, b'f', b'l', b'b', 1];
+
+fn encode_direct(m: &Direct) -> Option<Vec<u8>> {
+    let mut out = DIRECT_MAGIC.to_vec();
+    out.extend(postcard::to_stdvec(m).ok()?);
+    Some(out)
+}
+
+/// `Some(Ok)` for one of ours, `Some(Err)` for ours but undecodable, `None` for foca's.
+fn decode_direct(payload: &[u8]) -> Option<Result<Direct, postcard::Error>> {
+    payload
+        .strip_prefix(&DIRECT_MAGIC[..])
+        .map(postcard::from_bytes)
+}
+
+/// Sends datagrams from outside the protocol thread (the same socket, cloned) and wakes it.
+#[derive(Debug)]
+struct Outbox {
+    socket: UdpSocket,
+    key: Vec<u8>,
+    /// Where an empty datagram reaches the protocol thread (its own bound address).
+    wake_addr: SocketAddr,
+}
+
+impl Outbox {
+    fn send(&self, to: SocketAddr, m: &Direct) {
+        if let Some(p) = encode_direct(m) {
+            let _ = self.socket.send_to(&seal(&self.key, &p), to);
+        }
+    }
+
+    /// An empty datagram: never valid (no MAC), so the protocol thread takes it as a wake-up.
+    fn wake(&self) {
+        let _ = self.socket.send_to(&[], self.wake_addr);
+    }
+}
+
+/// Wakes whoever waits in [`Membership::next_change`] (with the current live set), from any
+/// thread: used to make a waiting agent look at its stop flag or new inputs at once.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    shared: Arc<Shared>,
+    tx: SyncSender<BTreeSet<String>>,
+}
+
+impl Waker {
+    /// Wakes the waiter.
+    pub fn wake(&self) {
+        let _ = self.tx.try_send(locked(&self.shared.live).clone());
+    }
 }
 
 /// A running membership agent. Dropping it stops it abruptly (like a crash); use
@@ -158,6 +266,8 @@ struct Shared {
 pub struct Membership {
     shared: Arc<Shared>,
     changes: Receiver<BTreeSet<String>>,
+    tx: SyncSender<BTreeSet<String>>,
+    outbox: Outbox,
     thread: Option<JoinHandle<()>>,
     me: Member,
 }
@@ -172,9 +282,41 @@ impl Membership {
             addr: config.bind,
             source,
         })?;
+        // ICMP errors (port unreachable from a crashed speaker's host) to the error queue.
+        let recv_err = match config.bind {
+            SocketAddr::V4(_) => {
+                nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv4RecvErr, &true)
+            }
+            SocketAddr::V6(_) => {
+                nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6RecvErr, &true)
+            }
+        };
+        if let Err(e) = recv_err {
+            tracing::warn!("membership: no ICMP error reports ({e}); crashes wait for timeouts");
+        }
+        let bound = socket.local_addr().unwrap_or(config.bind);
+        let wake_addr = match bound.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port())
+            }
+            _ => bound,
+        };
+        let outbox = Outbox {
+            socket: socket
+                .try_clone()
+                .map_err(|source| MembershipError::Socket {
+                    addr: config.bind,
+                    source,
+                })?,
+            key: config.secret.clone(),
+            wake_addr,
+        };
         let me = Member {
             name: config.name.clone(),
-            addr: socket.local_addr().unwrap_or(config.bind),
+            addr: bound,
             incarnation: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -201,10 +343,13 @@ impl Membership {
             seeds: config.seeds.clone(),
             me: me.clone(),
             shared: Arc::clone(&shared),
-            changes: tx,
+            changes: tx.clone(),
             timers: BTreeMap::new(),
             seq: 0,
             members: BTreeMap::new(),
+            check_after: config.timing.probe_rtt * 2,
+            checks: BTreeMap::new(),
+            left: false,
         };
         let thread = thread::Builder::new()
             .name(format!("swim-{}", config.name))
@@ -213,9 +358,57 @@ impl Membership {
         Ok(Membership {
             shared,
             changes,
+            tx,
+            outbox,
             thread: Some(thread),
             me,
         })
+    }
+
+    /// A handle that wakes [`Membership::next_change`] from another thread.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            shared: Arc::clone(&self.shared),
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Starts a graceful leave: tells the cluster this speaker is leaving and `successors`
+    /// directly, so that they take over at once. The protocol keeps running (to receive their
+    /// confirmations, [`Membership::took_over`]) until [`Membership::stop`].
+    pub fn hand_over(&self, successors: BTreeSet<String>) {
+        *locked(&self.shared.hand_over) = Some(successors);
+        self.outbox.wake();
+    }
+
+    /// The speakers that confirmed taking over from this one since [`Membership::hand_over`].
+    pub fn took_over(&self) -> BTreeSet<String> {
+        locked(&self.shared.took_over).clone()
+    }
+
+    /// Confirms to every speaker that handed over to this one and is no longer in `applied`
+    /// (the live set whose announcements are now in force) that its addresses are taken over.
+    pub fn confirm_takeovers(&self, applied: &BTreeSet<String>) {
+        let done: Vec<(String, SocketAddr)> = {
+            let mut pending = locked(&self.shared.to_confirm);
+            let done = pending
+                .iter()
+                .filter(|(name, _)| !applied.contains(*name))
+                .map(|(n, a)| (n.clone(), *a))
+                .collect::<Vec<_>>();
+            for (name, _) in &done {
+                pending.remove(name);
+            }
+            done
+        };
+        for (_, addr) in done {
+            self.outbox.send(
+                addr,
+                &Direct::TookOver {
+                    name: self.me.name.clone(),
+                },
+            );
+        }
     }
 
     /// This speaker's identity (its bound address included).
@@ -239,10 +432,22 @@ impl Membership {
 
     /// Counters.
     pub fn stats(&self) -> MembershipStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MembershipStats {
-            rejected: self.shared.rejected.load(Ordering::Relaxed),
-            invalid: self.shared.invalid.load(Ordering::Relaxed),
+            rejected: get(&self.shared.rejected),
+            invalid: get(&self.shared.invalid),
+            unreachable_checks: get(&self.shared.unreachable_checks),
+            unreachable_downs: get(&self.shared.unreachable_downs),
+            unreachable_refuted: get(&self.shared.unreachable_refuted),
         }
+    }
+
+    /// How many times this speaker has come back to the group after being apart from it: its
+    /// identity renewed because others had declared it down (a freeze, a partition), or the
+    /// group reached again after it saw nobody (a cut link). Others may have announced its
+    /// addresses meanwhile, so the agent announces them again when this changes.
+    pub fn rejoins(&self) -> u64 {
+        self.shared.rejoins.load(Ordering::Relaxed)
     }
 
     /// Tells the other speakers this one is leaving, then stops: they fail over at once
@@ -259,6 +464,7 @@ impl Membership {
 
     fn join(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        self.outbox.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -348,6 +554,21 @@ fn hash_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
+/// A liveness check under way: the member's host said port unreachable.
+#[derive(Debug)]
+struct Check {
+    member: Member,
+    nonce: u64,
+    deadline: Instant,
+}
+
+/// How many other members are asked to ping a member under check.
+const CHECK_HELPERS: usize = 2;
+/// Bounds the error-queue reads per wake-up.
+const MAX_ERRORS_PER_WAKE: usize = 64;
+/// Bounds the hand-overs waiting for this speaker's confirmation.
+const MAX_TO_CONFIRM: usize = 64;
+
 /// The protocol thread's state.
 struct Agent {
     foca: Foca<Member, PostcardCodec, SmallRng, foca::NoCustomBroadcast>,
@@ -361,6 +582,12 @@ struct Agent {
     seq: u64,
     /// Live members by address (names can repeat across incarnations).
     members: BTreeMap<SocketAddr, String>,
+    /// How long a checked member has to answer.
+    check_after: Duration,
+    /// Checks under way, by the member's address.
+    checks: BTreeMap<SocketAddr, Check>,
+    /// This speaker has left (hand-over sent); only direct messages are handled now.
+    left: bool,
 }
 
 impl Agent {
@@ -372,44 +599,237 @@ impl Agent {
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
+            let successors = locked(&self.shared.hand_over).take();
+            if let Some(successors) = successors
+                && !self.left
+            {
+                self.leave(&mut rt, &successors);
+            }
             let now = Instant::now();
-            if now >= next_seed_try {
+            if now >= next_seed_try && !self.left {
                 self.announce_to_missing_seeds(&mut rt);
                 next_seed_try = now + SEED_RETRY;
             }
-            let wait = self
-                .timers
-                .keys()
-                .next()
-                .map(|(at, _)| at.saturating_duration_since(now))
+            let next_timer = self.timers.keys().next().map(|(at, _)| *at);
+            let next_check = self.checks.values().map(|c| c.deadline).min();
+            let wait = next_timer
+                .into_iter()
+                .chain(next_check)
+                .min()
+                .map(|at| at.saturating_duration_since(now))
                 .unwrap_or(MAX_WAIT)
                 .clamp(Duration::from_millis(1), MAX_WAIT);
             let _ = self.socket.set_read_timeout(Some(wait));
-            if let Ok((n, _from)) = self.socket.recv_from(&mut buf) {
-                match open(&self.key, &buf[..n]) {
-                    Some(payload) => {
-                        if self.foca.handle_data(payload, &mut rt).is_err() {
+            match self.socket.recv_from(&mut buf) {
+                // An empty datagram is a wake-up from this process (see `Outbox::wake`).
+                Ok((0, _)) => {}
+                Ok((n, from)) => match open(&self.key, &buf[..n]) {
+                    Some(payload) => match decode_direct(payload) {
+                        Some(Ok(m)) => self.direct(m, from, &mut rt),
+                        Some(Err(_)) => {
                             self.shared.invalid.fetch_add(1, Ordering::Relaxed);
                         }
-                    }
+                        None if self.left => {}
+                        None => {
+                            if self.foca.handle_data(payload, &mut rt).is_err() {
+                                self.shared.invalid.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    },
                     None => {
                         self.shared.rejected.fetch_add(1, Ordering::Relaxed);
                     }
+                },
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                // A pending ICMP error (IP_RECVERR): read the queue to learn whose.
+                Err(_) => {
+                    for addr in unreachable_ports(&self.socket) {
+                        self.start_check(addr);
+                    }
                 }
             }
-            let now = Instant::now();
-            while let Some(entry) = self.timers.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            if !self.left {
+                let now = Instant::now();
+                while let Some(entry) = self.timers.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    let timer = entry.remove();
+                    let _ = self.foca.handle_timer(timer, &mut rt);
                 }
-                let timer = entry.remove();
-                let _ = self.foca.handle_timer(timer, &mut rt);
+                self.expire_checks(&mut rt);
             }
             self.drain(&mut rt);
         }
-        if self.shared.leave.load(Ordering::Relaxed) {
-            let _ = self.foca.leave_cluster(&mut rt);
-            self.drain(&mut rt);
+        if self.shared.leave.load(Ordering::Relaxed) && !self.left {
+            self.leave(&mut rt, &BTreeSet::new());
+        }
+    }
+
+    /// Leaves the cluster (foca gossips it) and tells `successors` directly.
+    fn leave(&mut self, rt: &mut AccumulatingRuntime<Member>, successors: &BTreeSet<String>) {
+        let addrs: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|(_, name)| successors.contains(*name))
+            .map(|(addr, _)| *addr)
+            .collect();
+        let _ = self.foca.leave_cluster(&mut *rt);
+        self.drain(rt);
+        let hand_over = Direct::HandOver {
+            name: self.me.name.clone(),
+        };
+        for addr in addrs {
+            self.send(addr, &hand_over);
+        }
+        self.left = true;
+        self.checks.clear();
+    }
+
+    fn send(&self, to: SocketAddr, m: &Direct) {
+        if let Some(p) = encode_direct(m) {
+            let _ = self.socket.send_to(&seal(&self.key, &p), to);
+        }
+    }
+
+    /// One of our own datagrams, authenticated.
+    fn direct(&mut self, m: Direct, from: SocketAddr, rt: &mut AccumulatingRuntime<Member>) {
+        match m {
+            Direct::HandOver { name } => {
+                if self.left {
+                    return;
+                }
+                let leaving = self
+                    .foca
+                    .iter_members()
+                    .find(|m| m.id().addr == from && m.id().name == name)
+                    .map(|m| m.id().clone());
+                if let Some(id) = leaving {
+                    let down = foca::Member::new(id, 0, State::Down);
+                    let _ = self.foca.apply_many(std::iter::once(down), true, &mut *rt);
+                }
+                {
+                    let mut pending = locked(&self.shared.to_confirm);
+                    if pending.len() < MAX_TO_CONFIRM || pending.contains_key(&name) {
+                        pending.insert(name, from);
+                    }
+                }
+                self.drain(rt);
+                // Even with no change (the leave was already known), the agent applies and
+                // confirms.
+                let _ = self.changes.try_send(locked(&self.shared.live).clone());
+            }
+            Direct::TookOver { name } => {
+                locked(&self.shared.took_over).insert(name);
+            }
+            Direct::Ping { nonce, reply_to } => {
+                if !self.left {
+                    self.send(reply_to.unwrap_or(from), &Direct::Pong { nonce });
+                }
+            }
+            Direct::Pong { nonce } => {
+                let answered: Vec<SocketAddr> = self
+                    .checks
+                    .iter()
+                    .filter(|(_, c)| c.nonce == nonce)
+                    .map(|(a, _)| *a)
+                    .collect();
+                for addr in answered {
+                    self.checks.remove(&addr);
+                    self.shared
+                        .unreachable_refuted
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Direct::PingFor { target, nonce } => {
+                if !self.left {
+                    self.send(
+                        target,
+                        &Direct::Ping {
+                            nonce,
+                            reply_to: Some(from),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// `addr`'s host said port unreachable: ping the member there directly and through up to
+    /// [`CHECK_HELPERS`] others; [`Agent::expire_checks`] declares it down if nobody hears
+    /// from it in time.
+    fn start_check(&mut self, addr: SocketAddr) {
+        if self.left || self.checks.contains_key(&addr) || addr == self.me.addr {
+            return;
+        }
+        let Some(member) = self
+            .foca
+            .iter_members()
+            .find(|m| m.id().addr == addr)
+            .map(|m| m.id().clone())
+        else {
+            return;
+        };
+        self.shared
+            .unreachable_checks
+            .fetch_add(1, Ordering::Relaxed);
+        self.seq = self.seq.wrapping_add(1);
+        let nonce =
+            self.me.incarnation ^ self.seq.rotate_left(32) ^ hash_u64(member.name.as_bytes());
+        self.send(
+            addr,
+            &Direct::Ping {
+                nonce,
+                reply_to: None,
+            },
+        );
+        let helpers: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr)
+            .filter(|a| *a != addr && *a != self.me.addr)
+            .take(CHECK_HELPERS)
+            .collect();
+        for helper in helpers {
+            self.send(
+                helper,
+                &Direct::PingFor {
+                    target: addr,
+                    nonce,
+                },
+            );
+        }
+        self.checks.insert(
+            addr,
+            Check {
+                member,
+                nonce,
+                deadline: Instant::now() + self.check_after,
+            },
+        );
+    }
+
+    /// Checks nobody answered in time: the member is down.
+    fn expire_checks(&mut self, rt: &mut AccumulatingRuntime<Member>) {
+        let now = Instant::now();
+        let expired: Vec<SocketAddr> = self
+            .checks
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in expired {
+            if let Some(c) = self.checks.remove(&addr) {
+                self.shared
+                    .unreachable_downs
+                    .fetch_add(1, Ordering::Relaxed);
+                let down = foca::Member::new(c.member, 0, State::Down);
+                let _ = self.foca.apply_many(std::iter::once(down), true, &mut *rt);
+            }
         }
     }
 
@@ -445,6 +865,7 @@ impl Agent {
                     changed |= self.members.insert(m.addr, m.name).is_none();
                 }
                 OwnedNotification::MemberDown(m) => {
+                    self.checks.remove(&m.addr);
                     changed |= self.members.remove(&m.addr).is_some();
                 }
                 OwnedNotification::Rename(old, new) => {
@@ -458,6 +879,10 @@ impl Agent {
                     changed |= !self.members.is_empty();
                     self.members.clear();
                 }
+                OwnedNotification::Rejoin(_) | OwnedNotification::Active => {
+                    self.shared.rejoins.fetch_add(1, Ordering::Relaxed);
+                    changed = true;
+                }
                 _ => {}
             }
         }
@@ -470,6 +895,51 @@ impl Agent {
             let _ = self.changes.try_send(live);
         }
     }
+}
+
+/// The destinations whose host answered with ICMP(v6) port unreachable, from the socket's
+/// error queue (non-blocking; bounded).
+fn unreachable_ports(socket: &UdpSocket) -> Vec<SocketAddr> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    let mut out = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_WAKE {
+        let mut data = [0u8; 256];
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+        let Ok(msg) = recvmsg::<SockaddrStorage>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        ) else {
+            break;
+        };
+        // For a queued error the address is the original datagram's destination.
+        let dest = msg.address.and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                })
+        });
+        let Ok(cmsgs) = msg.cmsgs() else { continue };
+        for c in cmsgs {
+            let port_unreachable = match c {
+                ControlMessageOwned::Ipv4RecvErr(e, _) => {
+                    e.ee_origin == libc::SO_EE_ORIGIN_ICMP && e.ee_type == 3 && e.ee_code == 3
+                }
+                ControlMessageOwned::Ipv6RecvErr(e, _) => {
+                    e.ee_origin == libc::SO_EE_ORIGIN_ICMP6 && e.ee_type == 1 && e.ee_code == 4
+                }
+                _ => false,
+            };
+            if let (true, Some(d)) = (port_unreachable, dest) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -175,7 +175,9 @@ fn trial(
             lab.node(0).link_down().unwrap();
             a0.crash();
         }
-        Death::Leave => a0.leave(),
+        Death::Leave => {
+            a0.leave();
+        }
     }
     let took = until_served_via(lab, vip, "node1", start, Duration::from_secs(5));
     if death == Death::Crash {
@@ -219,6 +221,53 @@ fn crash_and_graceful_leave_fail_over_within_a_second() {
     let a0 = agent0.take().unwrap();
     settle(&lab, vip, &[&a0, &agent1]);
     assert_eq!(agent1.status().error, None);
+}
+
+/// A graceful leave hands over before going quiet: when `leave` returns, the successor has
+/// confirmed and already announces the VIP (it never waits for a failure detector), while the
+/// leaver answered until then.
+#[test]
+fn a_graceful_leave_hands_over_before_going_quiet() {
+    if !lab::require_lab() {
+        return;
+    }
+    let (lab, vip, _backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let agent0 = start_agent(&lab, lab.node(0), vip);
+    settle(&lab, vip, &[&agent0, &agent1]);
+    let h = agent0.leave();
+    // Read at once: no waiting for node1 to notice.
+    let s1 = agent1.status();
+    let node1 = BTreeSet::from(["node1".to_string()]);
+    assert_eq!(h.successors, node1, "{h:?}");
+    assert_eq!(h.confirmed, node1, "{h:?}");
+    assert!(
+        s1.announced.contains_key(&vip),
+        "node1 confirmed but does not announce {vip}: {s1:?}"
+    );
+    until_served_via(&lab, vip, "node1", Instant::now(), Duration::from_secs(5));
+}
+
+/// The speaker process dies on a node that stays up: its host answers the survivor's probes
+/// with ICMP port unreachable, and the survivor's check (not the suspicion timeout) declares it
+/// down.
+#[test]
+fn a_speaker_process_crash_on_a_live_node_is_confirmed_by_a_check() {
+    if !lab::require_lab() {
+        return;
+    }
+    let (lab, vip, _backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let agent0 = start_agent(&lab, lab.node(0), vip);
+    settle(&lab, vip, &[&agent0, &agent1]);
+    agent0.crash();
+    until_served_via(&lab, vip, "node1", Instant::now(), Duration::from_secs(5));
+    let m = agent1.status().membership;
+    assert!(
+        m.unreachable_downs >= 1,
+        "node0 went down by timeout, not by the port-unreachable check: {m:?}"
+    );
+    assert_eq!(m.unreachable_refuted, 0, "{m:?}");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -341,6 +390,42 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
     let (seen, log) = repliers(&lab, vip, 3);
     assert_eq!(seen, BTreeSet::from([mac0]), "{log}");
     until_served_via(&lab, vip, "node0", Instant::now(), Duration::from_secs(5));
+}
+
+/// After a partition the owner announces its address again, so a client that followed the
+/// other side's takeover comes back to it without asking (the owner's set of addresses never
+/// changed, so only its return to the group can tell it to). Without that, the client keeps
+/// sending to the other node until its cache entry ages.
+#[test]
+fn after_a_partition_the_owner_announces_again_and_the_client_follows() {
+    if !lab::require_lab() {
+        return;
+    }
+    let (lab, vip, _backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let agent0 = start_agent(&lab, lab.node(0), vip);
+    settle(&lab, vip, &[&agent0, &agent1]);
+    let (mac0, mac1) = (lab.node(0).mac, lab.node(1).mac);
+    let client_mac = || lab.client().neighbour_mac(vip).unwrap();
+    // Past node0's take-over burst (1 s), so that only what happens later can move the client.
+    std::thread::sleep(Duration::from_millis(1500));
+    partition(lab.node(1), false);
+    lab::wait_until(
+        "node1 takes over on its side and the client follows its gratuitous ARP",
+        Duration::from_secs(5),
+        || agent1.status().announced.contains_key(&vip) && client_mac() == Some(mac1),
+    )
+    .unwrap();
+    // Past node1's burst too.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(client_mac(), Some(mac1));
+    partition(lab.node(1), true);
+    lab::wait_until(
+        "healed: node1 quiet, and the client back on node0's MAC without asking",
+        Duration::from_secs(5),
+        || !agent1.status().announced.contains_key(&vip) && client_mac() == Some(mac0),
+    )
+    .unwrap();
 }
 
 /// The split-brain guard: three speakers with a quorum of 2. The owner cut off from the other

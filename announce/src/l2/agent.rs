@@ -13,7 +13,7 @@ use ferrolb_config::Config;
 
 use super::responder::{Responder, ResponderConfig};
 use crate::election::{self, Cluster, Interfaces, Node, Service};
-use crate::membership::{Membership, MembershipConfig, MembershipError};
+use crate::membership::{Membership, MembershipConfig, MembershipError, MembershipStats, Waker};
 
 /// What the election needs besides liveness.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,6 +73,48 @@ pub fn desired(
     out
 }
 
+/// Who takes over `mine` (the IPs `node` announces now) when `node` leaves: the owners the
+/// election picks once `node` is no longer live. Pure; empty without quorum among the rest.
+pub fn successors(
+    node: &str,
+    inputs: &Inputs,
+    live: &BTreeSet<String>,
+    mine: &BTreeSet<IpAddr>,
+) -> BTreeSet<String> {
+    let mut rest = live.clone();
+    rest.remove(node);
+    let mut out = BTreeSet::new();
+    if mine.is_empty() || !has_quorum(inputs.quorum, &rest) {
+        return out;
+    }
+    let cluster = Cluster {
+        config: &inputs.config,
+        nodes: &inputs.nodes,
+        live: &rest,
+        ignore_exclude_label: inputs.ignore_exclude_label,
+    };
+    for svc in &inputs.services {
+        for ip in svc.ips.iter().filter(|ip| mine.contains(ip)) {
+            if let Ok(a) = election::owner(&cluster, svc, *ip) {
+                out.insert(a.node);
+            }
+        }
+    }
+    out.remove(node);
+    out
+}
+
+/// How a graceful leave went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandOver {
+    /// Who takes over this node's addresses (the election without it).
+    pub successors: BTreeSet<String>,
+    /// Those that confirmed they announce them before this node went quiet.
+    pub confirmed: BTreeSet<String>,
+    /// From the start of the leave to going quiet.
+    pub waited: Duration,
+}
+
 /// What the agent is doing, for status and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentStatus {
@@ -84,6 +126,8 @@ pub struct AgentStatus {
     pub error: Option<String>,
     /// When the announced set last changed.
     pub changed_at: Option<Instant>,
+    /// Membership counters.
+    pub membership: MembershipStats,
 }
 
 /// A running agent (membership + responder) on its own thread.
@@ -94,7 +138,8 @@ pub struct Agent {
     /// New inputs waiting for the agent thread (taken on its next tick).
     update: Arc<Mutex<Option<Inputs>>>,
     status: Arc<Mutex<AgentStatus>>,
-    thread: Option<JoinHandle<()>>,
+    waker: Waker,
+    thread: Option<JoinHandle<HandOver>>,
 }
 
 /// How often the agent re-applies even without a membership change (interface rescans).
@@ -103,8 +148,12 @@ const RESYNC: Duration = Duration::from_secs(10);
 /// speaker that has not joined yet sees only itself alive and would answer for every address,
 /// alongside the speaker that really owns it.
 pub const JOIN_GRACE: Duration = Duration::from_secs(1);
-/// The longest the agent waits before checking its stop flag.
+/// The longest the agent waits before checking its stop flag (stop and new inputs also wake
+/// it at once).
 const TICK: Duration = Duration::from_millis(50);
+/// How long a leaving owner keeps answering while it waits for its successors to confirm:
+/// bounds a leave when a successor is gone or runs a version without hand-over.
+pub const HAND_OVER_WAIT: Duration = Duration::from_millis(500);
 
 impl Agent {
     /// Starts membership (bound in the calling thread's namespace) and the agent thread.
@@ -116,6 +165,7 @@ impl Agent {
     ) -> Result<Agent, MembershipError> {
         let has_seeds = !membership.seeds.is_empty();
         let members = Membership::start(membership)?;
+        let waker = members.waker();
         let stop = Arc::new(AtomicBool::new(false));
         let leave = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(AgentStatus::default()));
@@ -147,6 +197,7 @@ impl Agent {
             leave,
             update,
             status,
+            waker,
             thread: Some(thread),
         })
     }
@@ -155,6 +206,7 @@ impl Agent {
     /// touching membership: a config or Service change moves only the IPs it concerns.
     pub fn update(&self, inputs: Inputs) {
         *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(inputs);
+        self.waker.wake();
     }
 
     /// A snapshot of the agent's state.
@@ -165,10 +217,11 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Graceful shutdown: stop answering, tell the others (they take over at once), stop.
-    pub fn leave(mut self) {
+    /// Graceful shutdown: tell the others, the successors directly; keep answering until the
+    /// successors confirm they announce (at most [`HAND_OVER_WAIT`]); then go quiet and stop.
+    pub fn leave(mut self) -> HandOver {
         self.leave.store(true, Ordering::Relaxed);
-        self.join();
+        self.join()
     }
 
     /// Abrupt stop: no goodbye, as in a crash (the others notice by failure detection).
@@ -176,10 +229,12 @@ impl Agent {
         self.join();
     }
 
-    fn join(&mut self) {
+    fn join(&mut self) -> HandOver {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        self.waker.wake();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(h)) => h,
+            _ => HandOver::default(),
         }
     }
 }
@@ -201,8 +256,12 @@ fn run(
     status: Arc<Mutex<AgentStatus>>,
     update: Arc<Mutex<Option<Inputs>>>,
     has_seeds: bool,
-) {
+) -> HandOver {
     let started = Instant::now();
+    // Once another member has been seen this speaker has joined: seeing itself alone after that
+    // means the others are gone (take over at once), not that it has not joined yet.
+    let mut joined = false;
+    let mut rejoins = members.rejoins();
     let mut last_apply: Option<Instant> = None;
     let mut dirty = true;
     while !stop.load(Ordering::Relaxed) {
@@ -220,7 +279,8 @@ fn run(
             continue;
         }
         let live = members.live();
-        if has_seeds && live.len() <= 1 && started.elapsed() < JOIN_GRACE {
+        joined |= live.len() > 1;
+        if has_seeds && !joined && started.elapsed() < JOIN_GRACE {
             // Not joined yet: re-check on the next tick (the join usually takes milliseconds).
             dirty = true;
             continue;
@@ -239,17 +299,47 @@ fn run(
                     st.announced = announced;
                     st.changed_at = Some(Instant::now());
                 }
+                // What was taken over from speakers that handed over is announced now.
+                members.confirm_takeovers(&st.live);
+                // Back in the group after being apart from it: others may have announced our
+                // addresses meanwhile and clients followed them; announce ours again.
+                let now = members.rejoins();
+                if now != rejoins {
+                    rejoins = now;
+                    responder.reannounce();
+                }
             }
             // Retried on the next tick.
             Err(e) => st.error = Some(e.to_string()),
         }
+        st.membership = members.stats();
     }
-    // Stop answering before saying goodbye, so the successor is never contradicted.
-    responder.stop();
-    if leave.load(Ordering::Relaxed) {
-        members.leave();
-    } else {
+    if !leave.load(Ordering::Relaxed) {
+        responder.stop();
         members.stop();
+        return HandOver::default();
+    }
+    // Hand over: the successors take over while this node still answers, so no client finds
+    // nobody answering; then go quiet.
+    let began = Instant::now();
+    let mine = responder.announced().into_keys().collect();
+    let successors = successors(&node, &inputs, &members.live(), &mine);
+    members.hand_over(successors.clone());
+    let mut confirmed = BTreeSet::new();
+    while began.elapsed() < HAND_OVER_WAIT {
+        confirmed = members.took_over();
+        if confirmed.is_superset(&successors) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    responder.stop();
+    let waited = began.elapsed();
+    members.stop();
+    HandOver {
+        successors,
+        confirmed,
+        waited,
     }
 }
 
@@ -326,5 +416,64 @@ mod tests {
         assert_eq!(desired("n", &inputs, &two), got);
         inputs.quorum = 1;
         assert_eq!(desired("n", &inputs, &live), got);
+    }
+
+    #[test]
+    fn the_successors_are_the_owners_once_this_node_is_gone() {
+        let node = |n: &str| Node {
+            name: n.into(),
+            labels: Default::default(),
+            network_unavailable: false,
+        };
+        let ips: Vec<IpAddr> = (1..=40u8).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+        let inputs = Inputs {
+            config: Config {
+                l2_advertisements: vec![L2Advertisement {
+                    name: "a".into(),
+                    pools: BTreeSet::from(["p".to_string()]),
+                    node_selectors: vec![],
+                    interfaces: BTreeSet::new(),
+                    service_selectors: vec![],
+                }],
+                ..Default::default()
+            },
+            nodes: vec![node("n1"), node("n2"), node("n3")],
+            services: ips
+                .iter()
+                .map(|ip| Service {
+                    name: format!("s/{ip}"),
+                    ips: vec![*ip],
+                    pool: "p".into(),
+                    has_serving_endpoint: true,
+                    ..Default::default()
+                })
+                .collect(),
+            ignore_exclude_label: false,
+            quorum: 0,
+        };
+        let all: BTreeSet<String> = ["n1", "n2", "n3"].map(String::from).into();
+        let mine: BTreeSet<IpAddr> = desired("n1", &inputs, &all).into_keys().collect();
+        assert!(!mine.is_empty());
+        let succ = successors("n1", &inputs, &all, &mine);
+        // Exactly the nodes that announce n1's addresses once n1 is gone.
+        let rest: BTreeSet<String> = ["n2", "n3"].map(String::from).into();
+        let mut want = BTreeSet::new();
+        for n in &rest {
+            if desired(n, &inputs, &rest)
+                .keys()
+                .any(|ip| mine.contains(ip))
+            {
+                want.insert(n.clone());
+            }
+        }
+        assert_eq!(succ, want);
+        assert!(!succ.contains("n1"));
+        // Nothing announced, nobody to tell; no quorum without n1, nobody either.
+        assert!(successors("n1", &inputs, &all, &BTreeSet::new()).is_empty());
+        let guarded = Inputs {
+            quorum: 3,
+            ..inputs
+        };
+        assert!(successors("n1", &guarded, &all, &mine).is_empty());
     }
 }

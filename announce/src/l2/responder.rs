@@ -212,6 +212,14 @@ impl Responder {
         Ok(applied)
     }
 
+    /// Sends a fresh gratuitous round (and burst) for every address announced now, as if newly
+    /// owned: for an owner that was apart from the group while others took its addresses.
+    pub fn reannounce(&self) {
+        for w in self.workers.values() {
+            w.reannounce(self.config.burst);
+        }
+    }
+
     /// The IPs currently answered for, with their interfaces.
     pub fn announced(&self) -> BTreeMap<IpAddr, BTreeSet<String>> {
         let mut out: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
@@ -369,6 +377,24 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// A gratuitous round at once for every owned address, and the rest of the burst scheduled.
+    fn reannounce(&self, burst: Burst) {
+        let mut state = lock(&self.shared.state);
+        let now = Instant::now();
+        let owned: Vec<IpAddr> = state.owned.iter().copied().collect();
+        state.bursts.clear();
+        for ip in owned {
+            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+            if burst.repeats > 0 {
+                state.bursts.push(Pending {
+                    ip,
+                    rounds_left: burst.repeats,
+                    due: now + burst.interval,
+                });
+            }
+        }
     }
 
     fn stop(mut self) {

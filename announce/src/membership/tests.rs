@@ -133,3 +133,161 @@ fn bad_timers_are_refused() {
         Err(MembershipError::NoSecret)
     ));
 }
+
+#[test]
+fn direct_messages_are_never_taken_for_foca_datagrams() {
+    for m in [
+        Direct::HandOver { name: "a".into() },
+        Direct::TookOver { name: "b".into() },
+        Direct::Ping {
+            nonce: 7,
+            reply_to: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))),
+        },
+        Direct::Pong { nonce: u64::MAX },
+        Direct::PingFor {
+            target: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
+            nonce: 0,
+        },
+    ] {
+        let bytes = encode_direct(&m).unwrap();
+        assert_eq!(decode_direct(&bytes).unwrap().unwrap(), m);
+    }
+    // A real foca datagram (an announce from a to b) is not one of ours.
+    let a = Member {
+        name: "a".into(),
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+        incarnation: 1,
+    };
+    let b = Member {
+        name: "b".into(),
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
+        incarnation: 1,
+    };
+    let mut foca = Foca::new(
+        a,
+        foca::Config::simple(),
+        SmallRng::seed_from_u64(1),
+        PostcardCodec,
+    );
+    let mut rt = AccumulatingRuntime::new();
+    foca.announce(b, &mut rt).unwrap();
+    let (_, data) = rt.to_send().unwrap();
+    assert!(decode_direct(&data).is_none());
+    // Ours but garbled: an error, not a panic.
+    let mut garbled = DIRECT_MAGIC.to_vec();
+    garbled.push(0xee);
+    assert!(decode_direct(&garbled).unwrap().is_err());
+}
+
+#[test]
+fn a_crashed_speaker_whose_host_says_port_unreachable_is_checked_and_declared_down() {
+    let a = Membership::start(config("a", vec![], b"secret")).unwrap();
+    let seed = vec![a.me().addr];
+    let b = Membership::start(config("b", seed.clone(), b"secret")).unwrap();
+    let c = Membership::start(config("c", seed, b"secret")).unwrap();
+    let all = names(&["a", "b", "c"]);
+    for m in [&a, &b, &c] {
+        wait_live(m, &all, Duration::from_secs(3));
+    }
+    // c's process ends; its port is closed, so the host answers probes with ICMP port
+    // unreachable (loopback here, as a node's kernel does on the LAN).
+    c.stop();
+    let ab = names(&["a", "b"]);
+    wait_live(&a, &ab, Duration::from_secs(2));
+    wait_live(&b, &ab, Duration::from_secs(2));
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(
+        sa.unreachable_downs + sb.unreachable_downs >= 1,
+        "c went down by the timeouts, not by the ICMP check: {sa:?} {sb:?}"
+    );
+    assert_eq!(sa.unreachable_refuted + sb.unreachable_refuted, 0);
+}
+
+/// An ICMP port unreachable that `from`'s kernel will take as the answer to a datagram it
+/// sent from `from` to `to` (a forged one: what a spoofer or a stale error looks like).
+/// `Err` when raw sockets are not allowed (not root).
+fn forge_port_unreachable(from: SocketAddr, to: SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (SocketAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
+        panic!("IPv4 only")
+    };
+    let mut inner = Vec::new();
+    // The original IPv4 header (no options) and the first 8 bytes of its UDP header.
+    inner.extend_from_slice(&[0x45, 0, 0, 28 + 8, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    inner.extend_from_slice(&f.ip().octets());
+    inner.extend_from_slice(&t.ip().octets());
+    inner.extend_from_slice(&f.port().to_be_bytes());
+    inner.extend_from_slice(&t.port().to_be_bytes());
+    inner.extend_from_slice(&[0, 16, 0, 0]);
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let sum = {
+        let mut s: u32 = icmp
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    };
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+    raw.send_to(&icmp, &SocketAddr::from((*t.ip(), 0)).into())?;
+    Ok(())
+}
+
+#[test]
+fn a_forged_port_unreachable_does_not_take_a_live_speaker_down() {
+    let a = Membership::start(config("a", vec![], b"secret")).unwrap();
+    let b = Membership::start(config("b", vec![a.me().addr], b"secret")).unwrap();
+    let ab = names(&["a", "b"]);
+    wait_live(&a, &ab, Duration::from_secs(3));
+    wait_live(&b, &ab, Duration::from_secs(3));
+    if let Err(e) = forge_port_unreachable(a.me().addr, b.me().addr) {
+        eprintln!("skipped: forging ICMP needs a raw socket ({e})");
+        return;
+    }
+    let start = Instant::now();
+    while a.stats().unreachable_checks == 0 && start.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    // b answers the check's authenticated ping: it stays live, and nobody ever saw it down.
+    thread::sleep(Duration::from_millis(300));
+    let s = a.stats();
+    assert_eq!(s.unreachable_checks, 1, "{s:?}");
+    assert_eq!(s.unreachable_refuted, 1, "{s:?}");
+    assert_eq!(s.unreachable_downs, 0, "{s:?}");
+    assert_eq!(a.live(), ab);
+}
+
+#[test]
+fn a_hand_over_is_confirmed_only_once_the_successor_has_applied_it() {
+    let a = Membership::start(config("a", vec![], b"secret")).unwrap();
+    let seed = vec![a.me().addr];
+    let b = Membership::start(config("b", seed.clone(), b"secret")).unwrap();
+    let c = Membership::start(config("c", seed, b"secret")).unwrap();
+    let all = names(&["a", "b", "c"]);
+    for m in [&a, &b, &c] {
+        wait_live(m, &all, Duration::from_secs(3));
+    }
+    // c leaves, naming a as its successor: a learns it directly, at once.
+    c.hand_over(names(&["a"]));
+    wait_live(&a, &names(&["a", "b"]), Duration::from_secs(2));
+    // Not confirmed until a has applied it (its agent calls confirm_takeovers).
+    thread::sleep(Duration::from_millis(50));
+    assert!(c.took_over().is_empty(), "{:?}", c.took_over());
+    // A live set that still holds c confirms nothing.
+    a.confirm_takeovers(&all);
+    thread::sleep(Duration::from_millis(50));
+    assert!(c.took_over().is_empty());
+    a.confirm_takeovers(&a.live());
+    let start = Instant::now();
+    while c.took_over().is_empty() && start.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(c.took_over(), names(&["a"]));
+    // b, not named, learns of the leave by gossip and confirms nothing.
+    wait_live(&b, &names(&["a", "b"]), Duration::from_secs(2));
+    c.stop();
+}
