@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod l2bench;
 pub mod lab;

@@ -27,22 +27,18 @@
 //! the arping samples per target, `IDLE_SECS` (default 30) the idle watch for false
 //! suspicions (tcpdump on the client: ARP frames from the non-owner naming the VIP), `FERROLB_BIN` another `ferrolb` binary (e.g. a saved copy, to compare builds).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferrolb_tests::lab::{self, Host, Lab, LabSpec, NetnsThread, Process};
+use ferrolb_tests::l2bench::{
+    FAILOVER_BOUND, Series, arp_macs, arping_batch, env_usize, ferrolb_bin, machine, ms,
+    private_copy, probe_until, proc_status, served_by, steadily_served_by, wait_until,
+};
+use ferrolb_tests::lab::{self, Lab, LabSpec, Process};
 
 const PORT: u16 = 7946;
-/// Gap between the client's probe connections.
-const PROBE_EVERY: Duration = Duration::from_millis(5);
-/// Connect and read timeout of one probe.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
-/// A failover that takes longer than this fails the run.
-const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 /// The keepalived VIP (outside ferrolb's pool).
 const KEEPALIVED_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 220);
 
@@ -70,221 +66,8 @@ metadata: {name: web, namespace: bench}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 "#;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One TCP exchange: connect, send a line, read the response line.
-fn exchange(target: SocketAddr, timeout: Duration) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&target, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(b"probe\n").ok()?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).ok()?;
-    (!line.is_empty()).then_some(line)
-}
-
-/// From the client: a new probe every [`PROBE_EVERY`] until one is answered through `via`;
-/// returns the time from `t0` to that answer (None if not within [`FAILOVER_BOUND`]).
-fn probe_until_via(
-    client: &Host,
-    target: SocketAddr,
-    via: &str,
-    t0: Instant,
-) -> NetnsThread<Option<Duration>> {
-    let prefix = format!("{via} ");
-    client
-        .spawn_thread(move || {
-            // Threads spawned here inherit the client's network namespace.
-            let (tx, rx) = mpsc::channel::<(String, Instant)>();
-            let mut found = None;
-            let mut next = Instant::now();
-            while found.is_none() && t0.elapsed() < FAILOVER_BOUND {
-                let now = Instant::now();
-                if now < next {
-                    if let Ok((resp, at)) = rx.recv_timeout(next - now)
-                        && resp.starts_with(&prefix)
-                    {
-                        found = Some(at - t0);
-                    }
-                    continue;
-                }
-                next += PROBE_EVERY;
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    if let Some(resp) = exchange(target, PROBE_TIMEOUT) {
-                        let _ = tx.send((resp, Instant::now()));
-                    }
-                });
-            }
-            // Probes still in flight end within PROBE_TIMEOUT (x2) on their own.
-            found
-        })
-        .expect("probe thread in the client namespace")
-}
-
-/// Blocking: which node answers VIP:80 now (one probe, retried for up to `within`).
-fn served_by(client: &Host, target: SocketAddr, within: Duration) -> Option<String> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let r = client
-            .in_netns(move || exchange(target, Duration::from_millis(200)))
-            .unwrap();
-        if let Some(r) = r {
-            return r.split_whitespace().next().map(str::to_string);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// `want` consecutive probes answered through `via` (within `within`).
-fn steadily_served_by(
-    client: &Host,
-    target: SocketAddr,
-    via: &str,
-    want: usize,
-    within: Duration,
-) -> bool {
-    let deadline = Instant::now() + within;
-    let mut streak = 0;
-    while Instant::now() < deadline {
-        if served_by(client, target, Duration::from_millis(500)).as_deref() == Some(via) {
-            streak += 1;
-            if streak >= want {
-                return true;
-            }
-        } else {
-            streak = 0;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn count(p: &Process, needle: &str) -> usize {
     p.log().matches(needle).count()
-}
-
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}: not within {within:?}");
-}
-
-#[derive(Default)]
-struct Series {
-    name: String,
-    samples: Vec<Duration>,
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest rank; with n = 20 the p99 is the largest sample.
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    if d < Duration::from_millis(10) {
-        format!("{:.3} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.0} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-impl Series {
-    fn new(name: &str) -> Series {
-        Series {
-            name: name.into(),
-            samples: Vec::new(),
-        }
-    }
-
-    fn row(&self) -> String {
-        let mut s = self.samples.clone();
-        s.sort();
-        if s.is_empty() {
-            return format!("| {} | 0 | – | – | – | – |", self.name);
-        }
-        format!(
-            "| {} | {} | {} | {} | {} | {} |",
-            self.name,
-            s.len(),
-            ms(s[0]),
-            ms(pct(&s, 0.5)),
-            ms(pct(&s, 0.99)),
-            ms(s[s.len() - 1])
-        )
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let date = lab::run_command_ok(
-        &["date", "-u", "+%Y-%m-%d %H:%M:%S UTC"],
-        Duration::from_secs(5),
-    )
-    .unwrap_or_default();
-    format!(
-        "nproc {nproc}, CPU {cpu}, {}, load average {}",
-        date.trim(),
-        loadavg()
-    )
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn proc_status(pid: u32) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!("VmRSS {} / VmHWM {}", field("VmRSS:"), field("VmHWM:"))
-}
-
-fn ferrolb_bin() -> PathBuf {
-    // FERROLB_BIN, or target/debug/deps/l2_benchmark-HASH -> target/debug/ferrolb.
-    let bin = std::env::var_os("FERROLB_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| Some(p.parent()?.parent()?.join("ferrolb")))
-        })
-        .expect("test binary path");
-    assert!(
-        bin.exists(),
-        "build it first: cargo build -p ferrolb-standalone ({})",
-        bin.display()
-    );
-    bin
 }
 
 struct Ferrolb<'a> {
@@ -358,7 +141,8 @@ fn ferrolb_trial(f: &mut Ferrolb, vip: IpAddr, o: usize, kind: Kill) -> Duration
         "{owner} does not serve {target} before the trial"
     );
     let t0 = Instant::now();
-    let probe = probe_until_via(client, target, &other, t0);
+    let via = other.clone();
+    let probe = probe_until(client, target, move |n| n == via, t0);
     match kind {
         Kill::Dead => {
             f.procs[o].as_mut().unwrap().kill();
@@ -410,60 +194,6 @@ fn ferrolb_trial(f: &mut Ferrolb, vip: IpAddr, o: usize, kind: Kill) -> Duration
     // Past the takeover burst and the client's ARP locktime (1 s).
     thread::sleep(Duration::from_millis(1500));
     took
-}
-
-/// Parses every "time=N unit" of Habets' arping output.
-fn arping_rtts(text: &str) -> Vec<Duration> {
-    text.lines()
-        .filter_map(|l| {
-            let toks: Vec<&str> = l.split_whitespace().collect();
-            let i = toks.iter().position(|t| t.starts_with("time="))?;
-            let n: f64 = toks[i].strip_prefix("time=")?.parse().ok()?;
-            let scale = match *toks.get(i + 1)? {
-                "nsec" => 1e-9,
-                "usec" => 1e-6,
-                "msec" => 1e-3,
-                "sec" => 1.0,
-                _ => return None,
-            };
-            Some(Duration::from_secs_f64(n * scale))
-        })
-        .collect()
-}
-
-/// The MACs of every reply to `count` ARP requests, 50 ms apart (Habets' arping).
-fn arp_macs(client: &Host, addr: Ipv4Addr, count: usize) -> Vec<String> {
-    let (a, c) = (addr.to_string(), count.to_string());
-    let out = client
-        .exec_timeout(
-            &[
-                "arping", "-c", &c, "-W", "0.05", "-w", "2", "-i", "eth0", &a,
-            ],
-            Duration::from_secs(5),
-        )
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(" bytes from "))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|t| t.len() == 17 && t.matches(':').count() == 5)
-                .map(str::to_lowercase)
-        })
-        .collect()
-}
-
-fn arping_batch(client: &Host, addr: Ipv4Addr, n: usize) -> Vec<Duration> {
-    let (a, c) = (addr.to_string(), n.to_string());
-    // One request every 10 ms, each waited for at most 10 ms... bounded by -w.
-    let w = (n / 50 + 5).to_string();
-    let out = client
-        .exec_timeout(
-            &["arping", "-c", &c, "-W", "0.01", "-w", &w, "-i", "eth0", &a],
-            Duration::from_secs(n as u64 / 50 + 15),
-        )
-        .unwrap();
-    arping_rtts(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn keepalived_conf(prio: u32) -> String {
@@ -519,17 +249,8 @@ fn l2_failover_benchmark() {
 
     // ---- ferrolb ------------------------------------------------------------------------
     // A private copy: the shared target/debug/ferrolb may be rebuilt during the run.
-    let private_bin = lab.dir().join("ferrolb");
-    std::fs::copy(&bin, &private_bin).unwrap();
-    let sum = lab::run_command_ok(
-        &["sha256sum", private_bin.to_str().unwrap()],
-        Duration::from_secs(10),
-    )
-    .unwrap_or_default();
-    println!(
-        "ferrolb binary sha256 {}",
-        sum.split_whitespace().next().unwrap_or("?")
-    );
+    let (private_bin, sum) = private_copy(&bin, lab.dir());
+    println!("ferrolb binary sha256 {sum}");
     let mut f = Ferrolb {
         lab: &lab,
         bin: private_bin,
@@ -686,7 +407,8 @@ fn l2_failover_benchmark() {
         let other = lab.node(1 - m).name.clone();
         let backups_before = count(&ka[m], "Entering BACKUP STATE");
         let t0 = Instant::now();
-        let probe = probe_until_via(client, ktarget, &other, t0);
+        let via = other.clone();
+        let probe = probe_until(client, ktarget, move |n| n == via, t0);
         lab.node(m).link_down().unwrap();
         let took = probe.join().unwrap();
         lab.node(m).link_up().unwrap();
