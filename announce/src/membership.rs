@@ -22,6 +22,13 @@
 //! it announces what it took over, confirms ([`Membership::confirm_takeovers`]). The leaver keeps
 //! answering until then, so a client never finds nobody answering (one round trip).
 //!
+//! Watching the owners this speaker would succeed: SWIM probes one random member per period,
+//! so with many members a given one may go unprobed for several periods. The agent names the
+//! members it would take addresses over from ([`Membership::watch`]); they are pinged directly
+//! every half probe period. No answer for two of those starts the same check as below, and a
+//! check that stays unanswered makes the member a suspect for `suspect_to_down_after` (SWIM's own
+//! rule, with a faster probe), after which it is declared down unless it has answered.
+//!
 //! Process crash: a host whose speaker process died answers our probes with ICMP port
 //! unreachable (read from the socket's error queue, `IP_RECVERR`). That is grounds for an
 //! immediate check, not a verdict (ICMP is not authenticated): we ping the member directly and
@@ -159,6 +166,10 @@ pub struct MembershipStats {
     pub unreachable_downs: u64,
     /// Checks the member answered (it was alive after all).
     pub unreachable_refuted: u64,
+    /// Watched members that stopped answering and were checked.
+    pub watch_checks: u64,
+    /// Watched members declared down (unanswered check, then suspicion).
+    pub watch_downs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +188,10 @@ struct Shared {
     unreachable_checks: AtomicU64,
     unreachable_downs: AtomicU64,
     unreachable_refuted: AtomicU64,
+    /// Members to ping directly every half probe period (see [`Membership::watch`]).
+    watch: Mutex<BTreeSet<String>>,
+    watch_checks: AtomicU64,
+    watch_downs: AtomicU64,
     /// Times this speaker came back to the group after being apart from it (see
     /// [`Membership::rejoins`]).
     rejoins: AtomicU64,
@@ -349,6 +364,10 @@ impl Membership {
             members: BTreeMap::new(),
             check_after: config.timing.probe_rtt * 2,
             checks: BTreeMap::new(),
+            suspect_after: config.timing.suspect_to_down_after,
+            watch_every: config.timing.probe_period / 2,
+            next_watch: Instant::now(),
+            heard: BTreeMap::new(),
             left: false,
         };
         let thread = thread::Builder::new()
@@ -439,7 +458,15 @@ impl Membership {
             unreachable_checks: get(&self.shared.unreachable_checks),
             unreachable_downs: get(&self.shared.unreachable_downs),
             unreachable_refuted: get(&self.shared.unreachable_refuted),
+            watch_checks: get(&self.shared.watch_checks),
+            watch_downs: get(&self.shared.watch_downs),
         }
+    }
+
+    /// The members whose failure this speaker must notice first (the owners of addresses it
+    /// would take over): pinged directly every half probe period, checked when silent.
+    pub fn watch(&self, members: BTreeSet<String>) {
+        *locked(&self.shared.watch) = members;
     }
 
     /// How many times this speaker has come back to the group after being apart from it: its
@@ -554,14 +581,28 @@ fn hash_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-/// A liveness check under way: the member's host said port unreachable.
+/// Why a member is being checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// Its host said port unreachable: no process there; down if nobody hears from it.
+    Refused,
+    /// A watched member stopped answering: a suspect if nobody hears from it, then down.
+    Silent,
+}
+
+/// A liveness check under way.
 #[derive(Debug)]
 struct Check {
     member: Member,
     nonce: u64,
     deadline: Instant,
+    why: Why,
+    /// A silent member nobody heard from during the check: now a suspect until `deadline`.
+    suspected: bool,
 }
 
+/// The nonce of watch pings (check nonces are never 0).
+const WATCH_NONCE: u64 = 0;
 /// How many other members are asked to ping a member under check.
 const CHECK_HELPERS: usize = 2;
 /// Bounds the error-queue reads per wake-up.
@@ -586,6 +627,13 @@ struct Agent {
     check_after: Duration,
     /// Checks under way, by the member's address.
     checks: BTreeMap<SocketAddr, Check>,
+    /// How long a silent member stays a suspect.
+    suspect_after: Duration,
+    /// How often watched members are pinged.
+    watch_every: Duration,
+    next_watch: Instant,
+    /// When each watched member was last heard from.
+    heard: BTreeMap<SocketAddr, Instant>,
     /// This speaker has left (hand-over sent); only direct messages are handled now.
     left: bool,
 }
@@ -610,11 +658,16 @@ impl Agent {
                 self.announce_to_missing_seeds(&mut rt);
                 next_seed_try = now + SEED_RETRY;
             }
+            if now >= self.next_watch && !self.left {
+                self.watch_round(now);
+                self.next_watch = now + self.watch_every;
+            }
             let next_timer = self.timers.keys().next().map(|(at, _)| *at);
             let next_check = self.checks.values().map(|c| c.deadline).min();
             let wait = next_timer
                 .into_iter()
                 .chain(next_check)
+                .chain((!self.left).then_some(self.next_watch))
                 .min()
                 .map(|at| at.saturating_duration_since(now))
                 .unwrap_or(MAX_WAIT)
@@ -624,7 +677,10 @@ impl Agent {
                 // An empty datagram is a wake-up from this process (see `Outbox::wake`).
                 Ok((0, _)) => {}
                 Ok((n, from)) => match open(&self.key, &buf[..n]) {
-                    Some(payload) => match decode_direct(payload) {
+                    Some(payload) => match {
+                        self.heard_from(from);
+                        decode_direct(payload)
+                    } {
                         Some(Ok(m)) => self.direct(m, from, &mut rt),
                         Some(Err(_)) => {
                             self.shared.invalid.fetch_add(1, Ordering::Relaxed);
@@ -648,7 +704,7 @@ impl Agent {
                 // A pending ICMP error (IP_RECVERR): read the queue to learn whose.
                 Err(_) => {
                     for addr in unreachable_ports(&self.socket) {
-                        self.start_check(addr);
+                        self.start_check(addr, Why::Refused);
                     }
                 }
             }
@@ -731,6 +787,7 @@ impl Agent {
                     self.send(reply_to.unwrap_or(from), &Direct::Pong { nonce });
                 }
             }
+            Direct::Pong { nonce } if nonce == WATCH_NONCE => {}
             Direct::Pong { nonce } => {
                 let answered: Vec<SocketAddr> = self
                     .checks
@@ -762,7 +819,7 @@ impl Agent {
     /// `addr`'s host said port unreachable: ping the member there directly and through up to
     /// [`CHECK_HELPERS`] others; [`Agent::expire_checks`] declares it down if nobody hears
     /// from it in time.
-    fn start_check(&mut self, addr: SocketAddr) {
+    fn start_check(&mut self, addr: SocketAddr, why: Why) {
         if self.left || self.checks.contains_key(&addr) || addr == self.me.addr {
             return;
         }
@@ -774,12 +831,15 @@ impl Agent {
         else {
             return;
         };
-        self.shared
-            .unreachable_checks
-            .fetch_add(1, Ordering::Relaxed);
+        let counter = match why {
+            Why::Refused => &self.shared.unreachable_checks,
+            Why::Silent => &self.shared.watch_checks,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.seq = self.seq.wrapping_add(1);
+        // Never WATCH_NONCE.
         let nonce =
-            self.me.incarnation ^ self.seq.rotate_left(32) ^ hash_u64(member.name.as_bytes());
+            (self.me.incarnation ^ self.seq.rotate_left(32) ^ hash_u64(member.name.as_bytes())) | 1;
         self.send(
             addr,
             &Direct::Ping {
@@ -809,8 +869,46 @@ impl Agent {
                 member,
                 nonce,
                 deadline: Instant::now() + self.check_after,
+                why,
+                suspected: false,
             },
         );
+    }
+
+    /// An authenticated datagram from `from`: whoever listens there is alive. Ends a check of
+    /// that address and restarts its watch clock.
+    fn heard_from(&mut self, from: SocketAddr) {
+        if let Some(at) = self.heard.get_mut(&from) {
+            *at = Instant::now();
+        }
+        if self.checks.remove(&from).is_some() {
+            self.shared
+                .unreachable_refuted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Pings every watched member; a member silent for two rounds is checked.
+    fn watch_round(&mut self, now: Instant) {
+        let names = locked(&self.shared.watch).clone();
+        let addrs: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|(_, n)| names.contains(*n))
+            .map(|(a, _)| *a)
+            .collect();
+        self.heard.retain(|a, _| addrs.contains(a));
+        let ping = Direct::Ping {
+            nonce: WATCH_NONCE,
+            reply_to: None,
+        };
+        for addr in addrs {
+            self.send(addr, &ping);
+            let last = *self.heard.entry(addr).or_insert(now);
+            if now.saturating_duration_since(last) > self.watch_every * 2 {
+                self.start_check(addr, Why::Silent);
+            }
+        }
     }
 
     /// Checks nobody answered in time: the member is down.
@@ -823,10 +921,22 @@ impl Agent {
             .map(|(a, _)| *a)
             .collect();
         for addr in expired {
+            if let Some(c) = self.checks.get_mut(&addr)
+                && c.why == Why::Silent
+                && !c.suspected
+            {
+                // Nobody heard from it during the check: a suspect, as SWIM makes a member that
+                // failed its probes; it has `suspect_after` to answer.
+                c.suspected = true;
+                c.deadline = now + self.suspect_after;
+                continue;
+            }
             if let Some(c) = self.checks.remove(&addr) {
-                self.shared
-                    .unreachable_downs
-                    .fetch_add(1, Ordering::Relaxed);
+                let counter = match c.why {
+                    Why::Refused => &self.shared.unreachable_downs,
+                    Why::Silent => &self.shared.watch_downs,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let down = foca::Member::new(c.member, 0, State::Down);
                 let _ = self.foca.apply_many(std::iter::once(down), true, &mut *rt);
             }

@@ -428,6 +428,62 @@ fn after_a_partition_the_owner_announces_again_and_the_client_follows() {
     .unwrap();
 }
 
+/// The owner's successor watches it (direct pings every half probe period) and the others do
+/// not: when the owner's membership traffic stops, the successor's watch checks it, and no
+/// other speaker spends a ping on it.
+#[test]
+fn only_the_successor_watches_the_owner() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let all: BTreeSet<String> = lab.nodes().iter().map(|h| h.name.clone()).collect();
+    let vip = vip_for_node0(&lab);
+    let agents: Vec<Agent> = lab
+        .nodes()
+        .iter()
+        .map(|h| start_agent(&lab, h, vip))
+        .collect();
+    lab::wait_until("all three live", Duration::from_secs(5), || {
+        agents.iter().all(|a| a.status().live == all)
+    })
+    .unwrap();
+    // The successor: who announces the VIP once node0 is gone.
+    let inp = inputs(&lab, vip);
+    let mut rest = all.clone();
+    rest.remove("node0");
+    let cluster = Cluster {
+        config: &inp.config,
+        nodes: &inp.nodes,
+        live: &rest,
+        ignore_exclude_label: false,
+    };
+    let next = election::owner(&cluster, &inp.services[0], vip)
+        .unwrap()
+        .node;
+    let s = lab.nodes().iter().position(|h| h.name == next).unwrap();
+    let other = 3 - s;
+    partition(lab.node(0), false);
+    lab::wait_until("the successor takes over", Duration::from_secs(5), || {
+        agents[s].status().announced.contains_key(&vip)
+    })
+    .unwrap();
+    let (ms, mo) = (
+        agents[s].status().membership,
+        agents[other].status().membership,
+    );
+    assert!(
+        ms.watch_checks >= 1,
+        "the successor did not watch node0: {ms:?}"
+    );
+    assert_eq!(mo.watch_checks, 0, "node{other} watched node0: {mo:?}");
+    partition(lab.node(0), true);
+}
+
 /// The split-brain guard: three speakers with a quorum of 2. The owner cut off from the other
 /// two (its membership datagrams dropped, its link up) stops answering, and exactly one of the
 /// two others answers instead: the client sees one MAC, never two. After the heal the first-ranked

@@ -104,6 +104,44 @@ pub fn successors(
     out
 }
 
+/// The live nodes whose failure `node` must notice first: the owners of addresses that `node`
+/// would announce once that owner is gone. Pure.
+pub fn watched(node: &str, inputs: &Inputs, live: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if !has_quorum(inputs.quorum, live) {
+        return out;
+    }
+    let cluster = Cluster {
+        config: &inputs.config,
+        nodes: &inputs.nodes,
+        live,
+        ignore_exclude_label: inputs.ignore_exclude_label,
+    };
+    for svc in &inputs.services {
+        for ip in &svc.ips {
+            let Ok(owner) = election::owner(&cluster, svc, *ip) else {
+                continue;
+            };
+            if owner.node == node || out.contains(&owner.node) {
+                continue;
+            }
+            let mut rest = live.clone();
+            rest.remove(&owner.node);
+            if !has_quorum(inputs.quorum, &rest) {
+                continue;
+            }
+            let without = Cluster {
+                live: &rest,
+                ..cluster
+            };
+            if election::owner(&without, svc, *ip).is_ok_and(|next| next.node == node) {
+                out.insert(owner.node);
+            }
+        }
+    }
+    out
+}
+
 /// How a graceful leave went.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HandOver {
@@ -301,6 +339,7 @@ fn run(
                 }
                 // What was taken over from speakers that handed over is announced now.
                 members.confirm_takeovers(&st.live);
+                members.watch(watched(&node, &inputs, &st.live));
                 // Back in the group after being apart from it: others may have announced our
                 // addresses meanwhile and clients followed them; announce ours again.
                 let now = members.rejoins();
@@ -468,6 +507,21 @@ mod tests {
         }
         assert_eq!(succ, want);
         assert!(!succ.contains("n1"));
+        // Each successor watches n1 (and only owners it would succeed).
+        for n in &want {
+            assert!(watched(n, &inputs, &all).contains("n1"), "{n}");
+        }
+        for n in ["n1", "n2", "n3"] {
+            let w = watched(n, &inputs, &all);
+            assert!(!w.contains(n));
+            for owner in &w {
+                let mine: BTreeSet<IpAddr> = desired(owner, &inputs, &all).into_keys().collect();
+                assert!(
+                    successors(owner, &inputs, &all, &mine).contains(n),
+                    "{n} watches {owner}"
+                );
+            }
+        }
         // Nothing announced, nobody to tell; no quorum without n1, nobody either.
         assert!(successors("n1", &inputs, &all, &BTreeSet::new()).is_empty());
         let guarded = Inputs {
