@@ -676,26 +676,7 @@ impl Agent {
             match self.socket.recv_from(&mut buf) {
                 // An empty datagram is a wake-up from this process (see `Outbox::wake`).
                 Ok((0, _)) => {}
-                Ok((n, from)) => match open(&self.key, &buf[..n]) {
-                    Some(payload) => match {
-                        self.heard_from(from);
-                        decode_direct(payload)
-                    } {
-                        Some(Ok(m)) => self.direct(m, from, &mut rt),
-                        Some(Err(_)) => {
-                            self.shared.invalid.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None if self.left => {}
-                        None => {
-                            if self.foca.handle_data(payload, &mut rt).is_err() {
-                                self.shared.invalid.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    },
-                    None => {
-                        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+                Ok((n, from)) => self.datagram(&buf[..n], from, &mut rt),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -723,6 +704,27 @@ impl Agent {
         }
         if self.shared.leave.load(Ordering::Relaxed) && !self.left {
             self.leave(&mut rt, &BTreeSet::new());
+        }
+    }
+
+    /// One datagram: authenticated, then ours or foca's.
+    fn datagram(&mut self, data: &[u8], from: SocketAddr, rt: &mut AccumulatingRuntime<Member>) {
+        let Some(payload) = open(&self.key, data) else {
+            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.heard_from(from);
+        match decode_direct(payload) {
+            Some(Ok(m)) => self.direct(m, from, rt),
+            Some(Err(_)) => {
+                self.shared.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+            None if self.left => {}
+            None => {
+                if self.foca.handle_data(payload, &mut *rt).is_err() {
+                    self.shared.invalid.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
