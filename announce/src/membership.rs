@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::num::{NonZeroU8, NonZeroUsize};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, State, Timer};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
@@ -306,6 +307,12 @@ impl Membership {
                 nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6RecvErr, &true)
             }
         };
+        if let Err(e) = socket.set_nonblocking(true) {
+            return Err(MembershipError::Socket {
+                addr: config.bind,
+                source: e,
+            });
+        }
         if let Err(e) = recv_err {
             tracing::warn!("membership: no ICMP error reports ({e}); crashes wait for timeouts");
         }
@@ -672,21 +679,26 @@ impl Agent {
                 .map(|at| at.saturating_duration_since(now))
                 .unwrap_or(MAX_WAIT)
                 .clamp(Duration::from_millis(1), MAX_WAIT);
-            let _ = self.socket.set_read_timeout(Some(wait));
-            match self.socket.recv_from(&mut buf) {
-                // An empty datagram is a wake-up from this process (see `Outbox::wake`).
-                Ok((0, _)) => {}
-                Ok((n, from)) => self.datagram(&buf[..n], from, &mut rt),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                // A pending ICMP error (IP_RECVERR): read the queue to learn whose.
-                Err(_) => {
-                    for addr in unreachable_ports(&self.socket) {
-                        self.start_check(addr, Why::Refused);
-                    }
+            // Wait for a datagram or a queued ICMP error (POLLERR, always reported): a send
+            // consumes a pending socket error, so the queue is what tells, not recv's result.
+            let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+            let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) => fds[0].revents().unwrap_or(PollFlags::empty()),
+                Err(_) => PollFlags::empty(),
+            };
+            if ready.contains(PollFlags::POLLERR) {
+                for addr in unreachable_ports(&self.socket) {
+                    self.start_check(addr, Why::Refused);
+                }
+            }
+            if ready.contains(PollFlags::POLLIN) {
+                // Non-blocking; an error here (a pending ICMP error reported once) is already
+                // read from the queue above.
+                match self.socket.recv_from(&mut buf) {
+                    // An empty datagram is a wake-up from this process (see `Outbox::wake`).
+                    Ok((0, _)) | Err(_) => {}
+                    Ok((n, from)) => self.datagram(&buf[..n], from, &mut rt),
                 }
             }
             if !self.left {
