@@ -177,8 +177,7 @@ pub struct MembershipStats {
 struct Shared {
     live: Mutex<BTreeSet<String>>,
     stop: AtomicBool,
-    leave: AtomicBool,
-    /// A graceful leave asked for: the successors to tell directly.
+    /// A graceful leave asked for: the successors to tell directly (none for a plain leave).
     hand_over: Mutex<Option<BTreeSet<String>>>,
     /// Speakers that confirmed taking over from this one.
     took_over: Mutex<BTreeSet<String>>,
@@ -239,6 +238,13 @@ fn decode_direct(payload: &[u8]) -> Option<Result<Direct, postcard::Error>> {
         .map(postcard::from_bytes)
 }
 
+/// Seals and sends one of our own messages (best effort, like every membership datagram).
+fn send_direct(socket: &UdpSocket, key: &[u8], to: SocketAddr, m: &Direct) {
+    if let Some(p) = encode_direct(m) {
+        let _ = socket.send_to(&seal(key, &p), to);
+    }
+}
+
 /// Sends datagrams from outside the protocol thread (the same socket, cloned) and wakes it.
 #[derive(Debug)]
 struct Outbox {
@@ -250,9 +256,7 @@ struct Outbox {
 
 impl Outbox {
     fn send(&self, to: SocketAddr, m: &Direct) {
-        if let Some(p) = encode_direct(m) {
-            let _ = self.socket.send_to(&seal(&self.key, &p), to);
-        }
+        send_direct(&self.socket, &self.key, to, m);
     }
 
     /// An empty datagram: never valid (no MAC), so the protocol thread takes it as a wake-up.
@@ -487,7 +491,7 @@ impl Membership {
     /// Tells the other speakers this one is leaving, then stops: they fail over at once
     /// instead of waiting for the failure detector.
     pub fn leave(mut self) {
-        self.shared.leave.store(true, Ordering::Relaxed);
+        *locked(&self.shared.hand_over) = Some(BTreeSet::new());
         self.join();
     }
 
@@ -714,8 +718,12 @@ impl Agent {
             }
             self.drain(&mut rt);
         }
-        if self.shared.leave.load(Ordering::Relaxed) && !self.left {
-            self.leave(&mut rt, &BTreeSet::new());
+        // A leave asked for together with the stop.
+        let successors = locked(&self.shared.hand_over).take();
+        if let Some(successors) = successors
+            && !self.left
+        {
+            self.leave(&mut rt, &successors);
         }
     }
 
@@ -761,9 +769,7 @@ impl Agent {
     }
 
     fn send(&self, to: SocketAddr, m: &Direct) {
-        if let Some(p) = encode_direct(m) {
-            let _ = self.socket.send_to(&seal(&self.key, &p), to);
-        }
+        send_direct(&self.socket, &self.key, to, m);
     }
 
     /// One of our own datagrams, authenticated.

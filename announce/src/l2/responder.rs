@@ -367,16 +367,21 @@ impl Worker {
                 ndp.multicast(Mac::ipv6_multicast(packet::solicited_node(v6)), true)?;
             }
             state.owned.insert(ip);
-            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
-            if burst.repeats > 0 {
-                state.bursts.push(Pending {
-                    ip,
-                    rounds_left: burst.repeats,
-                    due: now + burst.interval,
-                });
-            }
+            self.announce_now(&mut state, ip, burst, now);
         }
         Ok(())
+    }
+
+    /// The first gratuitous round for `ip` at once, the rest of the burst scheduled.
+    fn announce_now(&self, state: &mut State, ip: IpAddr, burst: Burst, now: Instant) {
+        send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+        if burst.repeats > 0 {
+            state.bursts.push(Pending {
+                ip,
+                rounds_left: burst.repeats,
+                due: now + burst.interval,
+            });
+        }
     }
 
     /// A gratuitous round at once for every owned address, and the rest of the burst scheduled.
@@ -386,14 +391,7 @@ impl Worker {
         let owned: Vec<IpAddr> = state.owned.iter().copied().collect();
         state.bursts.clear();
         for ip in owned {
-            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
-            if burst.repeats > 0 {
-                state.bursts.push(Pending {
-                    ip,
-                    rounds_left: burst.repeats,
-                    due: now + burst.interval,
-                });
-            }
+            self.announce_now(&mut state, ip, burst, now);
         }
     }
 
