@@ -4,12 +4,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::lab::{self, Host, NetnsThread};
+use crate::lab::{self, Host, Lab, LabError, NetnsThread, Process};
 
 /// Gap between the client's probe connections.
 pub const PROBE_EVERY: Duration = Duration::from_millis(5);
@@ -286,6 +286,54 @@ pub fn ferrolb_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The membership port the lab's speakers use.
+pub const MEMBERSHIP_PORT: u16 = 7946;
+
+/// `ferrolb standalone` on `node` as the lab runs it: `conf` scanned every 100 ms, its state in
+/// the node's work directory, membership on the node's IPv4 address, seeded with every other
+/// node of `lab`, the shared secret in `secret`.
+pub fn spawn_standalone(
+    lab: &Lab,
+    node: &Host,
+    bin: &Path,
+    conf: &Path,
+    secret: &Path,
+) -> Result<Process, LabError> {
+    let state = node.workdir().join("state.json");
+    let addr = format!("{}:{MEMBERSHIP_PORT}", node.ipv4);
+    let seeds: Vec<String> = lab
+        .nodes()
+        .iter()
+        .filter(|h| h.name != node.name)
+        .map(|h| format!("{}:{MEMBERSHIP_PORT}", h.ipv4))
+        .collect();
+    let seeds = seeds.join(",");
+    let utf8 = |p: &Path| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| LabError::Invalid(format!("not UTF-8: {}", p.display())))
+    };
+    let (bin, conf, state, secret) = (utf8(bin)?, utf8(conf)?, utf8(&state)?, utf8(secret)?);
+    node.spawn(&[
+        bin.as_str(),
+        "standalone",
+        "--interval-ms",
+        "100",
+        "--config",
+        conf.as_str(),
+        "--state",
+        state.as_str(),
+        "--node",
+        node.name.as_str(),
+        "--membership-addr",
+        addr.as_str(),
+        "--membership-seeds",
+        seeds.as_str(),
+        "--membership-secret-file",
+        secret.as_str(),
+    ])
 }
 
 /// A copy of `bin` in `dir` (the shared target/ may be rebuilt during a run), with its sha256.

@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 
 use ferrolb_tests::l2bench::{
     FAILOVER_BOUND, Series, arp_macs, arping_batch, env_usize, ferrolb_bin, machine, ms,
-    private_copy, probe_until, proc_status, served_by, steadily_served_by, wait_until,
+    private_copy, probe_until, proc_status, served_by, spawn_standalone, steadily_served_by,
+    wait_until,
 };
 use ferrolb_tests::lab::{self, Lab, LabSpec, Process};
 
-const PORT: u16 = 7946;
 /// The keepalived VIP (outside ferrolb's pool).
 const KEEPALIVED_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 220);
 
@@ -81,33 +81,8 @@ struct Ferrolb<'a> {
 impl Ferrolb<'_> {
     fn start(&mut self, i: usize) {
         let node = self.lab.node(i);
-        let other = self.lab.node(1 - i);
-        let state = node.workdir().join("state.json");
-        let (addr, seed) = (
-            format!("{}:{PORT}", node.ipv4),
-            format!("{}:{PORT}", other.ipv4),
-        );
-        let s = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
-        let (bin, conf, state, secret) = (s(&self.bin), s(&self.conf), s(&state), s(&self.secret));
-        let argv = [
-            bin.as_str(),
-            "standalone",
-            "--interval-ms",
-            "100",
-            "--config",
-            conf.as_str(),
-            "--state",
-            state.as_str(),
-            "--node",
-            node.name.as_str(),
-            "--membership-addr",
-            addr.as_str(),
-            "--membership-seeds",
-            seed.as_str(),
-            "--membership-secret-file",
-            secret.as_str(),
-        ];
-        self.procs[i] = Some(node.spawn(&argv).expect("spawn ferrolb"));
+        let p = spawn_standalone(self.lab, node, &self.bin, &self.conf, &self.secret);
+        self.procs[i] = Some(p.expect("spawn ferrolb"));
     }
 
     fn proc(&self, i: usize) -> &Process {

@@ -198,6 +198,16 @@ fn lab_with_service() -> (Lab, IpAddr, Vec<TcpBackend>) {
     (lab, vip, backends)
 }
 
+/// The two-node lab with its Service, an agent on each node (node1's started first), settled:
+/// node0 announces and serves the client.
+fn settled_pair() -> (Lab, IpAddr, Vec<TcpBackend>, Agent, Agent) {
+    let (lab, vip, backends) = lab_with_service();
+    let agent1 = start_agent(&lab, lab.node(1), vip);
+    let agent0 = start_agent(&lab, lab.node(0), vip);
+    settle(&lab, vip, &[&agent0, &agent1]);
+    (lab, vip, backends, agent0, agent1)
+}
+
 #[test]
 fn crash_and_graceful_leave_fail_over_within_a_second() {
     if !lab::require_lab() {
@@ -231,10 +241,7 @@ fn a_graceful_leave_hands_over_before_going_quiet() {
     if !lab::require_lab() {
         return;
     }
-    let (lab, vip, _backends) = lab_with_service();
-    let agent1 = start_agent(&lab, lab.node(1), vip);
-    let agent0 = start_agent(&lab, lab.node(0), vip);
-    settle(&lab, vip, &[&agent0, &agent1]);
+    let (lab, vip, _backends, agent0, agent1) = settled_pair();
     let h = agent0.leave();
     // Read at once: no waiting for node1 to notice.
     let s1 = agent1.status();
@@ -256,10 +263,7 @@ fn a_speaker_process_crash_on_a_live_node_is_confirmed_by_a_check() {
     if !lab::require_lab() {
         return;
     }
-    let (lab, vip, _backends) = lab_with_service();
-    let agent1 = start_agent(&lab, lab.node(1), vip);
-    let agent0 = start_agent(&lab, lab.node(0), vip);
-    settle(&lab, vip, &[&agent0, &agent1]);
+    let (lab, vip, _backends, agent0, agent1) = settled_pair();
     agent0.crash();
     until_served_via(&lab, vip, "node1", Instant::now(), Duration::from_secs(5));
     let m = agent1.status().membership;
@@ -344,10 +348,7 @@ fn a_partition_never_leaves_the_vip_unannounced_and_heals_to_one_owner() {
     if !lab::require_lab() {
         return;
     }
-    let (lab, vip, _backends) = lab_with_service();
-    let agent1 = start_agent(&lab, lab.node(1), vip);
-    let agent0 = start_agent(&lab, lab.node(0), vip);
-    settle(&lab, vip, &[&agent0, &agent1]);
+    let (lab, vip, _backends, agent0, agent1) = settled_pair();
 
     partition(lab.node(1), false);
     // node0 must never stop answering: sampled at every poll of the wait below.
@@ -401,10 +402,7 @@ fn after_a_partition_the_owner_announces_again_and_the_client_follows() {
     if !lab::require_lab() {
         return;
     }
-    let (lab, vip, _backends) = lab_with_service();
-    let agent1 = start_agent(&lab, lab.node(1), vip);
-    let agent0 = start_agent(&lab, lab.node(0), vip);
-    settle(&lab, vip, &[&agent0, &agent1]);
+    let (lab, vip, _backends, _agent0, agent1) = settled_pair();
     let (mac0, mac1) = (lab.node(0).mac, lab.node(1).mac);
     let client_mac = || lab.client().neighbour_mac(vip).unwrap();
     // Past node0's take-over burst (1 s), so that only what happens later can move the client.

@@ -28,18 +28,17 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrolb_tests::l2bench::{
     Series, arp_macs, arping_batch, env_usize, ferrolb_bin, machine, ms, private_copy, probe_until,
-    probe_window, served_by, solicit, steadily_served_by,
+    probe_window, served_by, solicit, spawn_standalone, steadily_served_by,
 };
 use ferrolb_tests::lab::{self, Host, Lab, LabSpec, Process, Signal};
 
-const PORT: u16 = 7946;
 const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x200);
 
@@ -139,37 +138,8 @@ struct Fleet<'a> {
 impl Fleet<'_> {
     fn start(&mut self, i: usize) {
         let node = self.lab.node(i);
-        let state = node.workdir().join("state.json");
-        let addr = format!("{}:{PORT}", node.ipv4);
-        let seeds: Vec<String> = self
-            .lab
-            .nodes()
-            .iter()
-            .filter(|h| h.name != node.name)
-            .map(|h| format!("{}:{PORT}", h.ipv4))
-            .collect();
-        let seeds = seeds.join(",");
-        let s = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
-        let (bin, conf, state, secret) = (s(&self.bin), s(&self.conf), s(&state), s(&self.secret));
-        let argv = [
-            bin.as_str(),
-            "standalone",
-            "--interval-ms",
-            "100",
-            "--config",
-            conf.as_str(),
-            "--state",
-            state.as_str(),
-            "--node",
-            node.name.as_str(),
-            "--membership-addr",
-            addr.as_str(),
-            "--membership-seeds",
-            seeds.as_str(),
-            "--membership-secret-file",
-            secret.as_str(),
-        ];
-        self.procs[i] = Some(node.spawn(&argv).expect("spawn ferrolb"));
+        let p = spawn_standalone(self.lab, node, &self.bin, &self.conf, &self.secret);
+        self.procs[i] = Some(p.expect("spawn ferrolb"));
     }
 
     fn proc(&mut self, i: usize) -> &mut Process {

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use ferrolb_tests::l2bench::{ferrolb_bin, spawn_standalone};
 use ferrolb_tests::lab::{self, Lab, LabSpec};
 
 fn config(dir: &std::path::Path) {
@@ -51,45 +52,13 @@ fn two_hosts_announce_over_arp_pick_up_edits_and_fail_over() {
     config(&conf);
     let secret = lab.dir().join("secret");
     std::fs::write(&secret, "lab-secret").unwrap();
-    // target/debug/deps/standalone_l2-HASH -> target/debug/ferrolb (built by `cargo build
-    // --workspace`).
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.join("ferrolb")))
-        .expect("test binary path");
-    assert!(
-        bin.exists(),
-        "build it first: cargo build -p ferrolb-standalone ({})",
-        bin.display()
-    );
+    let bin = ferrolb_bin();
     let vip: IpAddr = "10.0.0.200".parse().unwrap();
     let mut procs = Vec::new();
     let mut backends = Vec::new();
     for i in 0..2 {
         let node = lab.node(i);
-        let other = lab.node(1 - i);
-        let state = node.workdir().join("state.json");
-        let addr = format!("{}:7946", node.ipv4);
-        let seed = format!("{}:7946", other.ipv4);
-        let argv = [
-            bin.to_str().expect("a UTF-8 path"),
-            "standalone",
-            "--interval-ms",
-            "100",
-            "--config",
-            conf.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--node",
-            node.name.as_str(),
-            "--membership-addr",
-            addr.as_str(),
-            "--membership-seeds",
-            seed.as_str(),
-            "--membership-secret-file",
-            secret.to_str().unwrap(),
-        ];
-        procs.push(node.spawn(&argv).unwrap());
+        procs.push(spawn_standalone(&lab, node, &bin, &conf, &secret).unwrap());
         let backend_addr = SocketAddr::new(IpAddr::V4(node.ipv4), 8080);
         backends.push(node.start_tcp_backend(backend_addr, &node.name).unwrap());
         for v in ["10.0.0.200", "10.0.0.201"] {

@@ -68,8 +68,8 @@ fn wait_live(m: &Membership, want: &BTreeSet<String>, within: Duration) -> Durat
     );
 }
 
-#[test]
-fn members_join_detect_a_crash_fast_and_see_a_leave_at_once() {
+/// a, b (seeded with a) and c (seeded with a), each seeing all three live.
+fn three_joined() -> (Membership, Membership, Membership) {
     let a = Membership::start(config("a", vec![], b"secret")).unwrap();
     let seed = vec![a.me().addr];
     let b = Membership::start(config("b", seed.clone(), b"secret")).unwrap();
@@ -78,6 +78,12 @@ fn members_join_detect_a_crash_fast_and_see_a_leave_at_once() {
     for m in [&a, &b, &c] {
         wait_live(m, &all, Duration::from_secs(3));
     }
+    (a, b, c)
+}
+
+#[test]
+fn members_join_detect_a_crash_fast_and_see_a_leave_at_once() {
+    let (a, b, c) = three_joined();
     // c crashes: no goodbye. Detection must be well under a second.
     c.stop();
     let ab = names(&["a", "b"]);
@@ -181,14 +187,7 @@ fn direct_messages_are_never_taken_for_foca_datagrams() {
 
 #[test]
 fn a_crashed_speaker_whose_host_says_port_unreachable_is_checked_and_declared_down() {
-    let a = Membership::start(config("a", vec![], b"secret")).unwrap();
-    let seed = vec![a.me().addr];
-    let b = Membership::start(config("b", seed.clone(), b"secret")).unwrap();
-    let c = Membership::start(config("c", seed, b"secret")).unwrap();
-    let all = names(&["a", "b", "c"]);
-    for m in [&a, &b, &c] {
-        wait_live(m, &all, Duration::from_secs(3));
-    }
+    let (a, b, c) = three_joined();
     // c's process ends; its port is closed, so the host answers probes with ICMP port
     // unreachable (loopback here, as a node's kernel does on the LAN).
     c.stop();
@@ -263,14 +262,7 @@ fn a_forged_port_unreachable_does_not_take_a_live_speaker_down() {
 
 #[test]
 fn a_hand_over_is_confirmed_only_once_the_successor_has_applied_it() {
-    let a = Membership::start(config("a", vec![], b"secret")).unwrap();
-    let seed = vec![a.me().addr];
-    let b = Membership::start(config("b", seed.clone(), b"secret")).unwrap();
-    let c = Membership::start(config("c", seed, b"secret")).unwrap();
-    let all = names(&["a", "b", "c"]);
-    for m in [&a, &b, &c] {
-        wait_live(m, &all, Duration::from_secs(3));
-    }
+    let (a, b, c) = three_joined();
     // c leaves, naming a as its successor: a learns it directly, at once.
     c.hand_over(names(&["a"]));
     wait_live(&a, &names(&["a", "b"]), Duration::from_secs(2));
@@ -278,7 +270,7 @@ fn a_hand_over_is_confirmed_only_once_the_successor_has_applied_it() {
     thread::sleep(Duration::from_millis(50));
     assert!(c.took_over().is_empty(), "{:?}", c.took_over());
     // A live set that still holds c confirms nothing.
-    a.confirm_takeovers(&all);
+    a.confirm_takeovers(&names(&["a", "b", "c"]));
     thread::sleep(Duration::from_millis(50));
     assert!(c.took_over().is_empty());
     a.confirm_takeovers(&a.live());
