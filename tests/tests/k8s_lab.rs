@@ -604,6 +604,20 @@ fn a_speaker_whose_api_connection_hangs_takes_over_and_exits_on_sigterm() {
     .unwrap();
 }
 
+/// The late Service's EndpointSlices, as `kubectl get -o OUTPUT` prints them.
+fn late_slices(cluster: &Cluster, output: &str) -> Result<String, lab::LabError> {
+    cluster.kubectl(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "shop",
+        "-l",
+        "kubernetes.io/service-name=late",
+        "-o",
+        output,
+    ])
+}
+
 /// The control plane away for 60 s: every speaker keeps announcing what it announced (the client
 /// is served throughout, the router keeps its routes); etcd's history is compacted meanwhile, so
 /// every watch resumes into 410 Gone and must relist; then the controller and the speakers pick
@@ -717,20 +731,7 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
         })[0];
     // The EndpointSlice comes from kube-controller-manager, whose client-go watches retry up to
     // a minute apart after the outage; from the moment it exists the speakers announce at once.
-    let slice_exists = || {
-        env.cluster
-            .kubectl(&[
-                "get",
-                "endpointslices",
-                "-n",
-                "shop",
-                "-l",
-                "kubernetes.io/service-name=late",
-                "-o",
-                "name",
-            ])
-            .is_ok_and(|out| !out.trim().is_empty())
-    };
+    let slice_exists = || late_slices(&env.cluster, "name").is_ok_and(|out| !out.trim().is_empty());
     let t = Instant::now();
     eventually(
         "kube-controller-manager to publish the late Service's EndpointSlice",
@@ -747,7 +748,11 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
     );
     let announced_after = t.elapsed();
     let logs = env.logs();
-    announced.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    announced.unwrap_or_else(|e| {
+        // What the speakers had to go on: the slice's endpoints and their conditions.
+        let slice = late_slices(&env.cluster, "jsonpath={.items[*].endpoints}");
+        panic!("{e}\nthe late Service's EndpointSlice endpoints: {slice:?}\n{logs}")
+    });
     // kube-proxy, client-go too, may still be catching up.
     eventually(
         "the late Service to be served",
