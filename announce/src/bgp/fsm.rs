@@ -11,7 +11,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::message::{
-    AFI_IPV4, AFI_IPV6, AS_TRANS, DecodeError, Message, Notification, Open, SAFI_UNICAST, code,
+    AFI_IPV4, AFI_IPV6, AS_TRANS, DecodeError, Handling, Message, Notification, Open, SAFI_UNICAST,
+    code,
 };
 
 /// Hold time proposed while waiting for the peer's OPEN (RFC 4271 8: "a large value", 4 min).
@@ -85,6 +86,9 @@ pub enum Action {
     StopTimer(Timer),
     /// The session is Established: advertise the table on this connection.
     Established(Conn, Negotiated),
+    /// An UPDATE with an attribute error RFC 7606 handles as treat-as-withdraw: counted and
+    /// logged; the session stays up.
+    TreatedAsWithdraw(DecodeError),
     /// The peer asks for our routes of one family again (RFC 2918).
     RouteRefresh {
         afi: u16,
@@ -370,8 +374,30 @@ impl Fsm {
             }
             (_, Event::Closed(_)) => {}
 
-            (_, Event::Malformed(c, e)) if Some(c) == self.primary || Some(c) == self.second => {
-                let n = e.notification();
+            (st, Event::Malformed(c, e)) if Some(c) == self.primary || Some(c) == self.second => {
+                // The state of this connection: a second one has sent its OPEN and waits.
+                let st = if Some(c) == self.second { OpenSent } else { st };
+                if st == Established && e.handling() == Handling::TreatAsWithdraw {
+                    // RFC 7606: the UPDATE's routes count as withdrawn; we import none, so it
+                    // is only counted. It still shows the peer is alive.
+                    self.restart_hold(out);
+                    out.push(Action::TreatedAsWithdraw(e));
+                    return;
+                }
+                // An error inside a message this state does not expect is an FSM error
+                // (RFC 6608): the message should not have come at all.
+                let n = match (st, e.message_type()) {
+                    (OpenSent, Some(t)) if t != 1 => {
+                        Notification::new(code::FSM, code::FSM_IN_OPEN_SENT)
+                    }
+                    (OpenConfirm, Some(_)) => {
+                        Notification::new(code::FSM, code::FSM_IN_OPEN_CONFIRM)
+                    }
+                    (Established, Some(1)) => {
+                        Notification::new(code::FSM, code::FSM_IN_ESTABLISHED)
+                    }
+                    _ => e.notification(),
+                };
                 self.error_on(c, n, out);
             }
 

@@ -1,35 +1,46 @@
 //! BGP messages (RFC 4271 section 4) as our own small typed values, with encoding and decoding.
 //!
-//! Encoding goes through `zettabgp` for OPEN (capabilities) and UPDATE (ORIGIN, AS_PATH,
-//! NEXT_HOP, LOCAL_PREF, COMMUNITIES, MP_REACH/MP_UNREACH and the NLRI encoding). Three parts
-//! are ours, on purpose:
-//! - **Decoding.** zettabgp's decoders index buffers without bounds checks (for example the
-//!   attribute loop reads `buf[pos + 1]` past the end, the header computes `len - 19` which
-//!   underflows, capability lengths are subtracted unchecked) and guess ADD-PATH encoding from
-//!   the bytes (`fuzzy_pathid`); with an IPv6 transport it even reads classic NLRI as IPv6.
-//!   A decoder fed by the network must never panic, so decoding is a bounds-checked parser
-//!   here that returns a [`DecodeError`] carrying the NOTIFICATION code to send.
-//! - **NOTIFICATION**: zettabgp's always carries exactly two data bytes (RFC 4271 data is
-//!   variable: empty for Cease, the AS for Bad Peer AS...).
-//! - **AS_PATH**: zettabgp 0.6 writes an AS_SEQUENCE with segment type 1, which is AS_SET
-//!   (RFC 4271 4.3 says 1 = AS_SET, 2 = AS_SEQUENCE; its own decoder reads 1 as a set), and
-//!   keeps sets sorted. An eBGP path `[my ASN]` would reach routers as `{my ASN}`.
-//! - **LARGE_COMMUNITIES** (RFC 8092): zettabgp sets the Partial bit on the attribute it
-//!   originates; we encode it as a raw attribute with flags optional+transitive.
+//! Both directions are ours: [`encode`] writes OPEN and UPDATE bodies (it replaced zettabgp,
+//! see there why), and decoding is a bounds-checked parser that never panics on what the
+//! network sends. A decode error is typed and knows both the NOTIFICATION RFC 4271 section 6
+//! asks for (code, subcode and the data: the offending attribute for flag, length and ORIGIN
+//! errors) and how RFC 7606 handles it ([`Handling`]): most attribute errors make the UPDATE
+//! "treat-as-withdraw" instead of resetting the session. We never import routes, so for us
+//! treat-as-withdraw means: count it, drop it, keep the session.
 //!
-//! Round-trip tests therefore check two independent implementations against each other.
+//! Round-trip tests check the encoder and the decoder against each other, and both against
+//! golden messages captured from BIRD, FRR and GoBGP.
+
+mod encode;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use zettabgp::prelude::{
-    BgpAddr, BgpAddrV4, BgpAddrV6, BgpAddrs, BgpAttrItem, BgpAttrOrigin, BgpAttrUnknown,
-    BgpCommunity, BgpCommunityList, BgpLocalpref, BgpMED, BgpMPUpdates, BgpMPWithdraws, BgpNextHop,
-    BgpOpenMessage, BgpOrigin, BgpUpdateMessage,
-};
-use zettabgp::{BgpCapability, BgpMessage, BgpSessionParams, BgpTransportMode};
+
+/// Path attribute type codes.
+pub mod attr {
+    pub const ORIGIN: u8 = 1;
+    pub const AS_PATH: u8 = 2;
+    pub const NEXT_HOP: u8 = 3;
+    pub const MED: u8 = 4;
+    pub const LOCAL_PREF: u8 = 5;
+    pub const ATOMIC_AGGREGATE: u8 = 6;
+    pub const AGGREGATOR: u8 = 7;
+    pub const COMMUNITIES: u8 = 8;
+    pub const MP_REACH_NLRI: u8 = 14;
+    pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const LARGE_COMMUNITIES: u8 = 32;
+}
+
+/// Path attribute flag bits (RFC 4271 4.3).
+pub mod flag {
+    pub const OPTIONAL: u8 = 0x80;
+    pub const TRANSITIVE: u8 = 0x40;
+    pub const PARTIAL: u8 = 0x20;
+    pub const EXTENDED_LENGTH: u8 = 0x10;
+}
 
 /// Length of the fixed header (marker, length, type).
 pub const HEADER_LEN: usize = 19;
@@ -241,22 +252,37 @@ impl Notification {
     }
 }
 
-impl fmt::Display for Notification {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (c, s) = (self.code, self.subcode);
-        let name = match (c, s) {
-            (1, 1) => "header: connection not synchronized",
-            (1, 2) => "header: bad message length",
-            (1, 3) => "header: bad message type",
-            (2, 1) => "OPEN: unsupported version number",
-            (2, 2) => "OPEN: bad peer AS",
-            (2, 3) => "OPEN: bad BGP identifier",
-            (2, 4) => "OPEN: unsupported optional parameter",
-            (2, 6) => "OPEN: unacceptable hold time",
-            (2, 7) => "OPEN: unsupported capability",
+impl Notification {
+    /// The name RFC 4271 (and RFC 4486, 6608, 7313, 8538) gives this code and subcode.
+    pub fn name(&self) -> &'static str {
+        match (self.code, self.subcode) {
+            (1, 1) => "message header error: connection not synchronized",
+            (1, 2) => "message header error: bad message length",
+            (1, 3) => "message header error: bad message type",
+            (1, _) => "message header error",
+            (2, 1) => "OPEN message error: unsupported version number",
+            (2, 2) => "OPEN message error: bad peer AS",
+            (2, 3) => "OPEN message error: bad BGP identifier",
+            (2, 4) => "OPEN message error: unsupported optional parameter",
+            (2, 6) => "OPEN message error: unacceptable hold time",
+            (2, 7) => "OPEN message error: unsupported capability",
+            (2, 11) => "OPEN message error: role mismatch",
             (2, _) => "OPEN message error",
+            (3, 1) => "UPDATE message error: malformed attribute list",
+            (3, 2) => "UPDATE message error: unrecognized well-known attribute",
+            (3, 3) => "UPDATE message error: missing well-known attribute",
+            (3, 4) => "UPDATE message error: attribute flags error",
+            (3, 5) => "UPDATE message error: attribute length error",
+            (3, 6) => "UPDATE message error: invalid ORIGIN attribute",
+            (3, 8) => "UPDATE message error: invalid NEXT_HOP attribute",
+            (3, 9) => "UPDATE message error: optional attribute error",
+            (3, 10) => "UPDATE message error: invalid network field",
+            (3, 11) => "UPDATE message error: malformed AS_PATH",
             (3, _) => "UPDATE message error",
             (4, _) => "hold timer expired",
+            (5, 1) => "finite state machine error: unexpected message in OpenSent",
+            (5, 2) => "finite state machine error: unexpected message in OpenConfirm",
+            (5, 3) => "finite state machine error: unexpected message in Established",
             (5, _) => "finite state machine error",
             (6, 1) => "cease: maximum number of prefixes reached",
             (6, 2) => "cease: administrative shutdown",
@@ -266,10 +292,46 @@ impl fmt::Display for Notification {
             (6, 6) => "cease: other configuration change",
             (6, 7) => "cease: connection collision resolution",
             (6, 8) => "cease: out of resources",
+            (6, 9) => "cease: hard reset",
+            (6, 10) => "cease: BFD down",
             (6, _) => "cease",
-            _ => "unknown error",
-        };
-        write!(f, "{name} ({c}/{s})")
+            (7, _) => "ROUTE-REFRESH message error",
+            _ => "unknown error code",
+        }
+    }
+
+    /// The shutdown communication of an administrative shutdown or reset (RFC 9003): a
+    /// length byte and that many bytes of UTF-8.
+    pub fn shutdown_message(&self) -> Option<String> {
+        if self.code != code::CEASE || !matches!(self.subcode, 2 | 4) {
+            return None;
+        }
+        let (&len, text) = self.data.split_first()?;
+        let text = text.get(..usize::from(len))?;
+        (!text.is_empty()).then(|| String::from_utf8_lossy(text).into_owned())
+    }
+}
+
+/// Data bytes shown in a log line: at most this many (a NOTIFICATION can carry 4 KiB).
+const SHOWN_DATA: usize = 32;
+
+impl fmt::Display for Notification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}/{})", self.name(), self.code, self.subcode)?;
+        if let Some(m) = self.shutdown_message() {
+            let m: String = m.chars().take(128).collect();
+            return write!(f, ": {m:?}");
+        }
+        if !self.data.is_empty() {
+            write!(f, ", data ")?;
+            for b in self.data.iter().take(SHOWN_DATA) {
+                write!(f, "{b:02x}")?;
+            }
+            if self.data.len() > SHOWN_DATA {
+                write!(f, "... ({} bytes)", self.data.len())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -293,18 +355,47 @@ pub mod code {
     pub const OPEN_UNACCEPTABLE_HOLD_TIME: u8 = 6;
 
     pub const UPD_MALFORMED_ATTR_LIST: u8 = 1;
+    pub const UPD_UNRECOGNIZED_WELL_KNOWN: u8 = 2;
     pub const UPD_MISSING_WELL_KNOWN: u8 = 3;
     pub const UPD_ATTR_FLAGS: u8 = 4;
     pub const UPD_ATTR_LENGTH: u8 = 5;
     pub const UPD_INVALID_ORIGIN: u8 = 6;
+    pub const UPD_OPTIONAL_ATTR: u8 = 9;
     pub const UPD_INVALID_NETWORK: u8 = 10;
     pub const UPD_MALFORMED_AS_PATH: u8 = 11;
 
+    /// RFC 6608 subcodes: an unexpected message in OpenSent / OpenConfirm / Established.
+    pub const FSM_IN_OPEN_SENT: u8 = 1;
+    pub const FSM_IN_OPEN_CONFIRM: u8 = 2;
+    pub const FSM_IN_ESTABLISHED: u8 = 3;
+
     pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
+    pub const CEASE_CONNECTION_REJECTED: u8 = 5;
     pub const CEASE_COLLISION: u8 = 7;
 }
 
-/// Why bytes are not a valid message. [`DecodeError::notification`] is what to send back.
+/// How RFC 7606 wants an UPDATE error handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// NOTIFICATION and close (RFC 4271 section 6; RFC 7606 "session reset").
+    SessionReset,
+    /// The UPDATE's routes count as withdrawn; the session stays up (RFC 7606 section 2).
+    TreatAsWithdraw,
+}
+
+/// One path attribute exactly as received (flags, type, length and value): the data of the
+/// NOTIFICATIONs that name an attribute (RFC 4271 6.3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawAttribute(pub Vec<u8>);
+
+impl fmt::Debug for RawAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawAttribute({} bytes)", self.0.len())
+    }
+}
+
+/// Why bytes are not a valid message. [`DecodeError::notification`] is what to send back,
+/// [`DecodeError::handling`] whether to send it at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("marker is not all ones")]
@@ -319,16 +410,38 @@ pub enum DecodeError {
     UnsupportedOptionalParameter(u8),
     #[error("OPEN: malformed: {0}")]
     MalformedOpen(&'static str),
+    /// The withdrawn-routes or total-attribute length does not fit the message, or MP_REACH /
+    /// MP_UNREACH appears twice (RFC 7606 3 g).
     #[error("UPDATE: malformed attribute list: {0}")]
     MalformedAttributeList(&'static str),
-    #[error("UPDATE: attribute {0}: bad flags {1:#04x}")]
-    AttributeFlags(u8, u8),
-    #[error("UPDATE: attribute {0}: bad length {1}")]
-    AttributeLength(u8, usize),
-    #[error("UPDATE: invalid ORIGIN {0}")]
-    InvalidOrigin(u8),
+    /// An attribute's length runs past the attribute list (RFC 7606 section 4).
+    #[error("UPDATE: attribute {0}: its length runs past the attribute list")]
+    AttributeOverrun(u8),
+    #[error("UPDATE: attribute {tc}: bad flags {flags:#04x}")]
+    AttributeFlags {
+        tc: u8,
+        flags: u8,
+        attr: RawAttribute,
+    },
+    #[error("UPDATE: attribute {tc}: bad length {len}")]
+    AttributeLength {
+        tc: u8,
+        len: usize,
+        attr: RawAttribute,
+    },
+    #[error("UPDATE: invalid ORIGIN {value}")]
+    InvalidOrigin { value: u8, attr: RawAttribute },
+    #[error("UPDATE: unrecognized well-known attribute {tc}")]
+    UnrecognizedWellKnown { tc: u8, attr: RawAttribute },
     #[error("UPDATE: malformed AS_PATH")]
     MalformedAsPath,
+    /// MP_REACH_NLRI / MP_UNREACH_NLRI that cannot be parsed (RFC 4760 section 7).
+    #[error("UPDATE: malformed {name}: {why}")]
+    MalformedMp {
+        name: &'static str,
+        why: &'static str,
+        attr: RawAttribute,
+    },
     #[error("UPDATE: invalid network field: {0}")]
     InvalidNetwork(&'static str),
     #[error("UPDATE: missing well-known attribute {0}")]
@@ -338,16 +451,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The NOTIFICATION RFC 4271 6.1–6.3 asks for.
+    /// The NOTIFICATION RFC 4271 6.1–6.3 asks for, with its data.
     pub fn notification(&self) -> Notification {
         use code::*;
-        match *self {
+        match self {
             DecodeError::NotSynchronized => Notification::new(HEADER, HDR_NOT_SYNCHRONIZED),
             DecodeError::BadLength(l) => {
                 Notification::with_data(HEADER, HDR_BAD_LENGTH, l.to_be_bytes().to_vec())
             }
             DecodeError::BadBodyLength(_) => Notification::new(HEADER, HDR_BAD_LENGTH),
-            DecodeError::BadType(t) => Notification::with_data(HEADER, HDR_BAD_TYPE, vec![t]),
+            DecodeError::BadType(t) => Notification::with_data(HEADER, HDR_BAD_TYPE, vec![*t]),
             DecodeError::UnsupportedVersion(_) => {
                 Notification::with_data(OPEN, OPEN_UNSUPPORTED_VERSION, 4u16.to_be_bytes().into())
             }
@@ -355,17 +468,61 @@ impl DecodeError {
                 Notification::new(OPEN, OPEN_UNSUPPORTED_OPT_PARAM)
             }
             DecodeError::MalformedOpen(_) => Notification::new(OPEN, 0),
-            DecodeError::MalformedAttributeList(_) => {
+            DecodeError::MalformedAttributeList(_) | DecodeError::AttributeOverrun(_) => {
                 Notification::new(UPDATE, UPD_MALFORMED_ATTR_LIST)
             }
-            DecodeError::AttributeFlags(..) => Notification::new(UPDATE, UPD_ATTR_FLAGS),
-            DecodeError::AttributeLength(..) => Notification::new(UPDATE, UPD_ATTR_LENGTH),
-            DecodeError::InvalidOrigin(_) => Notification::new(UPDATE, UPD_INVALID_ORIGIN),
+            DecodeError::AttributeFlags { attr, .. } => {
+                Notification::with_data(UPDATE, UPD_ATTR_FLAGS, attr.0.clone())
+            }
+            DecodeError::AttributeLength { attr, .. } => {
+                Notification::with_data(UPDATE, UPD_ATTR_LENGTH, attr.0.clone())
+            }
+            DecodeError::InvalidOrigin { attr, .. } => {
+                Notification::with_data(UPDATE, UPD_INVALID_ORIGIN, attr.0.clone())
+            }
+            DecodeError::UnrecognizedWellKnown { attr, .. } => {
+                Notification::with_data(UPDATE, UPD_UNRECOGNIZED_WELL_KNOWN, attr.0.clone())
+            }
             DecodeError::MalformedAsPath => Notification::new(UPDATE, UPD_MALFORMED_AS_PATH),
+            DecodeError::MalformedMp { attr, .. } => {
+                Notification::with_data(UPDATE, UPD_OPTIONAL_ATTR, attr.0.clone())
+            }
             DecodeError::InvalidNetwork(_) => Notification::new(UPDATE, UPD_INVALID_NETWORK),
             DecodeError::MissingWellKnown(t) => {
-                Notification::with_data(UPDATE, UPD_MISSING_WELL_KNOWN, vec![t])
+                Notification::with_data(UPDATE, UPD_MISSING_WELL_KNOWN, vec![*t])
             }
+        }
+    }
+
+    /// RFC 7606's choice for this error. Errors in one attribute's content (flags, length,
+    /// ORIGIN, AS_PATH, a missing well-known attribute, an attribute running past the list)
+    /// are treat-as-withdraw; errors that lose the message's structure (the NLRI, the MP
+    /// attributes, the lengths of the sections) and everything outside UPDATE reset the
+    /// session. An unrecognized well-known attribute stays a reset (RFC 4271 6.3).
+    pub fn handling(&self) -> Handling {
+        match self {
+            DecodeError::AttributeOverrun(_)
+            | DecodeError::AttributeFlags { .. }
+            | DecodeError::AttributeLength { .. }
+            | DecodeError::InvalidOrigin { .. }
+            | DecodeError::MalformedAsPath
+            | DecodeError::MissingWellKnown(_) => Handling::TreatAsWithdraw,
+            _ => Handling::SessionReset,
+        }
+    }
+
+    /// The type of the message the error is in, when the header was sound (1 OPEN, 2 UPDATE):
+    /// an error in a message the state does not expect is an FSM error (RFC 6608).
+    pub fn message_type(&self) -> Option<u8> {
+        match self {
+            DecodeError::NotSynchronized
+            | DecodeError::BadLength(_)
+            | DecodeError::BadType(_)
+            | DecodeError::BadBodyLength(_) => None,
+            DecodeError::UnsupportedVersion(_)
+            | DecodeError::UnsupportedOptionalParameter(_)
+            | DecodeError::MalformedOpen(_) => Some(1),
+            _ => Some(2),
         }
     }
 }
@@ -377,14 +534,6 @@ pub enum EncodeError {
     TooLong(usize),
     #[error("cannot encode: {0}")]
     Unsupported(&'static str),
-    #[error("codec: {0}")]
-    Codec(String),
-}
-
-impl From<zettabgp::error::BgpError> for EncodeError {
-    fn from(e: zettabgp::error::BgpError) -> Self {
-        EncodeError::Codec(e.to_string())
-    }
 }
 
 /// Session facts that change the wire format.
@@ -473,6 +622,9 @@ impl Codec {
         }
     }
 
+    /// An UPDATE body. Structural errors return at once; an error in one attribute's content
+    /// is remembered while the rest is still parsed (a later structural error wins, RFC 7606
+    /// section 3), then returned.
     fn decode_update(&self, body: &[u8]) -> Result<Update, DecodeError> {
         let mut r = Reader(body);
         let wlen = r
@@ -495,18 +647,21 @@ impl Codec {
             .into_iter()
             .filter_map(as_v4)
             .collect();
-        let attrs = self.decode_attrs(attr_bytes)?;
+        let (attrs, soft) = self.decode_attrs(attr_bytes)?;
+        if let Some(e) = soft {
+            return Err(e);
+        }
         let announces = !nlri.is_empty() || attrs.mp_reach.is_some();
         if announces {
             if attrs.origin.is_none() {
-                return Err(DecodeError::MissingWellKnown(1));
+                return Err(DecodeError::MissingWellKnown(attr::ORIGIN));
             }
             if attrs.as_path.is_none() {
-                return Err(DecodeError::MissingWellKnown(2));
+                return Err(DecodeError::MissingWellKnown(attr::AS_PATH));
             }
         }
         if !nlri.is_empty() && attrs.next_hop.is_none() {
-            return Err(DecodeError::MissingWellKnown(3));
+            return Err(DecodeError::MissingWellKnown(attr::NEXT_HOP));
         }
         Ok(Update {
             withdrawn,
@@ -515,73 +670,121 @@ impl Codec {
         })
     }
 
-    fn decode_attrs(&self, bytes: &[u8]) -> Result<PathAttrs, DecodeError> {
+    /// The attributes, and the first treat-as-withdraw error met among them (parsing goes on
+    /// after one, so a later session-reset error is still found).
+    fn decode_attrs(&self, bytes: &[u8]) -> Result<(PathAttrs, Option<DecodeError>), DecodeError> {
         let mut attrs = PathAttrs::default();
+        let mut soft: Option<DecodeError> = None;
         let mut seen = [false; 256];
         let mut r = Reader(bytes);
         while !r.0.is_empty() {
-            let flags = r.u8().ok_or(DecodeError::MalformedAttributeList("short"))?;
-            let tc = r.u8().ok_or(DecodeError::MalformedAttributeList("short"))?;
-            let len = if flags & 0x10 != 0 {
+            let start = r.0;
+            let (Some(flags), Some(tc)) = (r.u8(), r.u8()) else {
+                soft.get_or_insert(DecodeError::AttributeOverrun(0));
+                break;
+            };
+            let len = if flags & flag::EXTENDED_LENGTH != 0 {
                 r.u16().map(usize::from)
             } else {
                 r.u8().map(usize::from)
-            }
-            .ok_or(DecodeError::MalformedAttributeList("short"))?;
-            let v = r.take(len).ok_or(DecodeError::AttributeLength(tc, len))?;
+            };
+            let Some(v) = len.and_then(|len| r.take(len)) else {
+                // RFC 7606 section 4: treat-as-withdraw; the total attribute length still
+                // locates the NLRI, so nothing after this attribute can be parsed or trusted.
+                soft.get_or_insert(DecodeError::AttributeOverrun(tc));
+                break;
+            };
+            let len = v.len();
+            let raw = || RawAttribute(start[..start.len() - r.0.len()].to_vec());
+            let is_mp = matches!(tc, attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI);
             if std::mem::replace(&mut seen[tc as usize], true) {
-                return Err(DecodeError::MalformedAttributeList("repeated attribute"));
+                if is_mp {
+                    return Err(DecodeError::MalformedAttributeList("MP attribute repeated"));
+                }
+                // RFC 7606 3 g: every occurrence after the first is discarded.
+                continue;
             }
-            let optional = flags & 0x80 != 0;
-            let well_known = matches!(tc, 1 | 2 | 3 | 5);
-            if (well_known && optional)
-                || (!well_known && matches!(tc, 4 | 8 | 14 | 15 | 32) && !optional)
-            {
-                return Err(DecodeError::AttributeFlags(tc, flags));
-            }
-            match tc {
-                1 => {
-                    let [o] = v else {
-                        return Err(DecodeError::AttributeLength(tc, len));
+            if let Some(want) = expected_flags(tc) {
+                let got = flags & (flag::OPTIONAL | flag::TRANSITIVE | flag::PARTIAL);
+                // The Partial bit is meaningful on optional transitive attributes only.
+                let got = if want == flag::OPTIONAL | flag::TRANSITIVE {
+                    got & !flag::PARTIAL
+                } else {
+                    got
+                };
+                if got != want {
+                    let e = DecodeError::AttributeFlags {
+                        tc,
+                        flags,
+                        attr: raw(),
                     };
-                    attrs.origin = Some(match o {
-                        0 => Origin::Igp,
-                        1 => Origin::Egp,
-                        2 => Origin::Incomplete,
-                        o => return Err(DecodeError::InvalidOrigin(*o)),
-                    });
-                }
-                2 => attrs.as_path = Some(decode_as_path(v, self.four_octet_as)?),
-                3 => {
-                    let a: [u8; 4] = v
-                        .try_into()
-                        .map_err(|_| DecodeError::AttributeLength(tc, len))?;
-                    attrs.next_hop = Some(Ipv4Addr::from(a));
-                }
-                4 | 5 => {
-                    let a: [u8; 4] = v
-                        .try_into()
-                        .map_err(|_| DecodeError::AttributeLength(tc, len))?;
-                    let x = u32::from_be_bytes(a);
-                    if tc == 4 {
-                        attrs.med = Some(x);
-                    } else {
-                        attrs.local_pref = Some(x);
+                    if is_mp {
+                        return Err(e);
                     }
+                    soft.get_or_insert(e);
+                    continue;
                 }
-                8 => {
-                    if v.len() % 4 != 0 {
-                        return Err(DecodeError::AttributeLength(tc, len));
+            } else if flags & flag::OPTIONAL == 0 {
+                return Err(DecodeError::UnrecognizedWellKnown { tc, attr: raw() });
+            }
+            let bad_len = || DecodeError::AttributeLength {
+                tc,
+                len,
+                attr: raw(),
+            };
+            match tc {
+                attr::ORIGIN => match v {
+                    [0] => attrs.origin = Some(Origin::Igp),
+                    [1] => attrs.origin = Some(Origin::Egp),
+                    [2] => attrs.origin = Some(Origin::Incomplete),
+                    [o] => {
+                        soft.get_or_insert(DecodeError::InvalidOrigin {
+                            value: *o,
+                            attr: raw(),
+                        });
                     }
+                    _ => {
+                        soft.get_or_insert(bad_len());
+                    }
+                },
+                attr::AS_PATH => match decode_as_path(v, self.four_octet_as) {
+                    Ok(p) => attrs.as_path = Some(p),
+                    Err(e) => {
+                        soft.get_or_insert(e);
+                    }
+                },
+                attr::NEXT_HOP => match <[u8; 4]>::try_from(v) {
+                    Ok(a) => attrs.next_hop = Some(Ipv4Addr::from(a)),
+                    Err(_) => {
+                        soft.get_or_insert(bad_len());
+                    }
+                },
+                attr::MED | attr::LOCAL_PREF => match <[u8; 4]>::try_from(v) {
+                    Ok(a) if tc == attr::MED => attrs.med = Some(u32::from_be_bytes(a)),
+                    Ok(a) => attrs.local_pref = Some(u32::from_be_bytes(a)),
+                    Err(_) => {
+                        soft.get_or_insert(bad_len());
+                    }
+                },
+                attr::ATOMIC_AGGREGATE if !v.is_empty() => {
+                    soft.get_or_insert(bad_len());
+                }
+                attr::AGGREGATOR if !(v.len() == 8 || v.len() == 6 && !self.four_octet_as) => {
+                    soft.get_or_insert(bad_len());
+                }
+                attr::COMMUNITIES if v.is_empty() || v.len() % 4 != 0 => {
+                    soft.get_or_insert(bad_len());
+                }
+                attr::COMMUNITIES => {
                     attrs.communities = v
                         .chunks_exact(4)
                         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
                 }
-                32 => {
-                    if v.len() % 12 != 0 {
-                        return Err(DecodeError::AttributeLength(tc, len));
-                    }
+                attr::LARGE_COMMUNITIES if v.is_empty() || v.len() % 12 != 0 => {
+                    soft.get_or_insert(bad_len());
+                }
+                attr::LARGE_COMMUNITIES => {
                     attrs.large_communities = v
                         .chunks_exact(12)
                         .map(|c| LargeCommunity {
@@ -591,18 +794,22 @@ impl Codec {
                         })
                         .collect();
                 }
-                14 => match decode_mp_reach(v)? {
-                    Some(m) => attrs.mp_reach = Some(m),
-                    None => attrs.other.push((flags, tc, v.to_vec())),
-                },
-                15 => match decode_mp_unreach(v)? {
-                    Some(m) => attrs.mp_unreach = Some(m),
-                    None => attrs.other.push((flags, tc, v.to_vec())),
-                },
+                attr::MP_REACH_NLRI => {
+                    match decode_mp_reach(v).map_err(|why| mp_error(tc, why, raw()))? {
+                        Some(m) => attrs.mp_reach = Some(m),
+                        None => attrs.other.push((flags, tc, v.to_vec())),
+                    }
+                }
+                attr::MP_UNREACH_NLRI => {
+                    match decode_mp_unreach(v).map_err(|why| mp_error(tc, why, raw()))? {
+                        Some(m) => attrs.mp_unreach = Some(m),
+                        None => attrs.other.push((flags, tc, v.to_vec())),
+                    }
+                }
                 _ => attrs.other.push((flags, tc, v.to_vec())),
             }
         }
-        Ok(attrs)
+        Ok((attrs, soft))
     }
 
     /// Encodes a message, at most 4096 bytes.
@@ -610,7 +817,7 @@ impl Codec {
         let mut out = vec![0xffu8; HEADER_LEN];
         let ty = match msg {
             Message::Open(o) => {
-                out.extend_from_slice(&encode_open(o)?);
+                out.extend_from_slice(&encode::encode_open(o)?);
                 1
             }
             Message::Update(u) => {
@@ -637,209 +844,6 @@ impl Codec {
         out[18] = ty;
         Ok(out)
     }
-
-    /// The session parameters zettabgp's encoders consult.
-    fn params(&self) -> BgpSessionParams {
-        let mut p = BgpSessionParams::new(
-            0,
-            0,
-            BgpTransportMode::IPv4,
-            Ipv4Addr::UNSPECIFIED,
-            Vec::new(),
-        );
-        p.has_as32bit = self.four_octet_as;
-        p.fuzzy_pathid = false;
-        p
-    }
-
-    fn encode_update(&self, u: &Update) -> Result<Vec<u8>, EncodeError> {
-        let a = &u.attrs;
-        let mut attrs = Vec::new();
-        if let Some(o) = a.origin {
-            attrs.push(BgpAttrItem::Origin(BgpOrigin::new(match o {
-                Origin::Igp => BgpAttrOrigin::Igp,
-                Origin::Egp => BgpAttrOrigin::Egp,
-                Origin::Incomplete => BgpAttrOrigin::Incomplete,
-            })));
-        }
-        if let Some(path) = &a.as_path {
-            let value = self.encode_as_path(path)?;
-            let mut raw = BgpAttrUnknown::new(2, 0x40 | if value.len() > 255 { 0x10 } else { 0 });
-            raw.value = value;
-            attrs.push(BgpAttrItem::Unknown(raw));
-        }
-        if let Some(nh) = a.next_hop {
-            attrs.push(BgpAttrItem::NextHop(BgpNextHop::new(IpAddr::V4(nh))));
-        }
-        if let Some(m) = a.med {
-            attrs.push(BgpAttrItem::MED(BgpMED::new(m)));
-        }
-        if let Some(lp) = a.local_pref {
-            attrs.push(BgpAttrItem::LocalPref(BgpLocalpref::new(lp)));
-        }
-        if !a.communities.is_empty() {
-            attrs.push(BgpAttrItem::CommunityList(BgpCommunityList::from_vec(
-                a.communities
-                    .iter()
-                    .map(|&c| BgpCommunity::new(c))
-                    .collect(),
-            )));
-        }
-        if let Some(mp) = &a.mp_reach {
-            let nexthop = match mp.next_hops.as_slice() {
-                [IpAddr::V6(g)] => BgpAddr::V6(*g),
-                [IpAddr::V4(g)] => BgpAddr::V4(*g),
-                _ => {
-                    return Err(EncodeError::Unsupported(
-                        "MP_REACH needs exactly one next hop",
-                    ));
-                }
-            };
-            attrs.push(BgpAttrItem::MPUpdates(BgpMPUpdates {
-                nexthop,
-                addrs: addrs_of(&mp.prefixes)?,
-            }));
-        }
-        if let Some(w) = &a.mp_unreach {
-            attrs.push(BgpAttrItem::MPWithdraws(BgpMPWithdraws {
-                addrs: addrs_of(w)?,
-            }));
-        }
-        if !a.large_communities.is_empty() {
-            let mut value = Vec::with_capacity(a.large_communities.len() * 12);
-            for c in &a.large_communities {
-                value.extend_from_slice(&c.global.to_be_bytes());
-                value.extend_from_slice(&c.local1.to_be_bytes());
-                value.extend_from_slice(&c.local2.to_be_bytes());
-            }
-            let mut raw = BgpAttrUnknown::new(32, 0xc0 | if value.len() > 255 { 0x10 } else { 0 });
-            raw.value = value;
-            attrs.push(BgpAttrItem::Unknown(raw));
-        }
-        for (flags, tc, v) in &a.other {
-            let mut raw = BgpAttrUnknown::new(*tc, *flags | if v.len() > 255 { 0x10 } else { 0 });
-            raw.value = v.clone();
-            attrs.push(BgpAttrItem::Unknown(raw));
-        }
-        let msg = BgpUpdateMessage {
-            updates: if u.nlri.is_empty() {
-                BgpAddrs::None
-            } else {
-                BgpAddrs::IPV4U(
-                    u.nlri
-                        .iter()
-                        .map(|n| BgpAddrV4::new(n.network(), n.prefix_len()))
-                        .collect(),
-                )
-            },
-            withdraws: if u.withdrawn.is_empty() {
-                BgpAddrs::None
-            } else {
-                BgpAddrs::IPV4U(
-                    u.withdrawn
-                        .iter()
-                        .map(|n| BgpAddrV4::new(n.network(), n.prefix_len()))
-                        .collect(),
-                )
-            },
-            attrs,
-        };
-        // zettabgp writes into a fixed buffer; a bigger one lets us report the real size.
-        let mut buf = vec![0u8; 4 * MAX_MESSAGE_LEN];
-        let n = msg.encode_to(&self.params(), &mut buf)?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    /// AS_PATH value bytes. Without the 4-octet capability a large ASN travels as AS_TRANS
-    /// (RFC 6793 4.2.2; the AS4_PATH that would carry the real path is not sent: every peer we
-    /// target speaks 4-octet ASNs).
-    fn encode_as_path(&self, path: &[AsSegment]) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::new();
-        for s in path {
-            let (ty, v) = match s {
-                AsSegment::Set(v) => (1u8, v),
-                AsSegment::Sequence(v) => (2u8, v),
-            };
-            let n =
-                u8::try_from(v.len())
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(EncodeError::Unsupported(
-                        "AS_PATH segment of 0 or more than 255 ASNs",
-                    ))?;
-            out.extend_from_slice(&[ty, n]);
-            for &a in v {
-                if self.four_octet_as {
-                    out.extend_from_slice(&a.to_be_bytes());
-                } else {
-                    let a = u16::try_from(a).unwrap_or(AS_TRANS);
-                    out.extend_from_slice(&a.to_be_bytes());
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn addrs_of(prefixes: &[IpNet]) -> Result<BgpAddrs, EncodeError> {
-    let v4: Vec<BgpAddrV4> = prefixes
-        .iter()
-        .filter_map(|p| match p {
-            IpNet::V4(n) => Some(BgpAddrV4::new(n.network(), n.prefix_len())),
-            IpNet::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<BgpAddrV6> = prefixes
-        .iter()
-        .filter_map(|p| match p {
-            IpNet::V6(n) => Some(BgpAddrV6::new(n.network(), n.prefix_len())),
-            IpNet::V4(_) => None,
-        })
-        .collect();
-    match (v4.is_empty(), v6.is_empty()) {
-        (false, true) => Ok(BgpAddrs::IPV4U(v4)),
-        (true, _) => Ok(BgpAddrs::IPV6U(v6)),
-        (false, false) => Err(EncodeError::Unsupported(
-            "one MP attribute carries one family",
-        )),
-    }
-}
-
-fn encode_open(o: &Open) -> Result<Vec<u8>, EncodeError> {
-    let caps = o
-        .capabilities
-        .iter()
-        .map(|c| match c {
-            Capability::Multiprotocol { afi: 1, safi: 1 } => Ok(BgpCapability::SafiIPv4u),
-            Capability::Multiprotocol { afi: 2, safi: 1 } => Ok(BgpCapability::SafiIPv6u),
-            Capability::Multiprotocol { .. } => Err(EncodeError::Unsupported(
-                "families other than IPv4/IPv6 unicast",
-            )),
-            Capability::RouteRefresh => Ok(BgpCapability::CapRR),
-            Capability::FourOctetAs(a) => Ok(BgpCapability::CapASN32(*a)),
-            Capability::Unknown { .. } => Err(EncodeError::Unsupported("unknown capability")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if o.version != 4 {
-        return Err(EncodeError::Unsupported("BGP version other than 4"));
-    }
-    let msg = BgpOpenMessage {
-        as_num: u32::from(o.my_as),
-        hold_time: o.hold_time,
-        router_id: o.bgp_id,
-        caps,
-    };
-    let mut buf = vec![0u8; MAX_MESSAGE_LEN];
-    let params = BgpSessionParams::new(0, 0, BgpTransportMode::IPv4, o.bgp_id, Vec::new());
-    let n = msg.encode_to(&params, &mut buf)?;
-    if n - 10 > 255 {
-        return Err(EncodeError::Unsupported(
-            "optional parameters longer than 255 bytes",
-        ));
-    }
-    buf.truncate(n);
-    Ok(buf)
 }
 
 fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
@@ -927,17 +931,64 @@ fn decode_as_path(v: &[u8], four: bool) -> Result<Vec<AsSegment>, DecodeError> {
     Ok(out)
 }
 
+/// The flags RFC 4271 / 4760 / 1997 / 8092 define for the attributes we know (optional,
+/// transitive, partial bits); `None` for the rest.
+fn expected_flags(tc: u8) -> Option<u8> {
+    use flag::*;
+    match tc {
+        attr::ORIGIN
+        | attr::AS_PATH
+        | attr::NEXT_HOP
+        | attr::LOCAL_PREF
+        | attr::ATOMIC_AGGREGATE => Some(TRANSITIVE),
+        attr::MED | attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => Some(OPTIONAL),
+        attr::AGGREGATOR | attr::COMMUNITIES | attr::LARGE_COMMUNITIES => {
+            Some(OPTIONAL | TRANSITIVE)
+        }
+        _ => None,
+    }
+}
+
+/// A malformed MP attribute: an invalid prefix in it is an invalid network field (3/10),
+/// anything else an optional attribute error (3/9, RFC 4760 section 7).
+fn mp_error(tc: u8, why: MpError, attr: RawAttribute) -> DecodeError {
+    match why {
+        MpError::Network(w) => DecodeError::InvalidNetwork(w),
+        MpError::Attribute(why) => DecodeError::MalformedMp {
+            name: if tc == attr::MP_REACH_NLRI {
+                "MP_REACH_NLRI"
+            } else {
+                "MP_UNREACH_NLRI"
+            },
+            why,
+            attr,
+        },
+    }
+}
+
+/// What is wrong inside an MP attribute.
+enum MpError {
+    Attribute(&'static str),
+    Network(&'static str),
+}
+
 /// Returns `None` for families we do not speak (kept as an opaque attribute).
-fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, DecodeError> {
+fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, MpError> {
     let mut r = Reader(v);
-    let bad = DecodeError::AttributeLength(14, v.len());
-    let afi = r.u16().ok_or(bad.clone())?;
-    let safi = r.u8().ok_or(bad.clone())?;
+    let short = MpError::Attribute("shorter than its fields");
+    let afi = r
+        .u16()
+        .ok_or(MpError::Attribute("shorter than its fields"))?;
+    let safi = r
+        .u8()
+        .ok_or(MpError::Attribute("shorter than its fields"))?;
     if safi != SAFI_UNICAST || !(afi == AFI_IPV4 || afi == AFI_IPV6) {
         return Ok(None);
     }
-    let nhlen = r.u8().ok_or(bad.clone())? as usize;
-    let nh = r.take(nhlen).ok_or(bad.clone())?;
+    let nhlen = r
+        .u8()
+        .ok_or(MpError::Attribute("shorter than its fields"))? as usize;
+    let nh = r.take(nhlen).ok_or(MpError::Attribute("next hop length"))?;
     let next_hops = match (afi, nh.len()) {
         (AFI_IPV4, 4) => vec![IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]))],
         (AFI_IPV6, 16 | 32) => nh
@@ -948,25 +999,34 @@ fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, DecodeError> {
                 IpAddr::V6(Ipv6Addr::from(a))
             })
             .collect(),
-        _ => return Err(DecodeError::InvalidNetwork("MP_REACH next hop length")),
+        _ => return Err(MpError::Attribute("next hop length")),
     };
-    let _snpa = r.u8().ok_or(bad)?;
-    let prefixes = decode_prefixes(r.0, afi)?;
+    let _reserved = r.u8().ok_or(short)?;
+    let prefixes = decode_prefixes(r.0, afi).map_err(|e| match e {
+        DecodeError::InvalidNetwork(w) => MpError::Network(w),
+        _ => MpError::Network("prefix"),
+    })?;
     Ok(Some(MpReach {
         next_hops,
         prefixes,
     }))
 }
 
-fn decode_mp_unreach(v: &[u8]) -> Result<Option<Vec<IpNet>>, DecodeError> {
+fn decode_mp_unreach(v: &[u8]) -> Result<Option<Vec<IpNet>>, MpError> {
     let mut r = Reader(v);
-    let bad = DecodeError::AttributeLength(15, v.len());
-    let afi = r.u16().ok_or(bad.clone())?;
-    let safi = r.u8().ok_or(bad)?;
+    let afi = r
+        .u16()
+        .ok_or(MpError::Attribute("shorter than its fields"))?;
+    let safi = r
+        .u8()
+        .ok_or(MpError::Attribute("shorter than its fields"))?;
     if safi != SAFI_UNICAST || !(afi == AFI_IPV4 || afi == AFI_IPV6) {
         return Ok(None);
     }
-    decode_prefixes(r.0, afi).map(Some)
+    decode_prefixes(r.0, afi).map(Some).map_err(|e| match e {
+        DecodeError::InvalidNetwork(w) => MpError::Network(w),
+        _ => MpError::Network("prefix"),
+    })
 }
 
 /// Decodes a run of (length, prefix bytes) for `afi`.

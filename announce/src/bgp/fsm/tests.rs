@@ -1,4 +1,5 @@
 use super::*;
+use crate::bgp::message::RawAttribute;
 use proptest::prelude::*;
 
 const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
@@ -225,15 +226,68 @@ fn unexpected_messages_are_fsm_errors() {
     )));
 }
 
+fn bad_origin() -> DecodeError {
+    DecodeError::InvalidOrigin {
+        value: 9,
+        attr: RawAttribute(vec![0x40, 1, 1, 9]),
+    }
+}
+
 #[test]
-fn malformed_message_sends_its_notification() {
+fn a_structural_update_error_resets_the_session_with_its_notification() {
     let mut f = established();
     let a = f.handle(Event::Malformed(
         Conn::Outgoing,
-        DecodeError::InvalidOrigin(9),
+        DecodeError::InvalidNetwork("prefix length"),
     ));
-    assert_eq!(notif(&a), Some((3, 6)));
+    assert_eq!(notif(&a), Some((3, 10)));
     assert_eq!(f.state(), State::Idle);
+}
+
+#[test]
+fn an_attribute_error_is_treat_as_withdraw_and_keeps_the_session() {
+    let mut f = established();
+    let a = f.handle(Event::Malformed(Conn::Outgoing, bad_origin()));
+    assert_eq!(notif(&a), None, "{a:?}");
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(
+        a,
+        vec![
+            Action::StartTimer(Timer::Hold, Duration::from_secs(9)),
+            Action::TreatedAsWithdraw(bad_origin()),
+        ],
+        "it counts as a sign of life and is reported"
+    );
+}
+
+#[test]
+fn a_malformed_update_before_established_is_an_fsm_error() {
+    // RFC 6608: in OpenSent 5/1, in OpenConfirm 5/2, whatever is wrong inside the UPDATE.
+    let mut f = open_sent();
+    let a = f.handle(Event::Malformed(Conn::Outgoing, bad_origin()));
+    assert_eq!(notif(&a), Some((5, 1)));
+    assert_eq!(f.state(), State::Idle);
+    let mut f = open_sent();
+    f.handle(Event::Received(
+        Conn::Outgoing,
+        Message::Open(peer_open(90, LOW)),
+    ));
+    assert_eq!(f.state(), State::OpenConfirm);
+    let a = f.handle(Event::Malformed(
+        Conn::Outgoing,
+        DecodeError::InvalidNetwork("prefix length"),
+    ));
+    assert_eq!(notif(&a), Some((5, 2)));
+    // A malformed OPEN in Established is unexpected too (5/3); a header error is itself.
+    let mut f = established();
+    let a = f.handle(Event::Malformed(
+        Conn::Outgoing,
+        DecodeError::UnsupportedVersion(3),
+    ));
+    assert_eq!(notif(&a), Some((5, 3)));
+    let mut f = open_sent();
+    let a = f.handle(Event::Malformed(Conn::Outgoing, DecodeError::BadType(9)));
+    assert_eq!(notif(&a), Some((1, 3)));
 }
 
 #[test]

@@ -171,8 +171,29 @@ fn two_octet_as_path_uses_as_trans() {
     );
 }
 
+/// The bytes of `sample_update` with one attribute (found by its first bytes) replaced.
+fn with_attr(find: &[u8], replace: &[u8]) -> Vec<u8> {
+    let b = codec().encode(&Message::Update(sample_update())).unwrap();
+    let pos = b
+        .windows(find.len())
+        .position(|w| w == find)
+        .unwrap_or_else(|| panic!("{find:02x?} not in {b:02x?}"));
+    let mut out = b[..pos].to_vec();
+    out.extend_from_slice(replace);
+    out.extend_from_slice(&b[pos + find.len()..]);
+    // Fix the total path attribute length and the message length.
+    let delta = replace.len() as isize - find.len() as isize;
+    let wlen = u16::from_be_bytes([out[19], out[20]]) as usize;
+    let at = 21 + wlen;
+    let alen = u16::from_be_bytes([out[at], out[at + 1]]) as isize + delta;
+    out[at..at + 2].copy_from_slice(&(alen as u16).to_be_bytes());
+    let len = out.len() as u16;
+    out[16..18].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
 #[test]
-fn update_errors_map_to_notifications() {
+fn update_errors_map_to_notifications_with_the_offending_attribute() {
     // NLRI without NEXT_HOP
     let mut u = sample_update();
     u.attrs.next_hop = None;
@@ -180,22 +201,148 @@ fn update_errors_map_to_notifications() {
     let e = codec().decode(&b).unwrap_err();
     assert_eq!(e, DecodeError::MissingWellKnown(3));
     assert_eq!(e.notification(), Notification::with_data(3, 3, vec![3]));
-    // bad ORIGIN value
-    let b = codec().encode(&Message::Update(sample_update())).unwrap();
-    let pos = b.windows(3).position(|w| w == [0x40, 1, 1]).unwrap();
-    let mut b2 = b.clone();
-    b2[pos + 3] = 7;
-    assert_eq!(
-        codec().decode(&b2).unwrap_err(),
-        DecodeError::InvalidOrigin(7)
+    assert_eq!(e.handling(), Handling::TreatAsWithdraw);
+    // Bad ORIGIN value: 3/6 carrying the whole attribute (RFC 4271 6.3).
+    let e = codec()
+        .decode(&with_attr(&[0x40, 1, 1, 0], &[0x40, 1, 1, 7]))
+        .unwrap_err();
+    assert!(
+        matches!(e, DecodeError::InvalidOrigin { value: 7, .. }),
+        "{e:?}"
     );
-    // NLRI prefix length 33
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 6, vec![0x40, 1, 1, 7])
+    );
+    assert_eq!(e.handling(), Handling::TreatAsWithdraw);
+    // ORIGIN of two bytes: 3/5 with the attribute.
+    let e = codec()
+        .decode(&with_attr(&[0x40, 1, 1, 0], &[0x40, 1, 2, 0, 0]))
+        .unwrap_err();
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 5, vec![0x40, 1, 2, 0, 0])
+    );
+    // A well-known attribute with the Transitive bit clear: 3/4 with the attribute.
+    let e = codec()
+        .decode(&with_attr(&[0x40, 1, 1, 0], &[0x00, 1, 1, 0]))
+        .unwrap_err();
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 4, vec![0x00, 1, 1, 0])
+    );
+    assert_eq!(e.handling(), Handling::TreatAsWithdraw);
+    // ... and with the Optional bit set.
+    let e = codec()
+        .decode(&with_attr(&[0x40, 1, 1, 0], &[0xc0, 1, 1, 0]))
+        .unwrap_err();
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 4, vec![0xc0, 1, 1, 0])
+    );
+    // COMMUNITIES without its Optional bit.
+    let b = codec().encode(&Message::Update(sample_update())).unwrap();
+    let pos = b.windows(2).position(|w| w == [0xc0, 8]).unwrap();
+    let mut b2 = b.clone();
+    b2[pos] = 0x40;
+    let e = codec().decode(&b2).unwrap_err();
+    assert_eq!(e.notification().subcode, code::UPD_ATTR_FLAGS);
+    assert_eq!(e.notification().data, b2[pos..pos + 3 + 8].to_vec());
+    // A type code we do not know, marked well-known: 3/2 with the attribute, session reset.
+    let e = codec()
+        .decode(&with_attr(
+            &[0x40, 1, 1, 0],
+            &[0x40, 1, 1, 0, 0x40, 99, 1, 5],
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 2, vec![0x40, 99, 1, 5])
+    );
+    assert_eq!(e.handling(), Handling::SessionReset);
+    // NLRI prefix length 33: invalid network field, session reset.
     let mut b3 = b.clone();
     let n = b3.len();
     b3[n - 4] = 33; // the /24's length byte
+    let e = codec().decode(&b3).unwrap_err();
+    assert_eq!(e.notification().subcode, code::UPD_INVALID_NETWORK);
+    assert_eq!(e.handling(), Handling::SessionReset);
+}
+
+#[test]
+fn a_later_structural_error_wins_over_an_earlier_attribute_error() {
+    // Bad ORIGIN (treat-as-withdraw) and then MP_UNREACH twice (session reset).
+    let mp = [0x80, 15, 3, 0, 2, 1];
+    let mut with_two = vec![0x40, 1, 1, 7];
+    with_two.extend_from_slice(&mp);
+    with_two.extend_from_slice(&mp);
+    let e = codec()
+        .decode(&with_attr(&[0x40, 1, 1, 0], &with_two))
+        .unwrap_err();
     assert_eq!(
-        codec().decode(&b3).unwrap_err().notification().subcode,
-        code::UPD_INVALID_NETWORK
+        e,
+        DecodeError::MalformedAttributeList("MP attribute repeated")
+    );
+    assert_eq!(e.handling(), Handling::SessionReset);
+}
+
+#[test]
+fn a_repeated_attribute_other_than_mp_keeps_its_first_occurrence() {
+    // RFC 7606 3 g: ORIGIN IGP then ORIGIN INCOMPLETE: the second is discarded.
+    let b = with_attr(&[0x40, 1, 1, 0], &[0x40, 1, 1, 0, 0x40, 1, 1, 2]);
+    let Message::Update(u) = codec().decode(&b).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attrs.origin, Some(Origin::Igp));
+}
+
+#[test]
+fn an_attribute_running_past_the_list_is_treat_as_withdraw() {
+    // The last attribute (LARGE_COMMUNITIES, 12 bytes) claims 200.
+    let b = codec().encode(&Message::Update(sample_update())).unwrap();
+    let pos = b.windows(3).position(|w| w == [0xc0, 32, 12]).unwrap();
+    let mut b2 = b.clone();
+    b2[pos + 2] = 200;
+    let e = codec().decode(&b2).unwrap_err();
+    assert_eq!(e, DecodeError::AttributeOverrun(32));
+    assert_eq!(e.handling(), Handling::TreatAsWithdraw);
+    assert_eq!(e.notification(), Notification::new(3, 1));
+}
+
+#[test]
+fn malformed_mp_reach_is_an_optional_attribute_error_with_the_attribute() {
+    // IPv6 unicast with a 5-byte next hop.
+    let bad = [0x80, 14, 10, 0, 2, 1, 5, 1, 2, 3, 4, 5, 0];
+    let e = codec()
+        .decode(&with_attr(
+            &[0x40, 1, 1, 0],
+            &[&[0x40, 1, 1, 0][..], &bad[..]].concat(),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e.notification(),
+        Notification::with_data(3, 9, bad.to_vec())
+    );
+    assert_eq!(e.handling(), Handling::SessionReset);
+}
+
+#[test]
+fn notifications_read_well_in_logs() {
+    assert_eq!(
+        Notification::with_data(3, 6, vec![0x40, 1, 1, 7]).to_string(),
+        "UPDATE message error: invalid ORIGIN attribute (3/6), data 40010107"
+    );
+    // RFC 9003 shutdown communication.
+    let mut data = vec![11];
+    data.extend_from_slice(b"maintenance");
+    assert_eq!(
+        Notification::with_data(6, 2, data).to_string(),
+        "cease: administrative shutdown (6/2): \"maintenance\""
+    );
+    let long = Notification::with_data(3, 1, vec![0xab; 4000]).to_string();
+    assert!(
+        long.len() < 200 && long.ends_with("... (4000 bytes)"),
+        "{long}"
     );
 }
 
