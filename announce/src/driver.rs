@@ -45,6 +45,8 @@ pub struct Settings {
     pub bgp: bool,
     /// BGP without this node among the inputs.
     pub missing_node: MissingNode,
+    /// TCP port on which peers' connections are accepted (179); 0: only connect.
+    pub bgp_listen_port: u16,
 }
 
 /// The config with the objects of a mode switched off set aside, as if absent: no
@@ -82,7 +84,7 @@ impl Driver {
     /// Nothing runs until the first [`Driver::apply`]. `membership` is where this node meets the
     /// others; its `cluster_size` is taken from the first inputs' Nodes.
     pub fn new(settings: Settings, membership: MembershipConfig) -> Self {
-        let bgp = NodeSpeaker::new(settings.router_id);
+        let bgp = NodeSpeaker::new(settings.router_id).listening_on(settings.bgp_listen_port);
         Driver {
             settings,
             membership,

@@ -57,6 +57,10 @@ struct Args {
     /// Announce over BGP.
     #[arg(long, env = "FERROLB_BGP_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     bgp_enabled: bool,
+    /// TCP port on which BGP peers' connections are accepted, on every address of the node
+    /// (only from configured peers); 0: only connect.
+    #[arg(long, default_value_t = 179)]
+    bgp_listen_port: u16,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: ferrolb_kubernetes::logging::LogFormat,
@@ -116,6 +120,7 @@ async fn main() -> ExitCode {
         burst: args.l2_flags.burst(),
         l2: args.l2_enabled,
         bgp: args.bgp_enabled,
+        bgp_listen_port: args.bgp_listen_port,
         l2_quorum: args.l2_flags.l2_quorum,
     };
     let mut task = tokio::spawn(run(client, settings, shutdown));

@@ -17,6 +17,8 @@ pub struct SpeakerMetrics {
     up: PeerGauge,
     prefixes: PeerGauge,
     updates: PeerGauge,
+    updates_received: PeerGauge,
+    treated_as_withdraw: PeerGauge,
     flaps: PeerGauge,
     established_since: PeerGauge,
     failures: PeerGauge,
@@ -53,6 +55,8 @@ impl Default for SpeakerMetrics {
             up: Default::default(),
             prefixes: Default::default(),
             updates: Default::default(),
+            updates_received: Default::default(),
+            treated_as_withdraw: Default::default(),
             flaps: Default::default(),
             established_since: Default::default(),
             failures: Default::default(),
@@ -73,6 +77,16 @@ impl Default for SpeakerMetrics {
             "updates_sent",
             "UPDATE messages sent to the peer",
             m.updates.clone(),
+        );
+        registry.register(
+            "updates_received",
+            "UPDATE messages received from the peer (validated, counted and dropped: no route is imported)",
+            m.updates_received.clone(),
+        );
+        registry.register(
+            "updates_treated_as_withdraw",
+            "Received UPDATEs with an attribute error, handled as treat-as-withdraw (RFC 7606) without resetting the session",
+            m.treated_as_withdraw.clone(),
         );
         registry.register(
             "session_flaps",
@@ -122,6 +136,8 @@ impl SpeakerMetrics {
                 &self.up,
                 &self.prefixes,
                 &self.updates,
+                &self.updates_received,
+                &self.treated_as_withdraw,
                 &self.flaps,
                 &self.established_since,
                 &self.failures,
@@ -164,6 +180,12 @@ impl SpeakerMetrics {
             self.updates
                 .get_or_create(&l)
                 .set(i64::try_from(s.updates_sent).unwrap_or(i64::MAX));
+            self.updates_received
+                .get_or_create(&l)
+                .set(i64::try_from(s.updates_received).unwrap_or(i64::MAX));
+            self.treated_as_withdraw
+                .get_or_create(&l)
+                .set(i64::try_from(s.updates_treated_as_withdraw).unwrap_or(i64::MAX));
             self.flaps
                 .get_or_create(&l)
                 .set(i64::try_from(s.flaps).unwrap_or(i64::MAX));
@@ -202,6 +224,10 @@ mod tests {
             flaps: 1,
             last_error: None,
             failures: 0,
+            messages_received: 9,
+            updates_received: 4,
+            updates_treated_as_withdraw: 1,
+            last_notification: None,
         };
         m.record(&BTreeMap::from([("tor".to_string(), status)]));
         let text = m.encode();
@@ -211,6 +237,14 @@ mod tests {
         );
         assert!(
             text.contains("ferrolb_speaker_bgp_prefixes_sent{peer=\"tor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_updates_received{peer=\"tor\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrolb_speaker_bgp_updates_treated_as_withdraw{peer=\"tor\"} 1"),
             "{text}"
         );
         assert!(
@@ -229,6 +263,10 @@ mod tests {
             flaps: 2,
             last_error: Some(error.into()),
             failures: 3,
+            messages_received: 0,
+            updates_received: 0,
+            updates_treated_as_withdraw: 0,
+            last_notification: None,
         };
         m.record(&BTreeMap::from([(
             "tor".to_string(),

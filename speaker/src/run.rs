@@ -54,6 +54,8 @@ pub struct Settings {
     pub bgp: bool,
     /// Split-brain guard for L2: announce only while this many speakers are live; 0: off.
     pub l2_quorum: usize,
+    /// TCP port for peers' connections (0: only connect).
+    pub bgp_listen_port: u16,
 }
 
 fn reflect<K>(api: Api<K>) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
@@ -201,6 +203,7 @@ pub async fn run(
             l2: settings.l2,
             bgp: settings.bgp,
             missing_node: MissingNode::Wait,
+            bgp_listen_port: settings.bgp_listen_port,
         },
         membership,
     );

@@ -34,6 +34,8 @@ pub struct HostSettings {
     pub router_id: Option<Ipv4Addr>,
     /// Gratuitous ARP / unsolicited NA rounds sent on takeover.
     pub burst: ferrolb_announce::l2::Burst,
+    /// TCP port for BGP peers' connections (0: only connect).
+    pub bgp_listen_port: u16,
     /// Split-brain guard: announce over L2 only while this many hosts (this one included) are
     /// live; 0: off.
     pub quorum: usize,
@@ -54,6 +56,7 @@ pub fn driver(settings: HostSettings) -> Driver {
             l2: true,
             bgp: true,
             missing_node: MissingNode::Unlabelled,
+            bgp_listen_port: settings.bgp_listen_port,
         },
         MembershipConfig {
             name: settings.node,

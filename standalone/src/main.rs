@@ -65,6 +65,10 @@ enum Command {
         membership_secret_file: Option<PathBuf>,
         #[command(flatten)]
         l2_flags: ferrolb_announce::l2::flags::L2Flags,
+        /// TCP port on which BGP peers' connections are accepted, on every address of this
+        /// host (only from configured peers); 0: only connect.
+        #[arg(long, default_value_t = 179, requires = "node")]
+        bgp_listen_port: u16,
     },
 }
 
@@ -89,8 +93,29 @@ fn report(step: &Step) {
     }
 }
 
+/// A BGP session's state for the output, with why it is down and the last NOTIFICATION.
+fn session_line(s: &ferrolb_announce::bgp::SessionStatus) -> String {
+    let mut line = format!("{:?}", s.state);
+    if !s.is_up()
+        && let Some(e) = &s.last_error
+    {
+        line.push_str(&format!(" (last error: {e})"));
+    }
+    if let Some(n) = &s.last_notification {
+        line.push_str(&format!(" (last NOTIFICATION {n})"));
+    }
+    line
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // The announcer's own log lines (sessions, NOTIFICATIONs, membership, responder) to stderr;
+    // the decisions themselves are printed to stdout below.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let Command::Standalone {
         config,
         state: state_file,
@@ -102,6 +127,7 @@ async fn main() -> ExitCode {
         membership_seeds,
         membership_secret_file,
         l2_flags,
+        bgp_listen_port,
     } = Cli::parse().command;
     let mut announcer = match node {
         None => None,
@@ -133,6 +159,7 @@ async fn main() -> ExitCode {
                 router_id,
                 burst: l2_flags.burst(),
                 quorum: l2_flags.l2_quorum,
+                bgp_listen_port,
             }))
         }
     };
@@ -214,7 +241,7 @@ async fn main() -> ExitCode {
             let sessions: BTreeMap<String, String> = a
                 .bgp_status()
                 .into_iter()
-                .map(|(peer, s)| (peer, format!("{:?}", s.state)))
+                .map(|(peer, s)| (peer, session_line(&s)))
                 .collect();
             if sessions != last_sessions {
                 for (peer, state) in &sessions {

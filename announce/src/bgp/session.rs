@@ -1,8 +1,20 @@
 //! One BGP session on tokio: the thin edge around the pure [`Fsm`] and UPDATE builder.
 //!
-//! It runs the timers the FSM asks for, opens (and optionally accepts) TCP connections with
-//! MD5 and TTL set, frames bytes into messages, sends the table when the session comes up and
-//! only the differences afterwards, and publishes a [`SessionStatus`] for status and metrics.
+//! It runs the timers the FSM asks for, opens TCP connections with MD5 and TTL set (and takes
+//! the ones the node's [`Listener`](super::listener::Listener) accepted for this peer), sends
+//! the table when the session comes up and only the differences afterwards, and publishes a
+//! [`SessionStatus`] for status and metrics.
+//!
+//! Each connection has a reader task and a writer task, so that whatever a peer does touches
+//! only its own session, and nothing it does costs unbounded memory:
+//! - the reader cuts the byte stream into messages and hands them over on a channel of
+//!   [`READ_QUEUE`] messages; when the session loop falls behind, the reader stops reading
+//!   and TCP pushes back on the peer. Received UPDATEs are decoded, counted and dropped (we
+//!   import no routes);
+//! - the writer takes encoded messages from a queue of [`WRITE_QUEUE`]; the session loop never
+//!   waits on a socket. A peer that leaves the queue full is not reading: the connection is
+//!   closed as failed. A closing connection gets [`CLOSE_FLUSH`] to send what is queued (the
+//!   NOTIFICATION among it), then it is dropped.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,15 +22,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::fsm::{Action, Conn, Event, Fsm, FsmConfig, State, Timer};
-use super::message::{AFI_IPV4, AFI_IPV6, Codec, DecodeError, Message, frame_len};
+use super::listener::Incoming;
+use super::message::{AFI_IPV4, AFI_IPV6, Codec, DecodeError, MAX_MESSAGE_LEN, Message, frame_len};
 use super::socket::{self, TcpOptions};
 use super::update::{self, PeerView, Table};
+
+/// Messages a reader may have handed over and the session loop not yet handled. Beyond this
+/// the reader waits, stops reading, and the peer's sends block in TCP: at most this many
+/// 4 KiB messages (plus one 64 KiB read buffer) per connection, whatever the peer sends.
+pub const READ_QUEUE: usize = 64;
+/// Encoded messages (a keepalive, a NOTIFICATION, one batch of UPDATEs) queued for a writer.
+/// A peer that leaves this many unread is not reading; its connection is closed as failed.
+pub const WRITE_QUEUE: usize = 256;
+/// How long a closing connection may take to send what is queued (the Cease among it).
+pub const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Everything about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +55,6 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// eBGP to a router more than one hop away: TTL 255 instead of 1.
     pub ebgp_multihop: bool,
-    /// Also accept the peer's connections on this local address and port.
-    pub listen: Option<SocketAddr>,
 }
 
 impl PeerConfig {
@@ -45,11 +66,10 @@ impl PeerConfig {
             source_address: None,
             password: None,
             ebgp_multihop: false,
-            listen: None,
         }
     }
 
-    fn tcp(&self) -> TcpOptions {
+    pub(super) fn tcp(&self) -> TcpOptions {
         TcpOptions {
             peer: SocketAddr::new(self.peer_address, self.peer_port),
             source: self.source_address,
@@ -78,6 +98,14 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// Consecutive failed attempts (the retry backoff grows with it).
     pub failures: u32,
+    /// Messages received from the peer (every kind), since the session was created.
+    pub messages_received: u64,
+    /// UPDATEs received (validated, counted and dropped: we import no routes).
+    pub updates_received: u64,
+    /// UPDATEs with an attribute error handled as treat-as-withdraw (RFC 7606).
+    pub updates_treated_as_withdraw: u64,
+    /// The last NOTIFICATION sent or received, in words.
+    pub last_notification: Option<String>,
 }
 
 impl SessionStatus {
@@ -106,8 +134,15 @@ pub struct Session {
 
 impl Session {
     /// Starts the session on the current tokio runtime (its sockets are created in the
-    /// network namespace of the runtime's threads).
+    /// network namespace of the runtime's threads). It only connects; see
+    /// [`Session::spawn_accepting`] for the passive side too.
     pub fn spawn(cfg: PeerConfig, routes: Table) -> Session {
+        Session::spawn_accepting(cfg, routes, None)
+    }
+
+    /// Like [`Session::spawn`], and also takes the peer's connections that the node's listener
+    /// accepted (collisions resolved as RFC 4271 6.8 says).
+    pub fn spawn_accepting(cfg: PeerConfig, routes: Table, incoming: Option<Incoming>) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(SessionStatus {
             state: State::Idle,
@@ -117,9 +152,13 @@ impl Session {
             flaps: 0,
             last_error: None,
             failures: 0,
+            messages_received: 0,
+            updates_received: 0,
+            updates_treated_as_withdraw: 0,
+            last_notification: None,
         }));
         let runner = Runner::new(cfg, routes, status.clone());
-        let task = tokio::spawn(runner.run(rx));
+        let task = tokio::spawn(runner.run(rx, incoming));
         Session {
             commands: tx,
             status,
@@ -158,17 +197,38 @@ impl Drop for Session {
 
 /// What the socket tasks report.
 enum IoEvent {
-    Connected(u64, std::io::Result<tokio::net::TcpStream>),
+    Connected(u64, std::io::Result<TcpStream>),
     Frame(Conn, u64, Vec<u8>),
     Unframed(Conn, u64, DecodeError),
     ReadClosed(Conn, u64, Option<String>),
+    WriteFailed(Conn, u64, String),
 }
 
+/// One open connection: its reader and writer tasks and the writer's queue.
 struct Link {
-    writer: OwnedWriteHalf,
+    out: mpsc::Sender<Vec<u8>>,
     reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
     generation: u64,
     local: SocketAddr,
+}
+
+impl Link {
+    /// Stops reading at once and lets the writer send what is queued for at most
+    /// [`CLOSE_FLUSH`], then closes. The returned task ends when the connection is gone.
+    fn close(self) -> JoinHandle<()> {
+        self.reader.abort();
+        drop(self.out);
+        let mut writer = self.writer;
+        tokio::spawn(async move {
+            if tokio::time::timeout(CLOSE_FLUSH, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+        })
+    }
 }
 
 struct Runner {
@@ -179,18 +239,20 @@ struct Runner {
     links: HashMap<Conn, Link>,
     connecting: Option<(u64, JoinHandle<()>)>,
     generation: u64,
-    events_tx: mpsc::UnboundedSender<IoEvent>,
-    events_rx: mpsc::UnboundedReceiver<IoEvent>,
+    events_tx: mpsc::Sender<IoEvent>,
+    events_rx: mpsc::Receiver<IoEvent>,
     desired: Table,
     sent: Table,
     view: Option<(Conn, PeerView)>,
     status: Arc<Mutex<SessionStatus>>,
     pending: std::collections::VecDeque<Event>,
+    /// Connections being flushed and closed.
+    closing: Vec<JoinHandle<()>>,
 }
 
 impl Runner {
     fn new(cfg: PeerConfig, desired: Table, status: Arc<Mutex<SessionStatus>>) -> Self {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(READ_QUEUE);
         Runner {
             fsm: Fsm::new(cfg.fsm.clone()),
             cfg,
@@ -206,48 +268,44 @@ impl Runner {
             view: None,
             status,
             pending: Default::default(),
+            closing: Vec::new(),
         }
     }
 
-    fn status(&self, f: impl FnOnce(&mut SessionStatus)) {
+    /// Updates the published status (and returns what `f` returns).
+    fn status<T>(&self, f: impl FnOnce(&mut SessionStatus) -> T) -> T {
         let mut s = match self.status.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        f(&mut s);
+        let out = f(&mut s);
         s.state = self.fsm.state();
         s.failures = self.fsm.failures();
         s.prefixes_sent = self.sent.len();
+        out
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let listener = match self.cfg.listen {
-            Some(local) => match socket::listen(&self.cfg.tcp(), local) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    let msg = format!("listening on {local}: {e}");
-                    tracing::warn!(peer = %self.cfg.peer_address, "{msg}");
-                    self.status(|s| s.last_error = Some(msg));
-                    None
-                }
-            },
-            None => None,
-        };
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut incoming: Option<Incoming>,
+    ) {
         self.pending.push_back(Event::Start);
         let mut stopping = false;
         loop {
             while let Some(ev) = self.pending.pop_front() {
                 let actions = self.fsm.handle(ev);
-                self.execute(actions).await;
+                self.execute(actions);
             }
             self.status(|_| {});
+            self.closing.retain(|t| !t.is_finished());
             if stopping {
                 break;
             }
             let deadline = self.timers.values().min().copied();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(Command::SetRoutes(t)) => self.set_routes(t).await,
+                    Some(Command::SetRoutes(t)) => self.set_routes(t),
                     Some(Command::Stop) | None => {
                         self.pending.push_back(Event::Stop);
                         stopping = true;
@@ -269,20 +327,30 @@ impl Runner {
                         self.pending.push_back(Event::TimerExpired(t));
                     }
                 }
-                acc = accept(listener.as_ref()) => {
-                    if let Ok((stream, from)) = acc
-                        && from.ip() == self.cfg.peer_address && !self.links.contains_key(&Conn::Incoming) {
+                stream = accepted(incoming.as_mut()) => match stream {
+                    Some(stream) => {
+                        if self.links.contains_key(&Conn::Incoming) {
+                            // One incoming connection at a time (collision handling needs no
+                            // more); a second is closed unread.
+                            drop(stream);
+                        } else {
                             self.install(Conn::Incoming, stream);
                             self.pending.push_back(Event::Accepted);
                         }
-                }
+                    }
+                    None => incoming = None,
+                },
             }
         }
+        // Let every connection flush its Cease (bounded by CLOSE_FLUSH each, concurrently).
         for (_, l) in self.links.drain() {
-            close(l).await;
+            self.closing.push(l.close());
         }
         if let Some((_, t)) = self.connecting.take() {
             t.abort();
+        }
+        for t in self.closing.drain(..) {
+            let _ = t.await;
         }
     }
 
@@ -307,7 +375,19 @@ impl Runner {
             }
             IoEvent::Connected(..) => {}
             IoEvent::Frame(c, g, bytes) if self.is_current(c, g) => {
+                let update = bytes.get(18) == Some(&2);
+                self.status(|s| {
+                    s.messages_received += 1;
+                    if update {
+                        s.updates_received += 1;
+                    }
+                });
                 self.pending.push_back(match self.codec.decode(&bytes) {
+                    Ok(Message::Notification(n)) => {
+                        tracing::warn!(peer = %self.cfg.peer_address, "received NOTIFICATION: {n}");
+                        self.status(|s| s.last_notification = Some(format!("received: {n}")));
+                        Event::Received(c, Message::Notification(n))
+                    }
                     Ok(m) => Event::Received(c, m),
                     Err(e) => Event::Malformed(c, e),
                 });
@@ -316,44 +396,61 @@ impl Runner {
                 self.pending.push_back(Event::Malformed(c, e))
             }
             IoEvent::ReadClosed(c, g, err) if self.is_current(c, g) => {
-                if let Some(l) = self.links.remove(&c) {
-                    l.reader.abort();
-                }
-                if let Some(e) = err {
-                    self.status(|s| s.last_error = Some(format!("connection: {e}")));
-                }
-                self.pending.push_back(Event::Closed(c));
+                self.drop_link(c, err.map(|e| format!("connection: {e}")));
+            }
+            IoEvent::WriteFailed(c, g, e) if self.is_current(c, g) => {
+                self.drop_link(c, Some(format!("writing: {e}")));
             }
             _ => {}
         }
+    }
+
+    /// A connection failed under us: it is closed and the FSM told.
+    fn drop_link(&mut self, c: Conn, error: Option<String>) {
+        if let Some(l) = self.links.remove(&c) {
+            self.closing.push(l.close());
+        }
+        if let Some(e) = error {
+            self.status(|s| s.last_error = Some(e));
+        }
+        self.pending.push_back(Event::Closed(c));
     }
 
     fn is_current(&self, c: Conn, g: u64) -> bool {
         self.links.get(&c).is_some_and(|l| l.generation == g)
     }
 
-    fn install(&mut self, c: Conn, stream: tokio::net::TcpStream) {
+    fn install(&mut self, c: Conn, stream: TcpStream) {
         self.generation += 1;
         let g = self.generation;
+        if c == Conn::Incoming
+            && let Some(ttl) = self.cfg.tcp().ttl
+            && let Err(e) = socket::set_ttl(&stream, self.cfg.peer_address.is_ipv6(), ttl)
+        {
+            tracing::warn!(peer = %self.cfg.peer_address, "setting the TTL on an accepted connection: {e}");
+        }
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::new(self.cfg.peer_address, 0));
         let (rd, wr) = stream.into_split();
+        let (out, queue) = mpsc::channel(WRITE_QUEUE);
         let reader = tokio::spawn(read_loop(rd, c, g, self.events_tx.clone()));
+        let writer = tokio::spawn(write_loop(wr, queue, c, g, self.events_tx.clone()));
         if let Some(old) = self.links.insert(
             c,
             Link {
-                writer: wr,
+                out,
                 reader,
+                writer,
                 generation: g,
                 local,
             },
         ) {
-            old.reader.abort();
+            self.closing.push(old.close());
         }
     }
 
-    async fn execute(&mut self, actions: Vec<Action>) {
+    fn execute(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::Connect => {
@@ -363,7 +460,7 @@ impl Runner {
                     let tx = self.events_tx.clone();
                     let t = tokio::spawn(async move {
                         let r = socket::connect(&opts).await;
-                        let _ = tx.send(IoEvent::Connected(g, r));
+                        let _ = tx.send(IoEvent::Connected(g, r)).await;
                     });
                     self.connecting = Some((g, t));
                 }
@@ -374,16 +471,17 @@ impl Runner {
                 }
                 Action::Send(c, m) => {
                     if let Message::Notification(n) = &m {
-                        tracing::info!(peer = %self.cfg.peer_address, "sending NOTIFICATION {n}");
+                        tracing::warn!(peer = %self.cfg.peer_address, "sending NOTIFICATION: {n}");
+                        self.status(|s| s.last_notification = Some(format!("sent: {n}")));
                     }
                     match self.codec.encode(&m) {
-                        Ok(bytes) => self.write(c, &bytes).await,
+                        Ok(bytes) => self.write(c, bytes),
                         Err(e) => tracing::error!("encoding {}: {e}", m.kind()),
                     }
                 }
                 Action::Close(c) => {
                     if let Some(l) = self.links.remove(&c) {
-                        close(l).await;
+                        self.closing.push(l.close());
                     }
                 }
                 Action::StartTimer(t, d) => {
@@ -415,7 +513,21 @@ impl Runner {
                     self.view = Some((c, view));
                     self.sent.clear();
                     let desired = self.desired.clone();
-                    self.send_diff(&desired).await;
+                    self.send_diff(&desired);
+                }
+                Action::TreatedAsWithdraw(e) => {
+                    let n = self.status(|s| {
+                        s.updates_treated_as_withdraw += 1;
+                        s.updates_treated_as_withdraw
+                    });
+                    // The first, then every 1000th: a peer repeating one error is one line.
+                    if n == 1 || n.is_multiple_of(1000) {
+                        tracing::warn!(
+                            peer = %self.cfg.peer_address,
+                            count = n,
+                            "UPDATE treated as withdraw (RFC 7606; the session stays up): {e}"
+                        );
+                    }
                 }
                 Action::RouteRefresh { afi, safi: _ } => {
                     if let Some((c, view)) = self.view.clone() {
@@ -430,7 +542,7 @@ impl Runner {
                             .map(|(p, a)| (*p, a.clone()))
                             .collect();
                         if let Ok(ups) = update::full(&view, &family) {
-                            self.send_updates(c, ups).await;
+                            self.send_updates(c, ups);
                         }
                     }
                 }
@@ -457,15 +569,15 @@ impl Runner {
         }
     }
 
-    async fn set_routes(&mut self, table: Table) {
+    fn set_routes(&mut self, table: Table) {
         self.desired = table;
         if self.view.is_some() {
             let desired = self.desired.clone();
-            self.send_diff(&desired).await;
+            self.send_diff(&desired);
         }
     }
 
-    async fn send_diff(&mut self, desired: &Table) {
+    fn send_diff(&mut self, desired: &Table) {
         let Some((c, view)) = self.view.clone() else {
             return;
         };
@@ -476,45 +588,49 @@ impl Runner {
                     .filter(|(p, _)| view.carries(p))
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
-                self.send_updates(c, ups).await;
+                self.send_updates(c, ups);
             }
             Err(e) => tracing::error!("building UPDATEs: {e}"),
         }
     }
 
-    async fn send_updates(&mut self, c: Conn, ups: Vec<super::message::Update>) {
-        let mut bytes = Vec::new();
+    /// Queues UPDATEs in batches of about 64 KiB (one queue slot each).
+    fn send_updates(&mut self, c: Conn, ups: Vec<super::message::Update>) {
+        let mut batch = Vec::new();
         let n = ups.len() as u64;
         for u in ups {
             match self.codec.encode(&Message::Update(u)) {
-                Ok(b) => bytes.extend_from_slice(&b),
+                Ok(b) => batch.extend_from_slice(&b),
                 Err(e) => tracing::error!("encoding UPDATE: {e}"),
             }
-        }
-        if !bytes.is_empty() {
-            self.write(c, &bytes).await;
-            self.status(|s| s.updates_sent += n);
-        }
-    }
-
-    async fn write(&mut self, c: Conn, bytes: &[u8]) {
-        let failed = match self.links.get_mut(&c) {
-            Some(l) => l.writer.write_all(bytes).await.err(),
-            None => return,
-        };
-        if let Some(e) = failed {
-            if let Some(l) = self.links.remove(&c) {
-                l.reader.abort();
+            if batch.len() > 16 * MAX_MESSAGE_LEN {
+                self.write(c, std::mem::take(&mut batch));
             }
-            self.status(|s| s.last_error = Some(format!("writing: {e}")));
-            self.pending.push_back(Event::Closed(c));
+        }
+        if !batch.is_empty() {
+            self.write(c, batch);
+        }
+        self.status(|s| s.updates_sent += n);
+    }
+
+    /// Queues bytes for `c`'s writer, never waiting. A full queue means the peer has not read
+    /// for a long time: the connection fails.
+    fn write(&mut self, c: Conn, bytes: Vec<u8>) {
+        let Some(l) = self.links.get(&c) else {
+            return;
+        };
+        match l.out.try_send(bytes) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.drop_link(
+                c,
+                Some(format!(
+                    "the peer is not reading: {WRITE_QUEUE} messages wait to be sent"
+                )),
+            ),
+            // The writer has ended; its WriteFailed event says why.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
-}
-
-async fn close(mut l: Link) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), l.writer.shutdown()).await;
-    l.reader.abort();
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -524,43 +640,73 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn accept(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match l {
-        Some(l) => l.accept().await,
+/// The next connection the listener accepted for this peer; `None` when it is gone.
+async fn accepted(incoming: Option<&mut Incoming>) -> Option<TcpStream> {
+    match incoming {
+        Some(i) => i.next().await,
         None => std::future::pending().await,
     }
 }
 
-/// Reads bytes, cuts them into whole messages, hands them to the session.
-async fn read_loop(mut rd: OwnedReadHalf, c: Conn, g: u64, tx: mpsc::UnboundedSender<IoEvent>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut chunk = vec![0u8; 1 << 16];
+/// Reads bytes, cuts them into whole messages, hands them to the session one by one (waiting
+/// when it is behind: the bound on what a peer can make us hold).
+async fn read_loop(mut rd: OwnedReadHalf, c: Conn, g: u64, tx: mpsc::Sender<IoEvent>) {
+    // Holds at most one partial message plus one read; compacted as messages are taken out.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + MAX_MESSAGE_LEN);
+    let mut start = 0;
     loop {
-        match frame_len(&buf) {
+        match frame_len(&buf[start..]) {
             Ok(Some(n)) => {
-                let rest = buf.split_off(n);
-                let frame = std::mem::replace(&mut buf, rest);
-                if tx.send(IoEvent::Frame(c, g, frame)).is_err() {
+                let frame = buf[start..start + n].to_vec();
+                start += n;
+                if tx.send(IoEvent::Frame(c, g, frame)).await.is_err() {
                     return;
                 }
                 continue;
             }
             Ok(None) => {}
             Err(e) => {
-                let _ = tx.send(IoEvent::Unframed(c, g, e));
+                let _ = tx.send(IoEvent::Unframed(c, g, e)).await;
                 return;
             }
         }
-        match rd.read(&mut chunk).await {
+        buf.drain(..start);
+        start = 0;
+        let have = buf.len();
+        buf.resize(have + READ_CHUNK, 0);
+        match rd.read(&mut buf[have..]).await {
             Ok(0) => {
-                let _ = tx.send(IoEvent::ReadClosed(c, g, None));
+                let _ = tx.send(IoEvent::ReadClosed(c, g, None)).await;
                 return;
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => buf.truncate(have + n),
             Err(e) => {
-                let _ = tx.send(IoEvent::ReadClosed(c, g, Some(e.to_string())));
+                let _ = tx
+                    .send(IoEvent::ReadClosed(c, g, Some(e.to_string())))
+                    .await;
                 return;
             }
         }
     }
+}
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 1 << 16;
+
+/// Writes what the session queues, in order. When the queue's sender is dropped (the
+/// connection is closing) it sends what is left, then shuts the connection down.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    c: Conn,
+    g: u64,
+    tx: mpsc::Sender<IoEvent>,
+) {
+    while let Some(bytes) = queue.recv().await {
+        if let Err(e) = wr.write_all(&bytes).await {
+            let _ = tx.send(IoEvent::WriteFailed(c, g, e.to_string())).await;
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
 }

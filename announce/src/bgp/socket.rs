@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Longest key Linux accepts (TCP_MD5SIG_MAXKEYLEN).
 pub const MD5_MAX_KEY: usize = 80;
@@ -23,7 +23,8 @@ struct TcpMd5Sig {
     key: [u8; MD5_MAX_KEY],
 }
 
-/// Signs (and requires signatures on) segments exchanged with `peer` on this socket.
+/// Signs (and requires signatures on) segments exchanged with `peer` on this socket (on a
+/// listening socket: on the connections it accepts from `peer`).
 pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     if key.is_empty() || key.len() > MD5_MAX_KEY {
         return Err(io::Error::new(
@@ -31,6 +32,15 @@ pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
             format!("TCP MD5 key must be 1..={MD5_MAX_KEY} bytes"),
         ));
     }
+    md5sig(fd, peer, key)
+}
+
+/// Removes `peer`'s key from this socket (a zero-length key deletes it).
+pub fn clear_md5(fd: &impl AsRawFd, peer: IpAddr) -> io::Result<()> {
+    md5sig(fd, peer, &[])
+}
+
+fn md5sig(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
     match peer {
@@ -123,12 +133,4 @@ pub async fn connect(opts: &TcpOptions) -> io::Result<TcpStream> {
         s.bind(SocketAddr::new(src, 0))?;
     }
     s.connect(opts.peer).await
-}
-
-/// A listener on `local` accepting (MD5-signed, if a key is set) connections from the peer.
-pub fn listen(opts: &TcpOptions, local: SocketAddr) -> io::Result<TcpListener> {
-    let s = socket_for(opts)?;
-    s.set_reuseaddr(true)?;
-    s.bind(local)?;
-    s.listen(8)
 }

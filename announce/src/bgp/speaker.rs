@@ -20,6 +20,7 @@ use ferrolb_config::{Config, Peer};
 
 use super::announce::{self, Local, Plan};
 use super::fsm::FsmConfig;
+use super::listener::Listener;
 use super::session::{PeerConfig, Session, SessionStatus};
 use super::update::Table;
 use crate::election::{Node, Service};
@@ -94,16 +95,75 @@ struct Running {
 pub struct NodeSpeaker {
     node_ipv4: Option<Ipv4Addr>,
     sessions: BTreeMap<String, Running>,
+    /// Port for the passive side (0: connect only).
+    listen_port: u16,
+    listener: Option<Listener>,
+    /// Why the listener is not there, while it is not (retried on every apply).
+    listen_error: Option<String>,
 }
 
 impl NodeSpeaker {
-    /// A speaker with no sessions. `node_ipv4` is the BGP identifier for peers without a
-    /// `routerID` (the node's IPv4 address).
+    /// A speaker with no sessions that only connects. `node_ipv4` is the BGP identifier for
+    /// peers without a `routerID` (the node's IPv4 address).
     pub fn new(node_ipv4: Option<Ipv4Addr>) -> Self {
         NodeSpeaker {
             node_ipv4,
             sessions: BTreeMap::new(),
+            listen_port: 0,
+            listener: None,
+            listen_error: None,
         }
+    }
+
+    /// Also accepts the peers' connections on `port` (every address of the node; 179 is
+    /// BGP's), bound on the first [`NodeSpeaker::apply`]. 0: connect only.
+    pub fn listening_on(mut self, port: u16) -> Self {
+        self.listen_port = port;
+        self
+    }
+
+    /// Why the passive side is not running although asked for (port in use, ...).
+    pub fn listen_error(&self) -> Option<&str> {
+        self.listen_error.as_deref()
+    }
+
+    /// Connections reset because they came from no configured peer.
+    pub fn refused_connections(&self) -> u64 {
+        self.listener.as_ref().map_or(0, Listener::refused)
+    }
+
+    /// Binds the listener if asked for and not yet bound.
+    fn ensure_listener(&mut self) {
+        if self.listen_port == 0 || self.listener.is_some() {
+            return;
+        }
+        match Listener::bind(self.listen_port) {
+            Ok(l) => {
+                tracing::info!(port = self.listen_port, "BGP listener up");
+                self.listener = Some(l);
+                self.listen_error = None;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.listen_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!("{msg}; sessions only connect until it can be bound");
+                }
+                self.listen_error = Some(msg);
+            }
+        }
+    }
+
+    /// The session for one peer, taking its incoming connections when there is a listener.
+    fn start_session(&self, name: &str, cfg: &PeerConfig, table: Table) -> Session {
+        let incoming = self.listener.as_ref().and_then(|l| {
+            let key = cfg.password.as_ref().map(|p| p.as_bytes());
+            l.register(cfg.peer_address, key)
+                .inspect_err(|e| {
+                    tracing::warn!(peer = %name, "{e}; this session only connects");
+                })
+                .ok()
+        });
+        Session::spawn_accepting(cfg.clone(), table, incoming)
     }
 
     /// Brings the sessions and their tables in line with the inputs. Call it on every change
@@ -151,6 +211,7 @@ impl NodeSpeaker {
             }
         }
         stop_all(stopping).await;
+        self.ensure_listener();
         for (name, (cfg, table)) in wanted {
             match self.sessions.get_mut(&name) {
                 Some(r) => {
@@ -161,7 +222,7 @@ impl NodeSpeaker {
                     }
                 }
                 None => {
-                    let session = Session::spawn(cfg.clone(), table.clone());
+                    let session = self.start_session(&name, &cfg, table.clone());
                     tracing::info!(peer = %name, address = %cfg.peer_address, "BGP session started");
                     self.sessions.insert(
                         name.clone(),
