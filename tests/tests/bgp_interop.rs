@@ -4,96 +4,42 @@
 //! errors with backoff on misconfiguration. One daemon per test.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrolb_announce::bgp::message::LargeCommunity as WireLarge;
-use ferrolb_announce::bgp::{
-    FsmConfig, PeerConfig, RouteAttrs, Session, SessionStatus, State, Table,
-};
+use ferrolb_announce::bgp::{FsmConfig, PeerConfig, RouteAttrs, SessionStatus, State, Table};
+use ferrolb_tests::bgp_session::Sessions;
 use ferrolb_tests::lab::{
     self, Afi, BgpConfig, BgpDaemon, Bird, Community, Frr, GoBgp, Host, Lab, LabSpec,
-    LargeCommunity, Neighbor, NetnsThread, wait_until,
+    LargeCommunity, Neighbor,
 };
 use ipnet::IpNet;
 
 const T: Duration = Duration::from_secs(10);
 
-enum Cmd {
-    Routes(Table),
-    Stop,
-}
-
-/// A speaker session running on its own runtime inside a node's namespace.
-struct Speaker {
-    tx: tokio::sync::mpsc::UnboundedSender<Cmd>,
-    status: Arc<Mutex<Option<SessionStatus>>>,
-    thread: Option<NetnsThread<()>>,
-}
+/// One session of ours in a node's namespace (see `ferrolb_tests::bgp_session`).
+struct Speaker(Sessions);
 
 impl Speaker {
     fn start(node: &Host, cfg: PeerConfig, routes: Table) -> Speaker {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let status = Arc::new(Mutex::new(None));
-        let st = status.clone();
-        let thread = node
-            .spawn_thread(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let session = Session::spawn(cfg, routes);
-                    let mut tick = tokio::time::interval(Duration::from_millis(50));
-                    loop {
-                        tokio::select! {
-                            c = rx.recv() => match c {
-                                Some(Cmd::Routes(t)) => session.set_routes(t),
-                                Some(Cmd::Stop) => { session.stop().await; break; }
-                                None => { drop(session); break; }
-                            },
-                            _ = tick.tick() => { *st.lock().unwrap() = Some(session.status()); }
-                        }
-                    }
-                });
-            })
-            .unwrap();
-        Speaker {
-            tx,
-            status,
-            thread: Some(thread),
-        }
+        Speaker(Sessions::one(node, cfg, routes))
     }
 
     fn status(&self) -> SessionStatus {
-        self.status.lock().unwrap().clone().expect("no status yet")
+        self.0.status(0).expect("no status yet")
     }
 
     fn wait_state(&self, want: State, timeout: Duration) {
-        let ok = wait_until(&format!("speaker {want:?}"), timeout, || {
-            self.status
-                .lock()
-                .unwrap()
-                .as_ref()
-                .is_some_and(|s| s.state == want)
-        });
-        assert!(
-            ok.is_ok(),
-            "speaker never {want:?}: {:?}",
-            self.status.lock().unwrap()
-        );
+        self.0.wait_state(0, want, timeout);
     }
 
     fn set_routes(&self, t: Table) {
-        self.tx.send(Cmd::Routes(t)).unwrap();
+        self.0.set_routes(0, t);
     }
 
     /// Graceful stop (Cease), waits for the thread.
-    fn stop(mut self) {
-        let _ = self.tx.send(Cmd::Stop);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
+    fn stop(self) {
+        self.0.stop();
     }
 }
 
