@@ -568,6 +568,44 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     Ok((buf.len() >= len as usize).then_some(len as usize))
 }
 
+/// Cuts a TCP byte stream into whole messages, holding at most one partial message plus what
+/// was pushed last: the reader pushes what the socket gave, then takes frames until `None`.
+/// How the bytes were split across reads never changes the frames (a fuzz target checks it).
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Framer {
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole message, `Ok(None)` if more bytes are needed, or the header error that
+    /// makes the rest of the stream unreadable.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        match frame_len(&self.buf[self.start..])? {
+            Some(n) => {
+                let frame = self.buf[self.start..self.start + n].to_vec();
+                self.start += n;
+                Ok(Some(frame))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes held (a partial message).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
 impl Codec {
     /// Decodes exactly one message (`buf` must hold exactly the framed message).
     pub fn decode(&self, buf: &[u8]) -> Result<Message, DecodeError> {

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::fsm::{Action, Conn, Event, Fsm, FsmConfig, State, Timer};
 use super::listener::Incoming;
-use super::message::{AFI_IPV4, AFI_IPV6, Codec, DecodeError, MAX_MESSAGE_LEN, Message, frame_len};
+use super::message::{AFI_IPV4, AFI_IPV6, Codec, DecodeError, Framer, MAX_MESSAGE_LEN, Message};
 use super::socket::{self, TcpOptions};
 use super::update::{self, PeerView, Table};
 
@@ -651,14 +651,11 @@ async fn accepted(incoming: Option<&mut Incoming>) -> Option<TcpStream> {
 /// Reads bytes, cuts them into whole messages, hands them to the session one by one (waiting
 /// when it is behind: the bound on what a peer can make us hold).
 async fn read_loop(mut rd: OwnedReadHalf, c: Conn, g: u64, tx: mpsc::Sender<IoEvent>) {
-    // Holds at most one partial message plus one read; compacted as messages are taken out.
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + MAX_MESSAGE_LEN);
-    let mut start = 0;
+    let mut framer = Framer::default();
+    let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        match frame_len(&buf[start..]) {
-            Ok(Some(n)) => {
-                let frame = buf[start..start + n].to_vec();
-                start += n;
+        match framer.next_frame() {
+            Ok(Some(frame)) => {
                 if tx.send(IoEvent::Frame(c, g, frame)).await.is_err() {
                     return;
                 }
@@ -670,16 +667,12 @@ async fn read_loop(mut rd: OwnedReadHalf, c: Conn, g: u64, tx: mpsc::Sender<IoEv
                 return;
             }
         }
-        buf.drain(..start);
-        start = 0;
-        let have = buf.len();
-        buf.resize(have + READ_CHUNK, 0);
-        match rd.read(&mut buf[have..]).await {
+        match rd.read(&mut chunk).await {
             Ok(0) => {
                 let _ = tx.send(IoEvent::ReadClosed(c, g, None)).await;
                 return;
             }
-            Ok(n) => buf.truncate(have + n),
+            Ok(n) => framer.push(&chunk[..n]),
             Err(e) => {
                 let _ = tx
                     .send(IoEvent::ReadClosed(c, g, Some(e.to_string())))
