@@ -373,11 +373,19 @@ fn cases() -> Vec<Case> {
         },
         Case {
             rule: "ASN 0",
-            valid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 4294967295, peerAddress: 10.0.0.1}"),
+            valid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 4294967294, peerAddress: 10.0.0.1}"),
             invalid: doc("BGPPeer", "p", "{myASN: 0, peerASN: 64513, peerAddress: 10.0.0.1}"),
             object: "BGPPeer p",
             field: "spec.myASN",
-            reason: |r| matches!(r, Reason::AsnZero),
+            reason: |r| matches!(r, Reason::ReservedAsn { asn: 0 }),
+        },
+        Case {
+            rule: "ASN 4294967295 (RFC 7300)",
+            valid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 4294967294, peerAddress: 10.0.0.1}"),
+            invalid: doc("BGPPeer", "p", "{myASN: 1, peerASN: 4294967295, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.peerASN",
+            reason: |r| matches!(r, Reason::ReservedAsn { asn: 4294967295 }),
         },
         Case {
             rule: "peer address is an IP",
@@ -551,6 +559,36 @@ fn all_errors_are_reported_at_once() {
         + &doc("BGPAdvertisement", "adv", "{peers: [zz]}");
     let errs = run(&yaml).unwrap_err();
     assert!(errs.len() >= 4, "{errs:?}");
+}
+
+#[test]
+fn names_longer_than_kubernetes_allows_are_refused() {
+    let ok = "a".repeat(253);
+    assert!(run(&pool(&ok, &["10.0.0.0/30"])).is_ok());
+    let long = "a".repeat(254);
+    let errs = run(&pool(&long, &["10.0.0.0/30"])).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|(_, f, r)| f == "metadata.name" && *r == Reason::NameTooLong { len: 254 }),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn an_error_quotes_at_most_about_a_hundred_characters_of_a_value() {
+    // A 10 MB scalar in a pool's addresses: the message stays short and says how long it was.
+    let huge = "x".repeat(10 << 20);
+    let yaml = pool("p", &[huge.as_str()]);
+    let errs =
+        ferrolb_config::build(&ferrolb_config::parse_documents(&yaml).unwrap().config).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.len() < 600,
+        "{} bytes: {}",
+        text.len(),
+        &text[..600.min(text.len())]
+    );
+    assert!(text.contains("(10485760 bytes)"), "{text}");
 }
 
 #[test]

@@ -45,11 +45,26 @@ pub struct ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
+            Some(ns) => write!(f, "{} {}/{}", self.kind, clip(ns), clip(&self.name)),
+            None => write!(f, "{} {}", self.kind, clip(&self.name)),
         }
     }
 }
+
+/// The most characters of one piece of user input an error quotes: a 10 MB scalar must not
+/// become a 10 MB log line, status condition or event on every edit.
+pub const QUOTED_MAX: usize = 100;
+
+/// `s`, or its first [`QUOTED_MAX`] characters and how long it really was.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(QUOTED_MAX) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", &s[..end], s.len()),
+    }
+}
+
+/// The longest object name Kubernetes accepts (a DNS subdomain, RFC 1123).
+pub const MAX_NAME_LEN: usize = 253;
 
 /// One problem in the configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -184,9 +199,18 @@ pub enum Reason {
         /// What was given.
         value: String,
     },
-    /// AS number zero is reserved.
-    #[error("AS number 0 is reserved")]
-    AsnZero,
+    /// AS numbers 0 (RFC 7607) and 4294967295 (RFC 7300) are reserved.
+    #[error("AS number {asn} is reserved")]
+    ReservedAsn {
+        /// The number given.
+        asn: u32,
+    },
+    /// A name longer than Kubernetes allows.
+    #[error("the name is {len} characters long; Kubernetes allows at most 253")]
+    NameTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// Not an IP address (or not of the family the field needs).
     #[error("{value:?} is not {expected}")]
     InvalidIp {
@@ -257,6 +281,112 @@ pub enum Reason {
         /// The other's LOCAL_PREF.
         other_pref: Option<u32>,
     },
+}
+
+impl Reason {
+    /// The same reason with every quoted piece of user input cut to [`QUOTED_MAX`] characters.
+    pub(crate) fn clipped(self) -> Reason {
+        use Reason::*;
+        let c = |s: String| clip(&s);
+        match self {
+            InvalidAddress { value, detail } => InvalidAddress {
+                value: c(value),
+                detail: c(detail),
+            },
+            RangeStartAfterEnd { start, end } => RangeStartAfterEnd {
+                start: c(start),
+                end: c(end),
+            },
+            RangeMixedFamilies { start, end } => RangeMixedFamilies {
+                start: c(start),
+                end: c(end),
+            },
+            AddressOverlap {
+                entry,
+                other,
+                other_entry,
+            } => AddressOverlap {
+                entry: c(entry),
+                other,
+                other_entry: c(other_entry),
+            },
+            Duplicate { value } => Duplicate { value: c(value) },
+            UnknownReference { kind, name } => UnknownReference {
+                kind,
+                name: c(name),
+            },
+            InvalidCommunity { value, detail } => InvalidCommunity {
+                value: c(value),
+                detail: c(detail),
+            },
+            AggregationTooShort {
+                length,
+                pool,
+                prefix,
+            } => AggregationTooShort {
+                length,
+                pool: c(pool),
+                prefix: c(prefix),
+            },
+            TimerNotWholeSeconds { value, min_secs } => TimerNotWholeSeconds {
+                value: c(value),
+                min_secs,
+            },
+            InvalidDuration { value } => InvalidDuration { value: c(value) },
+            InvalidIp { value, expected } => InvalidIp {
+                value: c(value),
+                expected,
+            },
+            SourceFamilyMismatch {
+                source_address,
+                peer_address,
+            } => SourceFamilyMismatch {
+                source_address: c(source_address),
+                peer_address: c(peer_address),
+            },
+            BadSecret {
+                namespace,
+                name,
+                problem,
+            } => BadSecret {
+                namespace: c(namespace),
+                name: c(name),
+                problem: c(problem),
+            },
+            DuplicatePeer {
+                other,
+                address,
+                port,
+            } => DuplicatePeer {
+                other: c(other),
+                address: c(address),
+                port,
+            },
+            InvalidInterface { value } => InvalidInterface { value: c(value) },
+            ConflictingLocalPref {
+                other,
+                pool,
+                pref,
+                other_pref,
+            } => ConflictingLocalPref {
+                other: c(other),
+                pool: c(pool),
+                pref,
+                other_pref,
+            },
+            r @ (MissingName
+            | DuplicateName { .. }
+            | EmptyPool
+            | OutOfRange { .. }
+            | HoldTimeTooShort { .. }
+            | KeepaliveExceedsHold { .. }
+            | ReservedAsn { .. }
+            | NameTooLong { .. }
+            | PasswordConflict
+            | PasswordLength { .. }
+            | InvalidSelector(_)) => r,
+        }
+    }
 }
 
 /// Every problem found in one configuration, in a stable order.

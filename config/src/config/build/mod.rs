@@ -13,7 +13,7 @@ mod peers;
 mod pools;
 mod profiles;
 
-use super::error::{ConfigError, ConfigErrors, Kind, ObjectRef, Reason};
+use super::error::{ConfigError, ConfigErrors, Kind, MAX_NAME_LEN, ObjectRef, Reason, clip};
 use super::model::*;
 use super::parse;
 use crate::api::{self, LabelSelector, bfdprofile};
@@ -83,10 +83,11 @@ fn object_ref<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
 
 impl Builder {
     fn error(&mut self, object: &ObjectRef, field: impl Into<String>, reason: Reason) {
+        let field: String = field.into();
         self.errors.push(ConfigError {
             object: object.clone(),
-            field: field.into(),
-            reason,
+            field: clip(&field),
+            reason: reason.clipped(),
         });
     }
 
@@ -102,6 +103,9 @@ impl Builder {
             let r = object_ref(kind, obj);
             if r.name.is_empty() {
                 self.error(&r, "metadata.name", Reason::MissingName);
+            } else if r.name.len() > MAX_NAME_LEN {
+                let len = r.name.len();
+                self.error(&r, "metadata.name", Reason::NameTooLong { len });
             } else if !seen.insert(r.name.clone()) {
                 self.error(&r, "metadata.name", Reason::DuplicateName { kind });
             } else {

@@ -16,8 +16,8 @@ impl Builder {
             let s = &obj.spec;
             let before = self.errors.len();
             for (field, asn) in [("spec.myASN", s.my_asn), ("spec.peerASN", s.peer_asn)] {
-                if asn == 0 {
-                    self.error(&r, field, Reason::AsnZero);
+                if asn == 0 || asn == u32::MAX {
+                    self.error(&r, field, Reason::ReservedAsn { asn });
                 }
             }
             let address = self.ip(&r, "spec.peerAddress", &s.peer_address);
