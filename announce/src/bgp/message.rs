@@ -835,18 +835,28 @@ impl Codec {
                 attr::MP_REACH_NLRI => {
                     match decode_mp_reach(v).map_err(|why| mp_error(tc, why, raw()))? {
                         Some(m) => attrs.mp_reach = Some(m),
-                        None => attrs.other.push((flags, tc, v.to_vec())),
+                        None => attrs
+                            .other
+                            .push((flags & !flag::EXTENDED_LENGTH, tc, v.to_vec())),
                     }
                 }
                 attr::MP_UNREACH_NLRI => {
                     match decode_mp_unreach(v).map_err(|why| mp_error(tc, why, raw()))? {
                         Some(m) => attrs.mp_unreach = Some(m),
-                        None => attrs.other.push((flags, tc, v.to_vec())),
+                        None => attrs
+                            .other
+                            .push((flags & !flag::EXTENDED_LENGTH, tc, v.to_vec())),
                     }
                 }
-                _ => attrs.other.push((flags, tc, v.to_vec())),
+                // Extended Length is the encoder's choice, not the attribute's.
+                _ => attrs
+                    .other
+                    .push((flags & !flag::EXTENDED_LENGTH, tc, v.to_vec())),
             }
         }
+        // Attributes are keyed by type code (one of each), not ordered: the canonical order
+        // is the encoder's, so that decode(encode(x)) = x (found by fuzzing).
+        attrs.other.sort_by_key(|(_, tc, _)| *tc);
         Ok((attrs, soft))
     }
 
