@@ -12,8 +12,8 @@
 //!   and TCP pushes back on the peer. Received UPDATEs are decoded, counted and dropped (we
 //!   import no routes);
 //! - the writer takes encoded messages from a queue of [`WRITE_QUEUE`]; the session loop never
-//!   waits on a socket. A peer that leaves the queue full is not reading: the connection is
-//!   closed as failed. A closing connection gets [`CLOSE_FLUSH`] to send what is queued (the
+//!   waits on a socket. A peer that leaves the queue full, or takes nothing for
+//!   [`WRITE_DEADLINE`], is not reading: the connection is closed as failed. A closing connection gets [`CLOSE_FLUSH`] to send what is queued (the
 //!   NOTIFICATION among it), then it is dropped.
 
 use std::collections::HashMap;
@@ -42,6 +42,10 @@ pub const READ_QUEUE: usize = 64;
 pub const WRITE_QUEUE: usize = 256;
 /// How long a closing connection may take to send what is queued (the Cease among it).
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long one queued item (a message, or a batch of UPDATEs of at most about 64 KiB) may take
+/// to be written. A peer that takes none of it for this long is not reading, even if it still
+/// sends keepalives (which keep the hold timer from noticing).
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Everything about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -696,10 +700,16 @@ async fn write_loop(
     tx: mpsc::Sender<IoEvent>,
 ) {
     while let Some(bytes) = queue.recv().await {
-        if let Err(e) = wr.write_all(&bytes).await {
-            let _ = tx.send(IoEvent::WriteFailed(c, g, e.to_string())).await;
-            return;
-        }
+        let failed = match tokio::time::timeout(WRITE_DEADLINE, wr.write_all(&bytes)).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "the peer took none of {} bytes in {WRITE_DEADLINE:?}: it is not reading",
+                bytes.len()
+            ),
+        };
+        let _ = tx.send(IoEvent::WriteFailed(c, g, failed)).await;
+        return;
     }
     let _ = wr.shutdown().await;
 }
