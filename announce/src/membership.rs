@@ -238,6 +238,53 @@ fn decode_direct(payload: &[u8]) -> Option<Result<Direct, postcard::Error>> {
         .map(postcard::from_bytes)
 }
 
+/// What an authenticated datagram turned out to be, before any state is touched.
+#[derive(Debug)]
+pub enum Untrusted {
+    /// The MAC did not verify: dropped.
+    Forged,
+    /// One of our direct messages.
+    Direct,
+    /// Ours by its prefix, but not decodable.
+    UndecodableDirect,
+    /// foca's: it accepted the datagram (or refused it with an error, `false`).
+    Foca(bool),
+}
+
+/// Everything that reads a received datagram before the protocol state does: the MAC check,
+/// our direct messages' decoding, and foca's own decoding (into a throwaway instance named
+/// `probe`). The receive path runs the same steps; this is their entry point for fuzzing.
+pub fn read_untrusted(key: &[u8], datagram: &[u8]) -> Untrusted {
+    let Some(payload) = open(key, datagram) else {
+        return Untrusted::Forged;
+    };
+    match decode_direct(payload) {
+        Some(Ok(_)) => Untrusted::Direct,
+        Some(Err(_)) => Untrusted::UndecodableDirect,
+        None => {
+            let me = Member {
+                name: "probe".into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
+                incarnation: 1,
+            };
+            let config = MembershipConfig {
+                name: me.name.clone(),
+                bind: me.addr,
+                seeds: Vec::new(),
+                secret: key.to_vec(),
+                timing: Timing::default(),
+                cluster_size: 3,
+            };
+            let Ok(c) = foca_config(&config) else {
+                return Untrusted::Foca(false);
+            };
+            let mut foca = Foca::new(me, c, SmallRng::seed_from_u64(1), PostcardCodec);
+            let mut rt = AccumulatingRuntime::new();
+            Untrusted::Foca(foca.handle_data(payload, &mut rt).is_ok())
+        }
+    }
+}
+
 /// Seals and sends one of our own messages (best effort, like every membership datagram).
 fn send_direct(socket: &UdpSocket, key: &[u8], to: SocketAddr, m: &Direct) {
     if let Some(p) = encode_direct(m) {

@@ -81,17 +81,24 @@ fn read(file: &Path) -> Result<Option<State>, StateError> {
             });
         }
     };
-    let state: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-        file: file.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    if state.version != VERSION {
-        return Err(StateError::Corrupt {
+    parse(&text)
+        .map(Some)
+        .map_err(|detail| StateError::Corrupt {
             file: file.to_path_buf(),
-            detail: format!("version {} (this ferrolb writes {VERSION})", state.version),
-        });
+            detail,
+        })
+}
+
+/// A state file's text as a [`State`] of this version, or why not.
+pub fn parse(text: &str) -> Result<State, String> {
+    let state: State = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if state.version != VERSION {
+        return Err(format!(
+            "version {} (this ferrolb writes {VERSION})",
+            state.version
+        ));
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
 /// Loads `file`, falling back to `<file>.prev` when `file` is unreadable or corrupt, and to an
