@@ -730,13 +730,18 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
             panic!("{e}\n{logs}")
         })[0];
     // The EndpointSlice comes from kube-controller-manager, whose client-go watches retry up to
-    // a minute apart after the outage; from the moment it exists the speakers announce at once.
-    let slice_exists = || late_slices(&env.cluster, "name").is_ok_and(|out| !out.trim().is_empty());
+    // a minute apart after the outage. The slice can exist before its endpoint does (KCM's pod
+    // informer catches up later): a Service without a ready endpoint is not announced, so the
+    // bound below starts when the slice has a ready endpoint.
+    let slice_ready = || {
+        late_slices(&env.cluster, "jsonpath={.items[*].endpoints[*].conditions.ready}")
+            .is_ok_and(|out| out.split_whitespace().any(|r| r == "true"))
+    };
     let t = Instant::now();
     eventually(
-        "kube-controller-manager to publish the late Service's EndpointSlice",
+        "kube-controller-manager to publish a ready endpoint for the late Service",
         Duration::from_secs(120),
-        slice_exists,
+        slice_ready,
     )
     .unwrap();
     let slice_after = t.elapsed();
