@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrolb_announce::bgp::listener::Listener;
+use ferrolb_announce::bgp::listener::{Incoming, Listener};
 use ferrolb_announce::bgp::{PeerConfig, Session, SessionStatus, State, Table};
 
 use crate::lab::{Host, NetnsThread, wait_until};
 
 enum Cmd {
     Routes(usize, Table),
+    /// Hand session i the next connection the listener accepted for its peer.
+    Deliver(usize, std::sync::mpsc::Sender<bool>),
     Stop(usize, std::sync::mpsc::Sender<Duration>),
     StopAll,
 }
@@ -30,6 +32,10 @@ pub struct Start {
     /// Run the node's listener on this port and let every session take its peer's
     /// connections from it.
     pub listen: Option<u16>,
+    /// Start each session only once its peer has connected to the listener, and hold that
+    /// connection until [`Sessions::deliver`] hands it over (to force a collision: the
+    /// session's own connection comes second, the peer's arrives when the test chooses).
+    pub hold_incoming: bool,
 }
 
 impl Sessions {
@@ -40,6 +46,7 @@ impl Sessions {
             Start {
                 sessions: vec![(cfg, routes)],
                 listen: None,
+                hold_incoming: false,
             },
         )
     }
@@ -59,22 +66,56 @@ impl Sessions {
                     let listener = start
                         .listen
                         .map(|port| Listener::bind(port).expect("binding the BGP listener"));
-                    let mut sessions: Vec<Option<Session>> = start
-                        .sessions
-                        .into_iter()
-                        .map(|(cfg, routes)| {
-                            let incoming = listener.as_ref().map(|l| {
-                                let key = cfg.password.as_ref().map(|p| p.as_bytes());
-                                l.register(cfg.peer_address, key)
-                                    .expect("registering a peer")
-                            });
-                            Some(Session::spawn_accepting(cfg, routes, incoming))
-                        })
-                        .collect();
+                    // Per session, when connections are held: the peer's first connection
+                    // (awaited before the session starts, so the session's own connection
+                    // comes second), the listener's side for later ones, and the session's.
+                    let mut held = Vec::new();
+                    let mut sessions: Vec<Option<Session>> = Vec::new();
+                    for (cfg, routes) in start.sessions {
+                        let mut incoming = listener.as_ref().map(|l| {
+                            let key = cfg.password.as_ref().map(|p| p.as_bytes());
+                            l.register(cfg.peer_address, key)
+                                .expect("registering a peer")
+                        });
+                        if start.hold_incoming {
+                            let mut from = incoming.take();
+                            let first = match from.as_mut() {
+                                Some(f) => tokio::time::timeout(Duration::from_secs(20), f.next())
+                                    .await
+                                    .ok()
+                                    .flatten(),
+                                None => None,
+                            };
+                            let (tx, detached) = Incoming::detached(cfg.peer_address);
+                            held.push((first, from, tx));
+                            incoming = Some(detached);
+                        }
+                        sessions.push(Some(Session::spawn_accepting(cfg, routes, incoming)));
+                    }
                     let mut tick = tokio::time::interval(Duration::from_millis(20));
                     loop {
                         tokio::select! {
                             c = rx.recv() => match c {
+                                Some(Cmd::Deliver(i, done)) => {
+                                    let mut ok = false;
+                                    if let Some((first, from, to)) = held.get_mut(i) {
+                                        if let Some(stream) = first.take() {
+                                            ok = to.send(stream).await.is_ok();
+                                        }
+                                        // Later connections pass straight through.
+                                        if let Some(mut from) = from.take() {
+                                            let to = to.clone();
+                                            tokio::spawn(async move {
+                                                while let Some(s) = from.next().await {
+                                                    if to.send(s).await.is_err() {
+                                                        break;
+                                                    }
+                                                }
+                                            });
+                                        }
+                                    }
+                                    let _ = done.send(ok);
+                                }
                                 Some(Cmd::Routes(i, t)) => {
                                     if let Some(Some(s)) = sessions.get(i) {
                                         s.set_routes(t);
@@ -151,6 +192,14 @@ impl Sessions {
         let _ = self.tx.send(Cmd::Stop(i, done));
         took.recv_timeout(Duration::from_secs(30))
             .expect("the stop to end")
+    }
+
+    /// Hands session `i` the connection held for it (later ones then pass straight through);
+    /// false if its peer never connected. Needs `hold_incoming`.
+    pub fn deliver(&self, i: usize) -> bool {
+        let (done, ok) = std::sync::mpsc::channel();
+        let _ = self.tx.send(Cmd::Deliver(i, done));
+        ok.recv_timeout(Duration::from_secs(30)).unwrap_or(false)
     }
 
     /// Connections the listener reset because they came from no configured peer.

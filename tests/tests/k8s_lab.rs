@@ -734,8 +734,11 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
     // informer catches up later): a Service without a ready endpoint is not announced, so the
     // bound below starts when the slice has a ready endpoint.
     let slice_ready = || {
-        late_slices(&env.cluster, "jsonpath={.items[*].endpoints[*].conditions.ready}")
-            .is_ok_and(|out| out.split_whitespace().any(|r| r == "true"))
+        late_slices(
+            &env.cluster,
+            "jsonpath={.items[*].endpoints[*].conditions.ready}",
+        )
+        .is_ok_and(|out| out.split_whitespace().any(|r| r == "true"))
     };
     let t = Instant::now();
     eventually(

@@ -82,6 +82,20 @@ impl Incoming {
     pub async fn next(&mut self) -> Option<TcpStream> {
         self.rx.recv().await
     }
+
+    /// Connections for `peer` handed over by whoever holds the sender instead of a listener
+    /// (a test that must choose the moment a connection arrives, to force a collision).
+    pub fn detached(peer: IpAddr) -> (mpsc::Sender<TcpStream>, Incoming) {
+        let (tx, rx) = mpsc::channel(2);
+        (
+            tx,
+            Incoming {
+                peer,
+                rx,
+                shared: Weak::new(),
+            },
+        )
+    }
 }
 
 impl Drop for Incoming {
