@@ -206,7 +206,7 @@ fn collision<D: BgpDaemon>(start: fn(&Host, &BgpConfig) -> Result<D, lab::LabErr
     let kind = daemon.kind();
     for (i, s) in ours.iter().enumerate() {
         // Our own connection while the router's is held: open, or closed by the router.
-        let st = s.wait(
+        s.wait(
             0,
             "our connection open, or refused by the router",
             T,
