@@ -528,8 +528,9 @@ fn pods_are_locked_down() {
     assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
     assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
 
-    // Speaker: host network, NET_RAW and NET_ADMIN only, not privileged, read-only, on
-    // control-plane nodes too, with the membership key mounted.
+    // Speaker: host network, NET_RAW and NET_ADMIN, and NET_BIND_SERVICE for the BGP listener
+    // on port 179 (below, without it: none); not privileged, read-only, on control-plane nodes
+    // too, with the membership key mounted.
     let pod = o.daemonsets[0].spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.host_network, Some(true));
     let c = &pod.containers[0];
@@ -540,7 +541,15 @@ fn pods_are_locked_down() {
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-    assert_eq!(added, BTreeSet::from(["NET_RAW", "NET_ADMIN"]));
+    assert_eq!(
+        added,
+        BTreeSet::from(["NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"])
+    );
+    assert!(
+        args(c).contains(&"--bgp-listen-port=179".to_string()),
+        "{:?}",
+        args(c)
+    );
     let tolerated: BTreeSet<&str> = pod
         .tolerations
         .iter()
@@ -565,6 +574,34 @@ fn pods_are_locked_down() {
     let env: BTreeSet<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(env.contains("NODE_NAME") && env.contains("POD_NAMESPACE"));
     assert!(c.resources.as_ref().unwrap().limits.is_some());
+
+    // Without the BGP listener, and no port below 1024: NET_RAW and NET_ADMIN only.
+    let values =
+        std::env::temp_dir().join(format!("ferrolb-no-listener-{}.yaml", std::process::id()));
+    std::fs::write(&values, "speaker:\n  bgp:\n    listenPort: 0\n").unwrap();
+    let quiet = render_with(&helm, values.to_str().unwrap());
+    let _ = std::fs::remove_file(&values);
+    let c = &quiet.daemonsets[0]
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let caps = c
+        .security_context
+        .as_ref()
+        .unwrap()
+        .capabilities
+        .as_ref()
+        .unwrap();
+    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
+    assert_eq!(added, BTreeSet::from(["NET_RAW", "NET_ADMIN"]));
+    assert!(
+        args(c).contains(&"--bgp-listen-port=0".to_string()),
+        "{:?}",
+        args(c)
+    );
 
     // A port below 1024 adds NET_BIND_SERVICE, nothing else.
     let all = render_with(&helm, "deploy/helm/ferrolb/ci/all-features-values.yaml");
