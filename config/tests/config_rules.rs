@@ -603,6 +603,25 @@ fn messages_name_object_field_and_cause() {
     );
 }
 
+/// MetalLB drop-in (issue 13, class 4): priority 0 means "not set", as in MetalLB: a pool with
+/// any priority is tried before it, the same as before a pool without one.
+#[test]
+fn priority_zero_is_not_set() {
+    let yaml = doc(
+        "IPAddressPool",
+        "zero",
+        "{addresses: [10.1.0.0/24], serviceAllocation: {priority: 0, namespaces: [shop]}}",
+    ) + &doc(
+        "IPAddressPool",
+        "five",
+        "{addresses: [10.2.0.0/24], serviceAllocation: {priority: 5, namespaces: [shop]}}",
+    );
+    let cfg = run(&yaml).unwrap();
+    let priority = |p: &str| cfg.pools[p].allocation.as_ref().unwrap().priority;
+    assert_eq!(priority("zero"), None);
+    assert_eq!(priority("five"), Some(5));
+}
+
 #[test]
 fn defaults_and_resolution() {
     let yaml = pool("a", &["10.1.0.0/24", "10.1.1.0-10.1.1.255", "fd00::/126"])

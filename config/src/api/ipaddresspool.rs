@@ -81,7 +81,8 @@ pub struct IPAddressPoolSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAllocation {
-    /// Lower numbers are tried first; unset is tried after every set priority.
+    /// Lower numbers are tried first; unset or 0 (as in MetalLB) is tried after every set
+    /// priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub priority: Option<i32>,

@@ -173,7 +173,8 @@ pub fn is_buggy_ipv4(ip: IpAddr) -> bool {
 /// Which Services may use a pool, and its priority among pools.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceAllocation {
-    /// Lower is tried first; `None` after every set priority.
+    /// Lower is tried first; `None` (unset or 0 in the object, as in MetalLB) after every set
+    /// priority.
     pub priority: Option<i32>,
     /// Namespaces allowed by name.
     pub namespaces: BTreeSet<String>,

@@ -44,7 +44,8 @@ impl Builder {
                     );
                 }
                 ServiceAllocation {
-                    priority: a.priority,
+                    // 0 is "not set", as in MetalLB: a pool with any priority comes first.
+                    priority: a.priority.filter(|p| *p > 0),
                     namespaces: self.no_duplicates(
                         &r,
                         "spec.serviceAllocation.namespaces",
