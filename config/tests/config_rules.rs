@@ -695,6 +695,55 @@ fn pool_selectors_pick_pools_by_label() {
     );
 }
 
+/// MetalLB drop-in (issue 13, class 6): a field the kind does not have is refused, named by its
+/// path with the nearest known field, instead of being read and ignored.
+#[test]
+fn unknown_fields_are_refused_with_the_nearest_known_one() {
+    let err = |yaml: &str| match parse_documents(yaml) {
+        Ok(_) => panic!("accepted: {yaml}"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(&doc(
+        "IPAddressPool",
+        "p",
+        "{addresses: [10.0.0.0/24], autoAsign: false}",
+    ));
+    assert!(
+        e.contains("unknown field spec.autoAsign (did you mean spec.autoAssign?)"),
+        "{e}"
+    );
+    let e = err(&doc(
+        "BGPAdvertisement",
+        "a",
+        "{ipAddressPools: [p], aggregationLenght: 24}",
+    ));
+    assert!(
+        e.contains("unknown field spec.aggregationLenght (did you mean spec.aggregationLength?)"),
+        "{e}"
+    );
+    // Inside a list item, and with nothing near: the known fields are listed.
+    let e = err(&doc(
+        "Community",
+        "c",
+        "{communities: [{name: edge, value: '65000:1', colour: red}]}",
+    ));
+    assert!(
+        e.contains("unknown field spec.communities.0.colour (known here: name, value)"),
+        "{e}"
+    );
+    let e = err(&peer("p", ", holdtime: 9s"));
+    assert!(e.contains("did you mean spec.holdTime?"), "{e}");
+    // The documented fields still parse.
+    assert!(
+        run(&doc(
+            "IPAddressPool",
+            "p",
+            "{addresses: [10.0.0.0/24], autoAssign: false}"
+        ))
+        .is_ok()
+    );
+}
+
 #[test]
 fn malformed_yaml_names_the_document() {
     let yaml = pool("a", &["10.1.0.0/24"])

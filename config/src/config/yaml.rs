@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::build::RawConfig;
+use super::error::clip;
 use crate::api::{GROUP, VERSION};
 
 /// Why a YAML document could not be read.
@@ -53,25 +54,22 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
         let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| malformed(&e))?;
         let ours = meta.api_version == format!("{GROUP}/{VERSION}");
         let c = &mut docs.config;
-        let result = match (ours, meta.kind.as_str()) {
-            (true, "IPAddressPool") => serde_yaml::from_value(value).map(|o| c.pools.push(o)),
-            (true, "L2Advertisement") => {
-                serde_yaml::from_value(value).map(|o| c.l2_advertisements.push(o))
-            }
-            (true, "BGPAdvertisement") => {
-                serde_yaml::from_value(value).map(|o| c.bgp_advertisements.push(o))
-            }
-            (true, "BGPPeer") => serde_yaml::from_value(value).map(|o| c.peers.push(o)),
-            (true, "BFDProfile") => serde_yaml::from_value(value).map(|o| c.bfd_profiles.push(o)),
-            (true, "Community") => serde_yaml::from_value(value).map(|o| c.communities.push(o)),
+        let kind = meta.kind.as_str();
+        let result = match (ours, kind) {
+            (true, "IPAddressPool") => strict(value, kind).map(|o| c.pools.push(o)),
+            (true, "L2Advertisement") => strict(value, kind).map(|o| c.l2_advertisements.push(o)),
+            (true, "BGPAdvertisement") => strict(value, kind).map(|o| c.bgp_advertisements.push(o)),
+            (true, "BGPPeer") => strict(value, kind).map(|o| c.peers.push(o)),
+            (true, "BFDProfile") => strict(value, kind).map(|o| c.bfd_profiles.push(o)),
+            (true, "Community") => strict(value, kind).map(|o| c.communities.push(o)),
             (true, other) => {
                 return Err(malformed(&format!(
                     "unknown kind {other:?} in {GROUP}/{VERSION}"
                 )));
             }
-            (false, "Secret") if meta.api_version == "v1" => {
-                serde_yaml::from_value(value).map(|o| c.secrets.push(o))
-            }
+            (false, "Secret") if meta.api_version == "v1" => serde_yaml::from_value(value)
+                .map(|o| c.secrets.push(o))
+                .map_err(|e| e.to_string()),
             _ => {
                 let json = serde_json::to_value(&value).map_err(|e| malformed(&e))?;
                 docs.others.push((index, json));
@@ -81,4 +79,106 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
         result.map_err(|e| malformed(&format!("{} {}: {e}", meta.api_version, meta.kind)))?;
     }
     Ok(docs)
+}
+
+/// One of our kinds from YAML, refusing every field the type does not have: no API server
+/// pruned these files, and a field accepted and then ignored (`autoAsign: false`) is a
+/// setting the user believes in. Each is named by its path, with the nearest known field.
+fn strict<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+    kind: &str,
+) -> Result<T, String> {
+    let mut unknown = Vec::new();
+    let obj: T = serde_ignored::deserialize(value, |path| {
+        let path = path.to_string();
+        // The type reads these two itself (and they were checked to pick it).
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if unknown.is_empty() {
+        return Ok(obj);
+    }
+    Err(unknown
+        .iter()
+        .map(|path| unknown_field(kind, path))
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// "unknown field PATH", with the known field nearest to it (from the kind's CRD schema) when
+/// one is close enough to be a typo, or the known fields there.
+fn unknown_field(kind: &str, path: &str) -> String {
+    let shown = clip(path);
+    let segments: Vec<&str> = path.split('.').collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return format!("unknown field {shown}");
+    };
+    let known = known_fields(kind, parents);
+    if known.is_empty() {
+        return format!("unknown field {shown}");
+    }
+    let nearest = known
+        .iter()
+        .map(|k| (edit_distance(&last.to_lowercase(), &k.to_lowercase()), k))
+        .min();
+    match nearest {
+        Some((d, k)) if d <= 2.max(last.len() / 3) => {
+            let mut fix = parents.to_vec();
+            fix.push(k);
+            format!("unknown field {shown} (did you mean {}?)", fix.join("."))
+        }
+        _ => format!("unknown field {shown} (known here: {})", known.join(", ")),
+    }
+}
+
+/// The property names the kind's CRD schema allows under `parents` (sequence indices step
+/// into the items); empty where the schema does not say (metadata).
+fn known_fields(kind: &str, parents: &[&str]) -> Vec<String> {
+    let crds = crate::api::crds();
+    let Some(mut schema) = crds
+        .iter()
+        .find(|c| c.spec.names.kind == kind)
+        .and_then(|c| c.spec.versions.first())
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.clone())
+    else {
+        return Vec::new();
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray;
+    for seg in parents {
+        let next = if seg.parse::<usize>().is_ok() {
+            match schema.items {
+                Some(JSONSchemaPropsOrArray::Schema(s)) => Some(*s),
+                _ => None,
+            }
+        } else {
+            schema.properties.and_then(|mut p| p.remove(*seg))
+        };
+        match next {
+            Some(s) => schema = s,
+            None => return Vec::new(),
+        }
+    }
+    schema
+        .properties
+        .map(|p| p.into_keys().collect())
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance (edits to turn `a` into `b`), for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
