@@ -205,6 +205,55 @@ fn cases() -> Vec<Case> {
             field: "spec.interfaces[1]",
             reason: |r| matches!(r, Reason::Duplicate { .. }),
         },
+        // MetalLB drop-in (issue 13, class 5): checks MetalLB makes.
+        Case {
+            rule: "ebgpMultiHop only on eBGP",
+            valid: peer("p", ", ebgpMultiHop: true"),
+            invalid: doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64512, peerAddress: 10.0.0.1, ebgpMultiHop: true}"),
+            object: "BGPPeer p",
+            field: "spec.ebgpMultiHop",
+            reason: |r| matches!(r, Reason::EbgpMultiHopOnIbgp { asn: 64512 }),
+        },
+        Case {
+            rule: "BFD echo mode only over IPv4",
+            valid: doc("BFDProfile", "b", "{echoMode: true}")
+                + &doc("BGPPeer", "p", "{myASN: 1, peerASN: 2, peerAddress: 10.0.0.1, bfdProfile: b}"),
+            invalid: doc("BFDProfile", "b", "{echoMode: true}")
+                + &doc("BGPPeer", "p", "{myASN: 1, peerASN: 2, peerAddress: 'fd00::1', bfdProfile: b}"),
+            object: "BGPPeer p",
+            field: "spec.bfdProfile",
+            reason: |r| matches!(r, Reason::BfdEchoOverIpv6 { .. }),
+        },
+        Case {
+            rule: "serviceSelectors without aggregation",
+            valid: base.clone()
+                + &doc("BGPAdvertisement", "adv", "{serviceSelectors: [{matchLabels: {app: web}}]}"),
+            invalid: base.clone()
+                + &doc("BGPAdvertisement", "adv", "{serviceSelectors: [{matchLabels: {app: web}}], aggregationLength: 24}"),
+            object: "BGPAdvertisement adv",
+            field: "spec.aggregationLength",
+            reason: |r| matches!(r, Reason::ServiceSelectorsWithAggregation { length: 24 }),
+        },
+        Case {
+            rule: "a selector listed twice",
+            valid: base.clone()
+                + &doc("L2Advertisement", "l2", "{nodeSelectors: [{matchLabels: {a: b}}, {matchLabels: {a: c}}]}"),
+            invalid: base.clone()
+                + &doc("L2Advertisement", "l2", "{nodeSelectors: [{matchLabels: {a: b}}, {matchLabels: {a: b}}]}"),
+            object: "L2Advertisement l2",
+            field: "spec.nodeSelectors[1]",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
+        Case {
+            rule: "a selector value listed twice",
+            valid: base.clone()
+                + &doc("L2Advertisement", "l2", "{nodeSelectors: [{matchExpressions: [{key: a, operator: In, values: [x, y]}]}]}"),
+            invalid: base.clone()
+                + &doc("L2Advertisement", "l2", "{nodeSelectors: [{matchExpressions: [{key: a, operator: In, values: [x, x]}]}]}"),
+            object: "L2Advertisement l2",
+            field: "spec.nodeSelectors[0].matchExpressions[0].values",
+            reason: |r| matches!(r, Reason::Duplicate { .. }),
+        },
         Case {
             rule: "BGPAdvertisement names an unknown peer",
             valid: base.clone() + &peer("p", "") + &doc("BGPAdvertisement", "adv", "{peers: [p]}"),

@@ -205,6 +205,27 @@ pub enum Reason {
         /// The number given.
         asn: u32,
     },
+    /// `ebgpMultiHop` on a peer in our own AS.
+    #[error("ebgpMultiHop applies to eBGP only; myASN and peerASN are both {asn}")]
+    EbgpMultiHopOnIbgp {
+        /// The shared AS number.
+        asn: u32,
+    },
+    /// A BFD profile with echo mode on a peer reached over IPv6 (echo is IPv4 only, as in
+    /// MetalLB).
+    #[error("BFDProfile {profile:?} has echoMode, which works over IPv4 only; this peer is IPv6")]
+    BfdEchoOverIpv6 {
+        /// The profile.
+        profile: String,
+    },
+    /// An advertisement that picks Services and also aggregates their addresses.
+    #[error(
+        "serviceSelectors picks Services one by one, so it cannot go with an aggregationLength ({length}) that announces a wider prefix"
+    )]
+    ServiceSelectorsWithAggregation {
+        /// The aggregation length given.
+        length: u8,
+    },
     /// A name longer than Kubernetes allows.
     #[error("the name is {len} characters long; Kubernetes allows at most 253")]
     NameTooLong {
@@ -363,6 +384,9 @@ impl Reason {
                 port,
             },
             InvalidInterface { value } => InvalidInterface { value: c(value) },
+            BfdEchoOverIpv6 { profile } => BfdEchoOverIpv6 {
+                profile: c(profile),
+            },
             ConflictingLocalPref {
                 other,
                 pool,
@@ -381,6 +405,8 @@ impl Reason {
             | HoldTimeTooShort { .. }
             | KeepaliveExceedsHold { .. }
             | ReservedAsn { .. }
+            | EbgpMultiHopOnIbgp { .. }
+            | ServiceSelectorsWithAggregation { .. }
             | NameTooLong { .. }
             | PasswordConflict
             | PasswordLength { .. }

@@ -144,6 +144,20 @@ impl Builder {
                     );
                 }
             }
+            if !s.service_selectors.is_empty() {
+                for (field, length, host) in [
+                    ("spec.aggregationLength", aggregation_length, 32),
+                    ("spec.aggregationLengthV6", aggregation_length_v6, 128),
+                ] {
+                    if length != host {
+                        self.error(
+                            &r,
+                            field,
+                            Reason::ServiceSelectorsWithAggregation { length },
+                        );
+                    }
+                }
+            }
             ads.push(BgpAdvertisement {
                 name: r.name.clone(),
                 pools: selected,

@@ -122,7 +122,30 @@ impl Builder {
         selectors: &[LabelSelector],
     ) -> Vec<Selector> {
         let mut compiled = Vec::new();
+        let mut seen = BTreeSet::new();
         for (i, s) in selectors.iter().enumerate() {
+            // The same selector twice, or a value twice in one expression: a slip that matches
+            // the same as once, refused as MetalLB refuses it.
+            let text = serde_json::to_string(s).unwrap_or_default();
+            if !seen.insert(text.clone()) {
+                self.error(
+                    object,
+                    format!("{field}[{i}]"),
+                    Reason::Duplicate { value: text },
+                );
+            }
+            for (j, e) in s.match_expressions.iter().flatten().enumerate() {
+                let mut values = BTreeSet::new();
+                for v in e.values.iter().flatten() {
+                    if !values.insert(v) {
+                        self.error(
+                            object,
+                            format!("{field}[{i}].matchExpressions[{j}].values"),
+                            Reason::Duplicate { value: v.clone() },
+                        );
+                    }
+                }
+            }
             match Selector::compile(s) {
                 Ok(s) => compiled.push(s),
                 Err(e) => self.error(object, format!("{field}[{i}]"), Reason::InvalidSelector(e)),

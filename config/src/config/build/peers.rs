@@ -77,6 +77,24 @@ impl Builder {
                     .unwrap_or(DEFAULT_CONNECT_TIME),
             };
             let password = self.password(&r, obj, secrets);
+            if s.ebgp_multi_hop == Some(true) && s.my_asn == s.peer_asn {
+                self.error(
+                    &r,
+                    "spec.ebgpMultiHop",
+                    Reason::EbgpMultiHopOnIbgp { asn: s.my_asn },
+                );
+            }
+            if let (Some(name), Some(IpAddr::V6(_))) = (&s.bfd_profile, address)
+                && bfd_profiles.get(name).is_some_and(|p| p.echo_mode)
+            {
+                self.error(
+                    &r,
+                    "spec.bfdProfile",
+                    Reason::BfdEchoOverIpv6 {
+                        profile: name.clone(),
+                    },
+                );
+            }
             if let Some(name) = &s.bfd_profile
                 && !bfd_profiles.contains_key(name)
             {
