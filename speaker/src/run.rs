@@ -189,10 +189,16 @@ pub async fn run(
     let mut driver = Driver::new(
         driver::Settings {
             node: settings.node.clone(),
-            router_id: match my_ip {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            },
+            // The Node's first IPv4 InternalIP, even when an IPv6 one comes first.
+            router_id: node_store
+                .state()
+                .iter()
+                .find(|n| n.name_any() == settings.node)
+                .and_then(|n| views::router_id(n))
+                .or(match my_ip {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                }),
             responder: ResponderConfig {
                 exclude: settings.exclude.clone(),
                 burst: settings.burst,

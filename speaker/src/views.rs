@@ -19,13 +19,25 @@ pub fn node(n: &Node) -> election::Node {
 
 /// A Node's InternalIP (the address speakers reach each other at, with hostNetwork).
 pub fn internal_ip(n: &Node) -> Option<IpAddr> {
+    internal_ips(n).next()
+}
+
+/// Every InternalIP of the Node, in its order.
+pub fn internal_ips(n: &Node) -> impl Iterator<Item = IpAddr> + '_ {
     n.status
-        .as_ref()?
-        .addresses
-        .as_ref()?
         .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
         .filter(|a| a.type_ == "InternalIP")
-        .find_map(|a| a.address.parse().ok())
+        .filter_map(|a| a.address.parse().ok())
+}
+
+/// The BGP identifier for peers without a `routerID`: the Node's first IPv4 InternalIP, even
+/// when an IPv6 one comes first (dual-stack Nodes list either family first).
+pub fn router_id(n: &Node) -> Option<std::net::Ipv4Addr> {
+    internal_ips(n).find_map(|ip| match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    })
 }
 
 /// The election's view of a LoadBalancer Service that has addresses, with its endpoints.
@@ -130,6 +142,32 @@ mod tests {
             "addressType": "IPv4", "endpoints": endpoints
         }))
         .unwrap()
+    }
+
+    /// MetalLB drop-in (issue 13, class 8): a dual-stack Node listing its IPv6 InternalIP first
+    /// still has a BGP identifier (its IPv4 one); an IPv6-only Node has none.
+    #[test]
+    fn router_id_is_the_first_ipv4_internal_ip() {
+        let node = |addrs: &[(&str, &str)]| -> Node {
+            let addresses: Vec<_> = addrs
+                .iter()
+                .map(|(t, a)| json!({"type": t, "address": a}))
+                .collect();
+            serde_json::from_value(json!({
+                "metadata": {"name": "n1"},
+                "status": {"addresses": addresses}
+            }))
+            .unwrap()
+        };
+        let n = node(&[
+            ("Hostname", "n1"),
+            ("InternalIP", "fd00::11"),
+            ("ExternalIP", "10.9.9.9"),
+            ("InternalIP", "10.0.0.11"),
+        ]);
+        assert_eq!(internal_ip(&n), Some("fd00::11".parse().unwrap()));
+        assert_eq!(router_id(&n), Some("10.0.0.11".parse().unwrap()));
+        assert_eq!(router_id(&node(&[("InternalIP", "fd00::11")])), None);
     }
 
     #[test]

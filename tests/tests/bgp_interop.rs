@@ -151,6 +151,31 @@ fn bgp_bird_ebgp_md5_routes_withdrawals_and_cease() {
     );
 }
 
+/// MetalLB drop-in (issue 13, class 8): a `sourceAddress` this node does not have is not an
+/// error that retries forever; the kernel chooses the source (as the CRD says) and the session
+/// comes up from the node's own address.
+#[test]
+fn bgp_a_source_address_the_node_lacks_lets_the_kernel_choose() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec::default()).unwrap();
+    let (router, node) = (lab.router(), lab.node(0));
+    let bird = Bird::start(
+        router,
+        &BgpConfig::new(64512, router.ipv4).neighbor(Neighbor::new(node.ipv4, 64513).passive()),
+    )
+    .unwrap();
+    let mut cfg = PeerConfig::new(fsm(64513, 64512, node.ipv4), router.ipv4.into());
+    cfg.source_address = Some("10.0.0.249".parse().unwrap()); // on no interface of the node
+    let sp = Speaker::start(node, cfg, table(&["10.96.3.1/32"], &attrs()));
+    bird.wait_established(node.ipv4.into(), T).unwrap();
+    sp.wait_state(State::Established, T);
+    let r = bird.wait_route(net("10.96.3.1/32"), T).unwrap();
+    assert_eq!(r.next_hops, vec![IpAddr::from(node.ipv4)]);
+    sp.stop();
+}
+
 #[test]
 fn bgp_frr_ibgp_local_pref_and_communities() {
     if !lab::require_lab() {

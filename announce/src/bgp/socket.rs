@@ -126,11 +126,19 @@ fn socket_for(opts: &TcpOptions) -> io::Result<TcpSocket> {
     Ok(s)
 }
 
-/// Connects with the options applied before the SYN goes out.
+/// Connects with the options applied before the SYN goes out. The source address is used
+/// when this node has it; otherwise the kernel chooses (as the BGPPeer's `sourceAddress` says),
+/// instead of failing every attempt.
 pub async fn connect(opts: &TcpOptions) -> io::Result<TcpStream> {
     let s = socket_for(opts)?;
     if let Some(src) = opts.source {
-        s.bind(SocketAddr::new(src, 0))?;
+        match s.bind(SocketAddr::new(src, 0)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                tracing::debug!(%src, peer = %opts.peer, "this node does not have the source address; the kernel chooses");
+            }
+            Err(e) => return Err(e),
+        }
     }
     s.connect(opts.peer).await
 }
