@@ -583,6 +583,17 @@ impl Allocator {
     /// first, in one batch, then allocates for the Services that need it, both in key order.
     /// Everything the allocator held before is forgotten. Duplicate keys: the first one counts.
     pub fn restore(&mut self, services: &[ServiceRequest]) -> RestoreReport {
+        self.restore_keeping(services, &BTreeSet::new())
+    }
+
+    /// [`Allocator::restore`], except that the Services in `edited` re-claim their addresses
+    /// only after every other Service has: an edit (a new sharing key, say) must never take an
+    /// address away from a Service that was not edited.
+    pub fn restore_keeping(
+        &mut self,
+        services: &[ServiceRequest],
+        edited: &BTreeSet<ServiceKey>,
+    ) -> RestoreReport {
         self.records.clear();
         self.index.clear();
         self.shared.clear();
@@ -598,7 +609,9 @@ impl Allocator {
         order.dedup_by(|later, earlier| later.key == earlier.key);
 
         let mut report = RestoreReport::default();
-        for req in &order {
+        let (unedited, edited): (Vec<&ServiceRequest>, Vec<&ServiceRequest>) =
+            order.iter().partition(|r| !edited.contains(&r.key));
+        for req in unedited.iter().chain(&edited) {
             if req.held_ips.is_empty() {
                 continue;
             }

@@ -972,3 +972,35 @@ fn whole_address_space_pools_and_edge_addresses() {
     assert_eq!(got(&mut a, &v6), ips(&["::"]));
     assert_eq!(a.pool_counters("all").assigned_v6, 1);
 }
+
+/// Issue 13, class 1: both hold one address; `a` was edited to another sharing key. Restored
+/// with `a` marked edited, the untouched `b` keeps the address whatever the name order, and
+/// `a` moves; unmarked, key order decides (`a` first).
+#[test]
+fn restore_lets_the_untouched_service_keep_a_shared_address() {
+    use Protocol::Tcp;
+    let cfg = config(vec![pool("p", &["10.0.0.0/30"])]);
+    let mut a = shared("a", "other", &[(Tcp, 80)]);
+    let mut b = shared("b", "share", &[(Tcp, 443)]);
+    for r in [&mut a, &mut b] {
+        r.held_ips = ips(&["10.0.0.0"]);
+        r.held_pool = Some("p".into());
+    }
+    let edited = BTreeSet::from([a.key.clone()]);
+    let mut alloc = Allocator::new(cfg.clone(), StalePolicy::Keep);
+    let report = alloc.restore_keeping(&[a.clone(), b.clone()], &edited);
+    assert_eq!(
+        report.outcomes[&b.key].as_ref().unwrap().ips,
+        ips(&["10.0.0.0"])
+    );
+    assert_eq!(
+        report.outcomes[&a.key].as_ref().unwrap().ips,
+        ips(&["10.0.0.1"])
+    );
+    let mut alloc = Allocator::new(cfg, StalePolicy::Keep);
+    let report = alloc.restore(&[a.clone(), b.clone()]);
+    assert_eq!(
+        report.outcomes[&a.key].as_ref().unwrap().ips,
+        ips(&["10.0.0.0"])
+    );
+}

@@ -3,10 +3,10 @@
 //! held assignments computes the same answer: the allocator is deterministic (key order, lowest
 //! free address, fixed pool order).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolb_allocator::from_service;
-use ferrolb_allocator::{Allocator, Assignment, Refusal, ServiceKey, StalePolicy};
+use ferrolb_allocator::{Allocator, Assignment, Refusal, ServiceKey, ServiceRequest, StalePolicy};
 use ferrolb_config::selector::Labels;
 use ferrolb_config::{self as config, Config, ConfigErrors};
 
@@ -28,11 +28,14 @@ pub struct Step {
     pub state: State,
 }
 
-/// Remembers the last good config between steps.
+/// Remembers the last good config, and each Service's last request, between steps.
 #[derive(Debug, Default)]
 pub struct Engine {
     last_good: Option<Config>,
     policy: StalePolicy,
+    /// What each Service asked for at the last step (without what it held), to tell edited
+    /// Services from untouched ones.
+    last_requests: BTreeMap<ServiceKey, ServiceRequest>,
 }
 
 impl Engine {
@@ -41,6 +44,7 @@ impl Engine {
         Self {
             last_good: None,
             policy,
+            last_requests: BTreeMap::new(),
         }
     }
 
@@ -86,8 +90,26 @@ impl Engine {
                 }
             }
         }
+        // Services whose request changed since the last step re-claim last: an edit never takes
+        // an address from a Service nobody touched (issue 13). After a restart nothing is known
+        // to be edited, and key order decides, as before.
+        let asked = |r: &ServiceRequest| ServiceRequest {
+            held_ips: Vec::new(),
+            held_pool: None,
+            ..r.clone()
+        };
+        let edited: BTreeSet<ServiceKey> = requests
+            .iter()
+            .filter(|r| {
+                self.last_requests
+                    .get(&r.key)
+                    .is_some_and(|last| *last != asked(r))
+            })
+            .map(|r| r.key.clone())
+            .collect();
+        self.last_requests = requests.iter().map(|r| (r.key.clone(), asked(r))).collect();
         let mut allocator = Allocator::new(config, self.policy);
-        let report = allocator.restore(&requests);
+        let report = allocator.restore_keeping(&requests, &edited);
         for (key, outcome) in report.outcomes {
             match outcome {
                 Ok(assignment) => {

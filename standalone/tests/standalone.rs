@@ -29,6 +29,37 @@ fn ip_of(step: &ferrolb_standalone::engine::Step, name: &str) -> Option<String> 
         .map(|a| a.ips[0].to_string())
 }
 
+fn shared(name: &str, key: &str, port: u16) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, annotations: {{ferrolb.io/allow-shared-ip: {key}}}}}\nspec: {{type: LoadBalancer, ports: [{{port: {port}}}]}}\n"
+    )
+}
+
+/// MetalLB drop-in (issue 13, class 1): two Services share an address; one changes its
+/// sharing key. The one nobody edited keeps the address; the edited one moves. Before, the
+/// allocator was rebuilt each scan and re-claimed in name order, so an edited `a` took the
+/// address from an untouched `b`.
+#[test]
+fn an_edit_never_takes_an_address_from_a_service_nobody_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "pool.yaml", POOL);
+    write(dir.path(), "a.yaml", &shared("a", "share", 80));
+    write(dir.path(), "b.yaml", &shared("b", "share", 443));
+    let mut config = ConfigDir::new(dir.path());
+    let mut engine = Engine::new(StalePolicy::Keep);
+    let step = engine.step(&config.scan().unwrap().objects, &Default::default());
+    assert_eq!(ip_of(&step, "a").as_deref(), Some("10.0.0.200"));
+    assert_eq!(ip_of(&step, "b").as_deref(), Some("10.0.0.200"), "shared");
+    write(dir.path(), "a.yaml", &shared("a", "other", 80));
+    let step = engine.step(&config.scan().unwrap().objects, &step.state);
+    assert_eq!(
+        ip_of(&step, "b").as_deref(),
+        Some("10.0.0.200"),
+        "b was not edited: it keeps its address"
+    );
+    assert_eq!(ip_of(&step, "a").as_deref(), Some("10.0.0.201"), "a moved");
+}
+
 #[test]
 fn live_reload_picks_up_new_services_and_pool_edits() {
     let dir = tempfile::tempdir().unwrap();
