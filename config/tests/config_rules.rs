@@ -793,6 +793,18 @@ fn unknown_fields_are_refused_with_the_nearest_known_one() {
     );
 }
 
+/// MetalLB drop-in (issue 13, class 3): MetalLB's documented minimal L2Advertisement, with no
+/// spec, announces every pool.
+#[test]
+fn an_l2_advertisement_without_spec_announces_every_pool() {
+    let yaml = pool("lan", &["10.0.0.0/24"])
+        + "---\napiVersion: ferrolb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: example, namespace: ferrolb-system}\n";
+    let cfg = run(&yaml).unwrap();
+    let ad = &cfg.l2_advertisements[0];
+    assert_eq!(ad.name, "example");
+    assert_eq!(ad.pools, ["lan".to_string()].into());
+}
+
 #[test]
 fn malformed_yaml_names_the_document() {
     let yaml = pool("a", &["10.1.0.0/24"])

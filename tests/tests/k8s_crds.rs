@@ -277,4 +277,19 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
             .expect_err(&format!("{kind} {spec} is refused"));
         assert!(m.contains(text), "{kind} {spec}: {m}");
     }
+
+    // MetalLB's documented minimal L2Advertisement has no spec at all (issue 13, class 3): the
+    // server accepts it and defaults spec to {}, which the typed client reads (every pool).
+    let bare: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", api::GROUP, api::VERSION), "kind": "L2Advertisement",
+        "metadata": {"name": "bare", "namespace": "ferrolb-system"}
+    }))
+    .unwrap();
+    c.block_on(api_for(&c, "L2Advertisement").create(&PostParams::default(), &bare))
+        .expect("an L2Advertisement without spec is accepted");
+    let typed: Api<api::L2Advertisement> = Api::namespaced(c.client(), "ferrolb-system");
+    let got = c
+        .block_on(typed.get("bare"))
+        .expect("read back as the typed kind");
+    assert_eq!(got.spec, api::L2AdvertisementSpec::default());
 }

@@ -64,6 +64,7 @@ pub fn crds()
         Community::crd(),
     ];
     for crd in &mut crds {
+        let kind = crd.spec.names.kind.clone();
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
@@ -71,10 +72,31 @@ pub fn crds()
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 kubernetes_formats(schema);
+                if kind == "L2Advertisement" {
+                    spec_optional(schema);
+                }
             }
         }
     }
     crds
+}
+
+/// MetalLB documents an L2Advertisement with no `spec` at all (every pool, every node, every
+/// interface): the API server accepts it and defaults `spec` to `{}`, which our type reads as
+/// exactly that. kube-derive always requires `spec`, so the schema is adjusted here.
+fn spec_optional(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    if let Some(required) = schema.required.as_mut() {
+        required.retain(|r| r != "spec");
+    }
+    if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+        spec.default = Some(
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                serde_json::json!({}),
+            ),
+        );
+    }
 }
 
 /// Rust's unsigned integers come out of schemars as `format: uint32`/`uint64`, which the API

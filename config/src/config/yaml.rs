@@ -57,7 +57,16 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
         let kind = meta.kind.as_str();
         let result = match (ours, kind) {
             (true, "IPAddressPool") => strict(value, kind).map(|o| c.pools.push(o)),
-            (true, "L2Advertisement") => strict(value, kind).map(|o| c.l2_advertisements.push(o)),
+            (true, "L2Advertisement") => {
+                // As the API server does (see `api::crds`): no spec is an empty one.
+                let mut value = value;
+                if let Some(m) = value.as_mapping_mut()
+                    && !m.contains_key("spec")
+                {
+                    m.insert("spec".into(), serde_yaml::Mapping::new().into());
+                }
+                strict(value, kind).map(|o| c.l2_advertisements.push(o))
+            }
             (true, "BGPAdvertisement") => strict(value, kind).map(|o| c.bgp_advertisements.push(o)),
             (true, "BGPPeer") => strict(value, kind).map(|o| c.peers.push(o)),
             (true, "BFDProfile") => strict(value, kind).map(|o| c.bfd_profiles.push(o)),
