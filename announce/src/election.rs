@@ -223,13 +223,16 @@ pub fn owner(cluster: &Cluster<'_>, service: &Service, ip: IpAddr) -> Decision {
         return Err(Reason::NoMatchingAdvertisement);
     }
     let nodes = nodes_by_name(cluster.nodes);
+    // Every address of a Service is elected by its first one (as MetalLB does): a dual-stack
+    // Service's IPv4 and IPv6 addresses are answered by the same node.
+    let key = service.ips.first().copied().unwrap_or(ip);
     let winner = nodes
         .values()
         .filter(|n| eligibility(cluster, service, &ads, n).is_ok())
         .filter(|n| cluster.live.contains(&n.name))
         .min_by(|a, b| {
-            rank(&a.name, ip)
-                .cmp(&rank(&b.name, ip))
+            rank(&a.name, key)
+                .cmp(&rank(&b.name, key))
                 .then(a.name.cmp(&b.name))
         })
         .ok_or(Reason::NoEligibleNode)?;
@@ -260,7 +263,8 @@ fn decide_ip(cluster: &Cluster<'_>, service: &Service, this_node: &str, ip: IpAd
     }
 }
 
-/// The rank of `node` for `ip`: lower wins. SHA-256 so that every build and every version of
+/// The rank of `node` for `ip` (a Service's first address): lower wins. The same formula as
+/// MetalLB's (SHA-256 of `node#ip`), so the same node wins as under MetalLB. SHA-256 so that every build and every version of
 /// the speaker ranks alike (`std`'s `DefaultHasher` is allowed to change between releases).
 pub fn rank(node: &str, ip: IpAddr) -> [u8; 32] {
     let mut h = Sha256::new();

@@ -126,6 +126,48 @@ fn exactly_one_node_announces_and_it_is_the_hash_winner() {
     }
 }
 
+/// MetalLB drop-in (issue 13, class 7): a dual-stack Service's IPv4 and IPv6 addresses are
+/// answered by one node, the one its first address elects (as under MetalLB), for many pairs
+/// whose per-address winners would differ.
+#[test]
+fn a_dual_stack_service_is_answered_by_one_node() {
+    let names = ["a", "b", "c", "d", "e"];
+    let nodes: Vec<Node> = names.iter().map(|n| node(n, &[])).collect();
+    let cfg = config(vec![ad("l2", "lan")]);
+    let live = all_live(&nodes);
+    let cluster = Cluster {
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    let mut split_before = 0;
+    for i in 0..50 {
+        let (v4, v6) = (ip(&format!("10.0.0.{i}")), ip(&format!("fd00::{i:x}")));
+        if hash_first(&names, v4) != hash_first(&names, v6) {
+            split_before += 1;
+        }
+        for (first, second) in [(v4, v6), (v6, v4)] {
+            let mut svc = service("10.0.0.1");
+            svc.ips = vec![first, second];
+            let want = hash_first(&names, first);
+            for addr in [first, second] {
+                assert_eq!(owner(&cluster, &svc, addr).unwrap().node, want, "{addr}");
+            }
+            let announcers: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| decide(&cluster, &svc, n).iter().all(|(_, d)| d.is_ok()))
+                .collect();
+            assert_eq!(announcers, vec![want.as_str()], "{first} {second}");
+        }
+    }
+    assert!(
+        split_before > 20,
+        "the pairs exercise the case: {split_before} of 50 split per address"
+    );
+}
+
 /// One row: a tweak of the standard world (nodes a, b, c; ad "l2" for pool "lan") and what
 /// node `me` must conclude.
 struct Case {
