@@ -182,14 +182,35 @@ impl Drop for NodeResponder {
 
 /// Starts a responder on every node and applies the plan for `svc` with every node live.
 fn start_all(lab: &Lab, svc: &Service) -> Vec<NodeResponder> {
+    start_each(lab, std::slice::from_ref(svc))
+}
+
+/// One Service per VIP (a Service's addresses are elected together, by its first one).
+fn one_each(vips: &[IpAddr]) -> Vec<Service> {
+    vips.iter()
+        .enumerate()
+        .map(|(i, vip)| Service {
+            name: format!("default/web-{i}"),
+            ..service(&[*vip])
+        })
+        .collect()
+}
+
+/// Responders on every node announcing what the election gives each for `services`.
+fn start_each(lab: &Lab, services: &[Service]) -> Vec<NodeResponder> {
     let names: Vec<String> = lab.nodes().iter().map(|h| h.name.clone()).collect();
     let live: Vec<&str> = names.iter().map(String::as_str).collect();
-    let plan = plan(lab, &live, svc);
+    let mut plan: BTreeMap<String, BTreeMap<IpAddr, Interfaces>> = BTreeMap::new();
+    for svc in services {
+        for (node, ips) in self::plan(lab, &live, svc) {
+            plan.entry(node).or_default().extend(ips);
+        }
+    }
     lab.nodes()
         .iter()
         .map(|h| {
             let r = NodeResponder::start(h);
-            let applied = r.announce(plan[&h.name].clone());
+            let applied = r.announce(plan.get(&h.name).cloned().unwrap_or_default());
             for (ip, ifs) in &applied.interfaces {
                 assert_eq!(
                     ifs,
@@ -235,7 +256,7 @@ fn arp_only_the_elected_owner_answers() {
         vip_owned_by(&lab, "node1", v4_candidates()),
     ];
     let capture = Capture::start(client, "arp").unwrap();
-    let responders = start_all(&lab, &service(&vips));
+    let responders = start_each(&lab, &one_each(&vips));
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let IpAddr::V4(v4) = vip else { unreachable!() };
         let reply = client.arping(*v4, T).unwrap().expect("the owner answers");
@@ -297,7 +318,7 @@ fn ndp_only_the_elected_owner_answers() {
         vip_owned_by(&lab, "node1", v6_candidates()),
     ];
     let capture = Capture::start(client, "icmp6").unwrap();
-    let responders = start_all(&lab, &service(&vips));
+    let responders = start_each(&lab, &one_each(&vips));
     for (vip, owner) in vips.iter().zip(["node0", "node1"]) {
         let IpAddr::V6(v6) = vip else { unreachable!() };
         let reply = client.ndisc(*v6, T).unwrap().expect("the owner advertises");
