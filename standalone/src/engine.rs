@@ -98,16 +98,18 @@ impl Engine {
             held_pool: None,
             ..r.clone()
         };
-        let edited: BTreeSet<ServiceKey> = requests
+        let now: BTreeMap<ServiceKey, ServiceRequest> =
+            requests.iter().map(|r| (r.key.clone(), asked(r))).collect();
+        let edited: BTreeSet<ServiceKey> = now
             .iter()
-            .filter(|r| {
+            .filter(|(key, req)| {
                 self.last_requests
-                    .get(&r.key)
-                    .is_some_and(|last| *last != asked(r))
+                    .get(*key)
+                    .is_some_and(|last| last != *req)
             })
-            .map(|r| r.key.clone())
+            .map(|(key, _)| key.clone())
             .collect();
-        self.last_requests = requests.iter().map(|r| (r.key.clone(), asked(r))).collect();
+        self.last_requests = now;
         let mut allocator = Allocator::new(config, self.policy);
         let report = allocator.restore_keeping(&requests, &edited);
         for (key, outcome) in report.outcomes {

@@ -66,7 +66,6 @@ impl Shared {
 /// The node's BGP listeners (IPv4 and IPv6 wildcard on one port) and their accept tasks.
 pub struct Listener {
     shared: Arc<Shared>,
-    port: u16,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -160,16 +159,7 @@ impl Listener {
             .flatten()
             .map(|l| tokio::spawn(accept_loop(l, Arc::downgrade(&shared))))
             .collect();
-        Ok(Listener {
-            shared,
-            port,
-            tasks,
-        })
-    }
-
-    /// The port listened on.
-    pub fn port(&self) -> u16 {
-        self.port
+        Ok(Listener { shared, tasks })
     }
 
     /// Takes `peer`'s connections from now on, with its TCP MD5 key (if any) on the listener.

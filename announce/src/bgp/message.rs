@@ -1020,22 +1020,32 @@ enum MpError {
     Network(&'static str),
 }
 
+/// An MP attribute that ends before its fixed fields do.
+const MP_SHORT: MpError = MpError::Attribute("shorter than its fields");
+
+/// The AFI of an MP attribute (AFI and SAFI read from `r`); `None` for families we do not
+/// speak (the attribute is then kept opaque).
+fn mp_family(r: &mut Reader<'_>) -> Result<Option<u16>, MpError> {
+    let afi = r.u16().ok_or(MP_SHORT)?;
+    let safi = r.u8().ok_or(MP_SHORT)?;
+    Ok((safi == SAFI_UNICAST && (afi == AFI_IPV4 || afi == AFI_IPV6)).then_some(afi))
+}
+
+/// The prefixes that end an MP attribute.
+fn mp_prefixes(v: &[u8], afi: u16) -> Result<Vec<IpNet>, MpError> {
+    decode_prefixes(v, afi).map_err(|e| match e {
+        DecodeError::InvalidNetwork(w) => MpError::Network(w),
+        _ => MpError::Network("prefix"),
+    })
+}
+
 /// Returns `None` for families we do not speak (kept as an opaque attribute).
 fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, MpError> {
     let mut r = Reader(v);
-    let short = MpError::Attribute("shorter than its fields");
-    let afi = r
-        .u16()
-        .ok_or(MpError::Attribute("shorter than its fields"))?;
-    let safi = r
-        .u8()
-        .ok_or(MpError::Attribute("shorter than its fields"))?;
-    if safi != SAFI_UNICAST || !(afi == AFI_IPV4 || afi == AFI_IPV6) {
+    let Some(afi) = mp_family(&mut r)? else {
         return Ok(None);
-    }
-    let nhlen = r
-        .u8()
-        .ok_or(MpError::Attribute("shorter than its fields"))? as usize;
+    };
+    let nhlen = r.u8().ok_or(MP_SHORT)? as usize;
     let nh = r.take(nhlen).ok_or(MpError::Attribute("next hop length"))?;
     let next_hops = match (afi, nh.len()) {
         (AFI_IPV4, 4) => vec![IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]))],
@@ -1049,32 +1059,19 @@ fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, MpError> {
             .collect(),
         _ => return Err(MpError::Attribute("next hop length")),
     };
-    let _reserved = r.u8().ok_or(short)?;
-    let prefixes = decode_prefixes(r.0, afi).map_err(|e| match e {
-        DecodeError::InvalidNetwork(w) => MpError::Network(w),
-        _ => MpError::Network("prefix"),
-    })?;
+    let _reserved = r.u8().ok_or(MP_SHORT)?;
     Ok(Some(MpReach {
         next_hops,
-        prefixes,
+        prefixes: mp_prefixes(r.0, afi)?,
     }))
 }
 
 fn decode_mp_unreach(v: &[u8]) -> Result<Option<Vec<IpNet>>, MpError> {
     let mut r = Reader(v);
-    let afi = r
-        .u16()
-        .ok_or(MpError::Attribute("shorter than its fields"))?;
-    let safi = r
-        .u8()
-        .ok_or(MpError::Attribute("shorter than its fields"))?;
-    if safi != SAFI_UNICAST || !(afi == AFI_IPV4 || afi == AFI_IPV6) {
+    let Some(afi) = mp_family(&mut r)? else {
         return Ok(None);
-    }
-    decode_prefixes(r.0, afi).map(Some).map_err(|e| match e {
-        DecodeError::InvalidNetwork(w) => MpError::Network(w),
-        _ => MpError::Network("prefix"),
-    })
+    };
+    mp_prefixes(r.0, afi).map(Some)
 }
 
 /// Decodes a run of (length, prefix bytes) for `afi`.

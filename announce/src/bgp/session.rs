@@ -73,7 +73,7 @@ impl PeerConfig {
         }
     }
 
-    pub(super) fn tcp(&self) -> TcpOptions {
+    fn tcp(&self) -> TcpOptions {
         TcpOptions {
             peer: SocketAddr::new(self.peer_address, self.peer_port),
             source: self.source_address,
@@ -102,8 +102,6 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// Consecutive failed attempts (the retry backoff grows with it).
     pub failures: u32,
-    /// Messages received from the peer (every kind), since the session was created.
-    pub messages_received: u64,
     /// UPDATEs received (validated, counted and dropped: we import no routes).
     pub updates_received: u64,
     /// UPDATEs with an attribute error handled as treat-as-withdraw (RFC 7606).
@@ -156,7 +154,6 @@ impl Session {
             flaps: 0,
             last_error: None,
             failures: 0,
-            messages_received: 0,
             updates_received: 0,
             updates_treated_as_withdraw: 0,
             last_notification: None,
@@ -380,12 +377,9 @@ impl Runner {
             IoEvent::Connected(..) => {}
             IoEvent::Frame(c, g, bytes) if self.is_current(c, g) => {
                 let update = bytes.get(18) == Some(&2);
-                self.status(|s| {
-                    s.messages_received += 1;
-                    if update {
-                        s.updates_received += 1;
-                    }
-                });
+                if update {
+                    self.status(|s| s.updates_received += 1);
+                }
                 self.pending.push_back(match self.codec.decode(&bytes) {
                     Ok(Message::Notification(n)) => {
                         tracing::warn!(peer = %self.cfg.peer_address, "received NOTIFICATION: {n}");

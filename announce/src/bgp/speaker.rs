@@ -98,7 +98,8 @@ pub struct NodeSpeaker {
     /// Port for the passive side (0: connect only).
     listen_port: u16,
     listener: Option<Listener>,
-    /// Why the listener is not there, while it is not (retried on every apply).
+    /// Why the listener is not there, while it is not (retried on every apply; logged once
+    /// per distinct reason).
     listen_error: Option<String>,
 }
 
@@ -120,16 +121,6 @@ impl NodeSpeaker {
     pub fn listening_on(mut self, port: u16) -> Self {
         self.listen_port = port;
         self
-    }
-
-    /// Why the passive side is not running although asked for (port in use, ...).
-    pub fn listen_error(&self) -> Option<&str> {
-        self.listen_error.as_deref()
-    }
-
-    /// Connections reset because they came from no configured peer.
-    pub fn refused_connections(&self) -> u64 {
-        self.listener.as_ref().map_or(0, Listener::refused)
     }
 
     /// Binds the listener if asked for and not yet bound.
