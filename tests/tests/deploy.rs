@@ -540,9 +540,8 @@ fn pods_are_locked_down() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
-    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
     assert_eq!(
-        added,
+        added_capabilities(c),
         BTreeSet::from(["NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"])
     );
     assert!(
@@ -581,22 +580,11 @@ fn pods_are_locked_down() {
     std::fs::write(&values, "speaker:\n  bgp:\n    listenPort: 0\n").unwrap();
     let quiet = render_with(&helm, values.to_str().unwrap());
     let _ = std::fs::remove_file(&values);
-    let c = &quiet.daemonsets[0]
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
-    let caps = c
-        .security_context
-        .as_ref()
-        .unwrap()
-        .capabilities
-        .as_ref()
-        .unwrap();
-    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-    assert_eq!(added, BTreeSet::from(["NET_RAW", "NET_ADMIN"]));
+    let c = speaker_container(&quiet);
+    assert_eq!(
+        added_capabilities(c),
+        BTreeSet::from(["NET_RAW", "NET_ADMIN"])
+    );
     assert!(
         args(c).contains(&"--bgp-listen-port=0".to_string()),
         "{:?}",
@@ -605,13 +593,25 @@ fn pods_are_locked_down() {
 
     // A port below 1024 adds NET_BIND_SERVICE, nothing else.
     let all = render_with(&helm, "deploy/helm/ferrolb/ci/all-features-values.yaml");
-    let c = &all.daemonsets[0]
+    assert_eq!(
+        added_capabilities(speaker_container(&all)),
+        BTreeSet::from(["NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"])
+    );
+}
+
+/// The speaker DaemonSet's container.
+fn speaker_container(o: &Objects) -> &k8s_openapi::api::core::v1::Container {
+    &o.daemonsets[0]
         .spec
         .template
         .spec
         .as_ref()
         .unwrap()
-        .containers[0];
+        .containers[0]
+}
+
+/// The capabilities a container adds.
+fn added_capabilities(c: &k8s_openapi::api::core::v1::Container) -> BTreeSet<&str> {
     let caps = c
         .security_context
         .as_ref()
@@ -619,11 +619,7 @@ fn pods_are_locked_down() {
         .capabilities
         .as_ref()
         .unwrap();
-    let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-    assert_eq!(
-        added,
-        BTreeSet::from(["NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"])
-    );
+    caps.add.iter().flatten().map(String::as_str).collect()
 }
 
 /// (group, resource, verb) triples of RBAC rules; wildcards and name/URL rules are refused.
