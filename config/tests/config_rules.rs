@@ -1,7 +1,9 @@
 //! Table-driven tests of the config model: every validation rule has a valid and an invalid case,
 //! written as the YAML a user would apply.
 
-use ferrolb_config::{Config, Kind, Reason, build, parse_documents};
+use std::collections::BTreeSet;
+
+use ferrolb_config::{Built, Config, Kind, LastGood, ObjectRef, Reason, build, parse_documents};
 
 fn pool(name: &str, addresses: &[&str]) -> String {
     let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
@@ -174,14 +176,6 @@ fn cases() -> Vec<Case> {
             reason: |r| matches!(r, Reason::InvalidSelector(_)),
         },
         Case {
-            rule: "L2Advertisement names an unknown pool",
-            valid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base]}"),
-            invalid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [nope]}"),
-            object: "L2Advertisement l2",
-            field: "spec.ipAddressPools[0]",
-            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::IPAddressPool, name } if name == "nope"),
-        },
-        Case {
             rule: "L2Advertisement lists a pool twice",
             valid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base]}"),
             invalid: base.clone() + &doc("L2Advertisement", "l2", "{ipAddressPools: [base, base]}"),
@@ -253,14 +247,6 @@ fn cases() -> Vec<Case> {
             object: "L2Advertisement l2",
             field: "spec.nodeSelectors[0].matchExpressions[0].values",
             reason: |r| matches!(r, Reason::Duplicate { .. }),
-        },
-        Case {
-            rule: "BGPAdvertisement names an unknown peer",
-            valid: base.clone() + &peer("p", "") + &doc("BGPAdvertisement", "adv", "{peers: [p]}"),
-            invalid: base.clone() + &peer("p", "") + &doc("BGPAdvertisement", "adv", "{peers: [q]}"),
-            object: "BGPAdvertisement adv",
-            field: "spec.peers[0]",
-            reason: |r| matches!(r, Reason::UnknownReference { kind: Kind::BGPPeer, .. }),
         },
         Case {
             rule: "BGPAdvertisement names an unknown community alias",
@@ -605,7 +591,7 @@ fn every_rule_accepts_its_valid_case_and_names_the_fault_in_its_invalid_case() {
 fn all_errors_are_reported_at_once() {
     let yaml = pool("a", &["10.1.0.9-10.1.0.1", "nonsense"])
         + &peer("p", ", holdTime: 1s")
-        + &doc("BGPAdvertisement", "adv", "{peers: [zz]}");
+        + &doc("BGPAdvertisement", "adv", "{communities: [zz]}");
     let errs = run(&yaml).unwrap_err();
     assert!(errs.len() >= 4, "{errs:?}");
 }
@@ -813,4 +799,198 @@ fn malformed_yaml_names_the_document() {
     assert!(err.starts_with("document 1:"), "{err}");
     let err = parse_documents("kind: [unclosed").unwrap_err().to_string();
     assert!(err.starts_with("document 0:"), "{err}");
+}
+
+/// The model over time, as the controller, the speaker and standalone run it.
+fn model_build(model: &mut LastGood, yaml: &str) -> Built {
+    let docs =
+        parse_documents(yaml).unwrap_or_else(|e| panic!("test YAML does not parse: {e}\n{yaml}"));
+    model.build(&docs.config)
+}
+
+fn object(kind: Kind, name: &str) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: Some("ferrolb-system".into()),
+        name: name.into(),
+    }
+}
+
+/// MetalLB drop-in (issue 13, class 2): an advertisement naming a pool or a peer that does not
+/// exist yet is accepted and matches nothing (a list of only such peers sends to nobody, never
+/// to everyone); its Valid condition says so. When the pool comes, it matches.
+#[test]
+fn dangling_references_match_nothing_and_are_told() {
+    let mut model = LastGood::default();
+    let yaml = pool("base", &["10.1.0.0/24"])
+        + &peer("p", "")
+        + &doc("L2Advertisement", "l2", "{ipAddressPools: [later]}")
+        + &doc(
+            "BGPAdvertisement",
+            "adv",
+            "{ipAddressPools: [base], peers: [q]}",
+        );
+    let built = model_build(&mut model, &yaml);
+    assert!(built.errors.0.is_empty(), "{}", built.errors);
+    let l2 = &built.config.l2_advertisements[0];
+    assert!(l2.pools.is_empty(), "{l2:?}");
+    let adv = &built.config.bgp_advertisements[0];
+    assert_eq!(adv.peers, ["q".to_string()].into(), "{adv:?}");
+    let (ok, message) = built.verdict(&object(Kind::L2Advertisement, "l2"));
+    assert!(ok);
+    assert_eq!(
+        message,
+        "accepted; spec.ipAddressPools[0]: no IPAddressPool named \"later\" yet: it matches nothing until one is accepted"
+    );
+    let (ok, message) = built.verdict(&object(Kind::BGPAdvertisement, "adv"));
+    assert!(
+        ok && message.contains("spec.peers[0]: no BGPPeer named \"q\""),
+        "{message}"
+    );
+    assert_eq!(
+        built.verdict(&object(Kind::IPAddressPool, "base")),
+        (true, "accepted".to_string())
+    );
+
+    // The pool arrives: the advertisement now selects it, and the note is gone.
+    let built = model_build(&mut model, &(yaml + &pool("later", &["10.2.0.0/24"])));
+    assert!(built.errors.0.is_empty(), "{built:?}");
+    assert_eq!(
+        built.notes.len(),
+        1,
+        "only the peer q note is left: {built:?}"
+    );
+    assert_eq!(built.notes[0].object, object(Kind::BGPAdvertisement, "adv"));
+    assert_eq!(
+        built.config.l2_advertisements[0].pools,
+        ["later".to_string()].into()
+    );
+}
+
+/// Issue 13, class 2: an invalid object is refused on its own; every unrelated valid change
+/// takes effect; an edit that breaks an object keeps its last accepted version in force.
+#[test]
+fn an_invalid_object_is_refused_alone() {
+    let mut model = LastGood::default();
+    let good = pool("a", &["10.1.0.0/24"]) + &pool("b", &["10.2.0.0/24"]) + &peer("p", "");
+    let built = model_build(&mut model, &good);
+    assert!(built.errors.0.is_empty());
+
+    // Pool a is edited into nonsense and a new pool c arrives in the same snapshot.
+    let edited = pool("a", &["nonsense"])
+        + &pool("b", &["10.2.0.0/24"])
+        + &pool("c", &["10.3.0.0/24"])
+        + &peer("p", ", holdTime: 1s");
+    let built = model_build(&mut model, &edited);
+    let blamed: BTreeSet<String> = built
+        .errors
+        .0
+        .iter()
+        .map(|e| e.object.name.clone())
+        .collect();
+    assert_eq!(
+        blamed,
+        ["a".to_string(), "p".to_string()].into(),
+        "{}",
+        built.errors
+    );
+    // a's last accepted addresses stay in force, c takes effect, p keeps its last version.
+    let a = &built.config.pools["a"];
+    assert_eq!(a.ranges.len(), 1);
+    assert_eq!(a.ranges[0].first().to_string(), "10.1.0.0");
+    assert!(built.config.pools.contains_key("c"));
+    assert_eq!(
+        built.config.peers["p"].hold_time,
+        ferrolb_config::DEFAULT_HOLD_TIME
+    );
+    let (ok, message) = built.verdict(&object(Kind::IPAddressPool, "a"));
+    assert!(!ok);
+    assert!(
+        message.starts_with("spec.addresses[0]: \"nonsense\" is not a CIDR")
+            && message.ends_with("; its last accepted version stays in force"),
+        "{message}"
+    );
+
+    // A new object that is invalid from the start is not in force at all.
+    let built = model_build(&mut model, &(edited + &pool("d", &[])));
+    let (ok, message) = built.verdict(&object(Kind::IPAddressPool, "d"));
+    assert!(
+        !ok && message.ends_with("; it is not in force"),
+        "{message}"
+    );
+    assert!(!built.config.pools.contains_key("d"));
+    assert!(built.config.pools.contains_key("a") && built.config.pools.contains_key("c"));
+}
+
+/// Issue 13, class 2: with overlapping pools the older pool keeps working and the newer one
+/// is refused, whichever sorts first by name, and whichever comes first in the snapshot.
+#[test]
+fn of_two_overlapping_pools_the_newer_is_refused() {
+    let dated = |name: &str, addresses: &str, created: &str| {
+        format!(
+            "---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: ferrolb-system, creationTimestamp: '{created}'}}\nspec: {{addresses: [{addresses}]}}\n"
+        )
+    };
+    let old = dated("z-old", "10.1.0.0/24", "2026-01-01T00:00:00Z");
+    let new = dated("a-new", "10.1.0.128/25", "2026-06-01T00:00:00Z");
+    for yaml in [old.clone() + &new, new.clone() + &old] {
+        // The strict build and a fresh model alike blame the newer pool.
+        let errs = run(&yaml).unwrap_err();
+        assert!(
+            errs.iter().all(|(o, _, _)| o == "IPAddressPool a-new"),
+            "{errs:?}"
+        );
+        let built = LastGood::default().build(&parse_documents(&yaml).unwrap().config);
+        assert!(built.config.pools.contains_key("z-old"));
+        assert!(!built.config.pools.contains_key("a-new"));
+    }
+
+    // Without creation times (standalone files), the pool accepted first keeps working: a
+    // pool added later that overlaps it is refused, though its name sorts first.
+    let mut model = LastGood::default();
+    let built = model_build(&mut model, &pool("z", &["10.1.0.0/24"]));
+    assert!(built.errors.0.is_empty());
+    let built = model_build(
+        &mut model,
+        &(pool("a", &["10.1.0.0/25"]) + &pool("z", &["10.1.0.0/24"])),
+    );
+    assert!(built.config.pools.contains_key("z"));
+    assert!(!built.config.pools.contains_key("a"));
+    assert!(
+        built.errors.0.iter().all(|e| e.object.name == "a"),
+        "{}",
+        built.errors
+    );
+
+    // And an edit of an accepted pool that makes it overlap another is refused, not the other.
+    let yaml = pool("a", &["10.2.0.0/24"]) + &pool("z", &["10.1.0.0/24"]);
+    let mut model = LastGood::default();
+    assert!(model_build(&mut model, &yaml).errors.0.is_empty());
+    let edit = pool("a", &["10.2.0.0/24"]) + &pool("z", &["10.2.0.128/25"]);
+    let built = model_build(&mut model, &edit);
+    assert!(
+        built.errors.0.iter().all(|e| e.object.name == "z"),
+        "{}",
+        built.errors
+    );
+    assert!(built.kept.contains(&object(Kind::IPAddressPool, "z")));
+    assert_eq!(
+        built.config.pools["z"].ranges[0].first().to_string(),
+        "10.1.0.0"
+    );
+}
+
+/// A peer naming a BFD profile that is itself refused says so, instead of "no such profile".
+#[test]
+fn a_reference_to_a_refused_object_says_it_is_refused() {
+    let yaml = pool("a", &["10.1.0.0/24"])
+        + &doc("BFDProfile", "fast", "{detectMultiplier: 0}")
+        + &peer("p", ", bfdProfile: fast");
+    let built = LastGood::default().build(&parse_documents(&yaml).unwrap().config);
+    let (ok, message) = built.verdict(&object(Kind::BGPPeer, "p"));
+    assert!(!ok);
+    assert_eq!(
+        message,
+        "spec.bfdProfile: BFDProfile \"fast\" is refused (its status says why); it is not in force"
+    );
 }

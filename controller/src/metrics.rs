@@ -49,6 +49,8 @@ pub struct Metrics {
     pub api_errors: Family<OperationLabels, Counter>,
     /// 1 when the current config objects are valid, 0 when the last good config is in use.
     pub config_valid: Gauge,
+    /// Config objects refused (each on its own; the rest is in force).
+    pub config_objects_refused: Gauge,
     /// 1 on the replica that holds the lease.
     pub leader: Gauge,
     ready: AtomicBool,
@@ -72,6 +74,7 @@ impl Metrics {
             reconcile_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             api_errors: Family::default(),
             config_valid: Gauge::default(),
+            config_objects_refused: Gauge::default(),
             leader: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
@@ -104,8 +107,13 @@ impl Metrics {
         );
         registry.register(
             "config_valid",
-            "1 when the configuration objects are valid",
+            "1 when every configuration object is accepted",
             m.config_valid.clone(),
+        );
+        registry.register(
+            "config_objects_refused",
+            "Configuration objects refused, each on its own (the others are in force)",
+            m.config_objects_refused.clone(),
         );
         registry.register(
             "leader",

@@ -9,5 +9,9 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(docs) = ferrolb_config::parse_documents(text)
     {
         let _ = ferrolb_config::build(&docs.config);
+        // The model over time: each object refused on its own, rounds bounded.
+        let mut model = ferrolb_config::LastGood::default();
+        let _ = model.build(&docs.config);
+        let _ = model.build(&docs.config);
     }
 });

@@ -11,7 +11,7 @@ use ferrolb_announce::driver::{self, Driver, MissingNode};
 use ferrolb_announce::l2::agent::Inputs;
 use ferrolb_announce::l2::{Burst, ResponderConfig};
 use ferrolb_announce::membership::{MembershipConfig, Timing};
-use ferrolb_config::{self as config, Config};
+use ferrolb_config as config;
 use ferrolb_kubernetes::config_source::{self, Scope};
 use ferrolb_kubernetes::events::Publisher;
 use futures::StreamExt;
@@ -226,18 +226,25 @@ pub async fn run(
         report_rx,
     ));
 
-    let mut last_good: Option<Config> = None;
+    // Each config object accepted or refused on its own, as the controller does; the
+    // controller reports the verdicts, the speaker only logs a change of them.
+    let mut config_model = config::LastGood::default();
+    let mut refused = config::ConfigErrors(Vec::new());
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
-        match config::build(&config_stores.snapshot()) {
-            Ok(c) => last_good = Some(c),
-            Err(e) => {
-                tracing::warn!(errors = %e, "configuration refused; keeping the last good one")
+        let built = config_model.build(&config_stores.snapshot());
+        if built.errors != refused {
+            if !built.errors.0.is_empty() {
+                tracing::warn!(
+                    errors = %built.errors,
+                    "configuration objects refused; each keeps its last accepted version, if any"
+                );
             }
+            refused = built.errors;
         }
         let services = Arc::new(svc_store.state());
         let inputs = Inputs {
-            config: last_good.clone().unwrap_or_default(),
+            config: built.config,
             nodes: node_store.state().iter().map(|n| views::node(n)).collect(),
             services: views::services(
                 &services,

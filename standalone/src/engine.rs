@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferrolb_allocator::from_service;
 use ferrolb_allocator::{Allocator, Assignment, Refusal, ServiceKey, ServiceRequest, StalePolicy};
 use ferrolb_config::selector::Labels;
-use ferrolb_config::{self as config, Config, ConfigErrors};
+use ferrolb_config::{self as config, Config};
 
 use crate::config_dir::Objects;
 use crate::state::{Held, State, VERSION};
@@ -16,10 +16,9 @@ use crate::state::{Held, State, VERSION};
 /// What one step decided.
 #[derive(Debug, Default)]
 pub struct Step {
-    /// The config errors, when the objects are invalid (the last good config was used).
-    pub config_errors: Option<ConfigErrors>,
-    /// Whether no valid config has been seen yet (every Service then waits).
-    pub no_config: bool,
+    /// The verdict on each config object: the refused ones (each on its own; its last
+    /// accepted version stays in force, if it had one) and notes on accepted ones.
+    pub verdicts: config::Built,
     /// Services with addresses.
     pub assigned: BTreeMap<ServiceKey, Assignment>,
     /// Services without, and why.
@@ -31,7 +30,10 @@ pub struct Step {
 /// Remembers the last good config, and each Service's last request, between steps.
 #[derive(Debug, Default)]
 pub struct Engine {
-    last_good: Option<Config>,
+    /// Each config object accepted or refused on its own (issue 13, class 2).
+    config_model: config::LastGood,
+    /// The config in force after the last step.
+    config: Option<Config>,
     policy: StalePolicy,
     /// What each Service asked for at the last step (without what it held), to tell edited
     /// Services from untouched ones.
@@ -42,32 +44,25 @@ impl Engine {
     /// An engine with the given stale policy.
     pub fn new(policy: StalePolicy) -> Self {
         Self {
-            last_good: None,
+            config_model: config::LastGood::default(),
+            config: None,
             policy,
             last_requests: BTreeMap::new(),
         }
     }
 
-    /// The last good config, if any.
+    /// The config in force, once a step has run.
     pub fn config(&self) -> Option<&Config> {
-        self.last_good.as_ref()
+        self.config.as_ref()
     }
 
     /// Decides every Service of `objects`, starting from the addresses `held` records.
     pub fn step(&mut self, objects: &Objects, held: &State) -> Step {
         let mut step = Step::default();
-        match config::build(&objects.config) {
-            Ok(config) => self.last_good = Some(config),
-            Err(errors) => step.config_errors = Some(errors),
-        }
-        let Some(config) = self.last_good.clone() else {
-            step.no_config = true;
-            step.state = State {
-                version: VERSION,
-                services: held.services.clone(),
-            };
-            return step;
-        };
+        let built = self.config_model.build(&objects.config);
+        let config = built.config.clone();
+        self.config = Some(config.clone());
+        step.verdicts = built;
         let mut requests = Vec::new();
         for service in &objects.services {
             let mut service = service.clone();

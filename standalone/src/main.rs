@@ -73,11 +73,14 @@ enum Command {
 }
 
 fn report(step: &Step) {
-    if step.no_config {
-        println!("no valid configuration yet: every Service waits");
+    let verdicts = &step.verdicts;
+    let refused: std::collections::BTreeSet<_> =
+        verdicts.errors.0.iter().map(|e| &e.object).collect();
+    for object in refused {
+        println!("refused  {object}: {}", verdicts.verdict(object).1);
     }
-    if let Some(errors) = &step.config_errors {
-        println!("configuration refused, the last good one stays in force: {errors}");
+    for note in &verdicts.notes {
+        println!("note     {}: {}: {}", note.object, note.field, note.reason);
     }
     for (key, a) in &step.assigned {
         let ips: Vec<String> = a.ips.iter().map(|ip| ip.to_string()).collect();

@@ -256,18 +256,19 @@ fn malformed_yaml_is_named_and_disturbs_nothing_else() {
         "the other files still apply"
     );
 
-    // An invalid (but well-formed) config keeps the last good config.
+    // An invalid (but well-formed) edit of the pool keeps its last accepted version.
     write(
         dir.path(),
         "pool.yaml",
         &POOL.replace("10.0.0.200-10.0.0.203", "10.0.0.203-10.0.0.200"),
     );
     let step = engine.step(&config.scan().unwrap().objects, &step.state);
-    let errors = step.config_errors.as_ref().expect("refused").to_string();
+    let errors = step.verdicts.errors.to_string();
     assert!(
         errors.contains("IPAddressPool lab") && errors.contains("is after its end"),
         "{errors}"
     );
+    assert_eq!(step.verdicts.kept.len(), 1, "{:?}", step.verdicts.kept);
     assert_eq!(ip_of(&step, "db").as_deref(), Some("10.0.0.201"));
 }
 

@@ -448,6 +448,17 @@ fn pool_valid(c: &Cluster, name: &str) -> Option<(String, String)> {
         .map(|c| (c.status, c.message))
 }
 
+/// An L2Advertisement's Valid condition: (status, message).
+fn l2_valid(c: &Cluster, name: &str) -> Option<(String, String)> {
+    let api: Api<api::L2Advertisement> = Api::namespaced(c.client(), NAMESPACE);
+    let p = c.block_on(api.get_opt(name)).ok()??;
+    p.status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Valid")
+        .map(|c| (c.status, c.message))
+}
+
 #[test]
 fn an_invalid_config_object_is_reported_on_itself_and_the_last_good_config_stays() {
     let Some(c) = cluster() else { return };
@@ -481,6 +492,57 @@ fn an_invalid_config_object_is_reported_on_itself_and_the_last_good_config_stays
     wait_ingress(&c, "second", &["10.10.0.1"]);
     assert_eq!(ingress(&get(&c, "web")), ["10.10.0.0"]);
     assert_eq!(pool_valid(&c, "good").map(|v| v.0).as_deref(), Some("True"));
+
+    // Issue 13, class 2: while "bad" is refused, an unrelated change takes effect at once (a
+    // new pool, used by a new Service), and an advertisement naming a pool that does not exist
+    // yet is accepted and says so.
+    pool(&c, "more", json!({"addresses": ["10.10.2.0/30"]}));
+    service(
+        &c,
+        "from-more",
+        json!({"ferrolb.io/address-pool": "more"}),
+        json!({}),
+    );
+    wait_ingress(&c, "from-more", &["10.10.2.0"]);
+    apply(
+        &c,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+               "metadata": {"name": "early", "namespace": NAMESPACE},
+               "spec": {"ipAddressPools": ["later"]}}),
+    );
+    wait_for("the early advertisement's condition", || {
+        l2_valid(&c, "early").is_some_and(|(s, _)| s == "True")
+    });
+    let (_, message) = l2_valid(&c, "early").unwrap();
+    assert!(
+        message.contains("no IPAddressPool named \"later\" yet"),
+        "{message}"
+    );
+
+    // An edit that breaks an accepted pool (a range the schema admits, the model refuses)
+    // is refused on that pool alone: its last accepted addresses stay in force.
+    pool(&c, "good", json!({"addresses": ["10.10.0.3-10.10.0.0"]}));
+    wait_for("the broken edit refused", || {
+        pool_valid(&c, "good").is_some_and(|(s, _)| s == "False")
+    });
+    let (_, message) = pool_valid(&c, "good").unwrap();
+    assert!(
+        message.contains("is after its end")
+            && message.ends_with("its last accepted version stays in force"),
+        "{message}"
+    );
+    service(&c, "third", json!({}), json!({}));
+    wait_ingress(&c, "third", &["10.10.0.2"]);
+    assert_eq!(ingress(&get(&c, "web")), ["10.10.0.0"]);
+    assert_eq!(ingress(&get(&c, "second")), ["10.10.0.1"]);
+    assert!(
+        ctl.metrics
+            .encode()
+            .contains("ferrolb_controller_config_objects_refused 2"),
+        "{}",
+        ctl.metrics.encode()
+    );
+    pool(&c, "good", json!({"addresses": ["10.10.0.0/30"]}));
 
     // Fixing the object makes it valid again.
     pool(&c, "bad", json!({"addresses": ["10.10.1.0/31"]}));

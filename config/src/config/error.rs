@@ -141,6 +141,23 @@ pub enum Reason {
         /// The name given.
         name: String,
     },
+    /// A name that refers to an object that exists but is refused itself.
+    #[error("{kind} {name:?} is refused (its status says why)")]
+    RefusedReference {
+        /// The kind referred to.
+        kind: Kind,
+        /// The name given.
+        name: String,
+    },
+    /// A name that refers to no object yet (a note, not an error): the reference matches nothing
+    /// until an object of that name exists, so objects can be applied in any order.
+    #[error("no {kind} named {name:?} yet: it matches nothing until one is accepted")]
+    DanglingReference {
+        /// The kind referred to.
+        kind: Kind,
+        /// The name given.
+        name: String,
+    },
     /// A community that is neither `a:b`, `large:a:b:c` nor a known alias.
     #[error("{value:?} is not a valid community: {detail}")]
     InvalidCommunity {
@@ -336,6 +353,14 @@ impl Reason {
                 kind,
                 name: c(name),
             },
+            RefusedReference { kind, name } => RefusedReference {
+                kind,
+                name: c(name),
+            },
+            DanglingReference { kind, name } => DanglingReference {
+                kind,
+                name: c(name),
+            },
             InvalidCommunity { value, detail } => InvalidCommunity {
                 value: c(value),
                 detail: c(detail),
@@ -416,7 +441,7 @@ impl Reason {
 }
 
 /// Every problem found in one configuration, in a stable order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {

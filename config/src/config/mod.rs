@@ -7,7 +7,7 @@ mod model;
 pub mod parse;
 mod yaml;
 
-pub use build::{DEFAULT_CONNECT_TIME, DEFAULT_HOLD_TIME, RawConfig, build};
+pub use build::{Built, DEFAULT_CONNECT_TIME, DEFAULT_HOLD_TIME, LastGood, RawConfig, build};
 pub use error::{ConfigError, ConfigErrors, Kind, ObjectRef, Reason};
 pub use model::*;
 pub use yaml::{Documents, YamlError, parse_documents};

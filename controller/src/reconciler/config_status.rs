@@ -24,17 +24,11 @@ impl Reconciler {
         }
         self.statuses_dirty = false;
         let raw = self.stores.snapshot();
-        let errors = self.config_errors.clone();
+        let built = self.built.clone();
         let valid = |object: &ObjectRef| -> (bool, String) {
-            let problems: Vec<String> = errors
-                .iter()
-                .flat_map(|e| e.for_object(object))
-                .map(|e| format!("{}: {}", e.field, e.reason))
-                .collect();
-            if problems.is_empty() {
-                (true, "accepted".into())
-            } else {
-                (false, problems.join("; "))
+            match &built {
+                Some(built) => built.verdict(object),
+                None => (true, "accepted".into()),
             }
         };
         for pool in &raw.pools {
@@ -204,30 +198,31 @@ impl Reconciler {
         });
     }
 
-    /// A Warning event on each config object at fault (only the leader reports).
-    pub(super) fn report_config_events(&self, raw: &config::RawConfig) {
-        let Some(errors) = &self.config_errors else {
-            return;
-        };
+    /// A Warning event on each config object newly refused, or refused for new reasons (only
+    /// the leader reports).
+    pub(super) fn report_config_events(
+        &self,
+        raw: &config::RawConfig,
+        previous: Option<&config::Built>,
+        built: &config::Built,
+    ) {
         if !self.leader {
             return;
         }
-        let mut seen = BTreeSet::new();
-        for error in &errors.0 {
-            if !seen.insert(error.object.clone()) {
+        let refused: BTreeSet<&ObjectRef> = built.errors.0.iter().map(|e| &e.object).collect();
+        for object in refused {
+            let said_before = previous.map(|p| p.verdict(object));
+            let (_, message) = built.verdict(object);
+            if said_before.as_ref().is_some_and(|(_, m)| *m == message) {
                 continue;
             }
-            let Some(reference) = object_reference(raw, &error.object) else {
+            let Some(reference) = object_reference(raw, object) else {
                 continue;
             };
-            let messages: Vec<String> = errors
-                .for_object(&error.object)
-                .map(|e| format!("{}: {}", e.field, e.reason))
-                .collect();
             let event = Event {
                 type_: EventType::Warning,
                 reason: "InvalidConfiguration".into(),
-                note: truncate(&messages.join("; "), 1000),
+                note: truncate(&message, 1000),
                 action: "ValidateConfig".into(),
             };
             let recorder = self.recorder.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_config::api::{self, CONDITION_VALID};
 use ferrolb_config::selector::Labels;
-use ferrolb_config::{self as config, Config, ConfigErrors, Kind, ObjectRef};
+use ferrolb_config::{self as config, Config, Kind, ObjectRef};
 use ferrolb_kubernetes::condition;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -114,7 +114,11 @@ struct Reconciler {
     config_synced: bool,
 
     config: Option<Config>,
-    config_errors: Option<ConfigErrors>,
+    /// Each config object accepted or refused on its own, refused ones' last accepted versions
+    /// kept in force (issue 13, class 2).
+    config_model: config::LastGood,
+    /// The last verdicts: errors, kept versions and notes, for the objects' Valid conditions.
+    built: Option<config::Built>,
     leader: bool,
     allocator: Option<Allocator>,
 
@@ -216,7 +220,8 @@ pub async fn run(
         namespaces_synced: false,
         config_synced: false,
         config: None,
-        config_errors: None,
+        config_model: config::LastGood::default(),
+        built: None,
         leader: false,
         allocator: None,
         in_flight: BTreeMap::new(),
@@ -414,29 +419,34 @@ impl Reconciler {
             return;
         }
         let raw = self.stores.snapshot();
-        match config::build(&raw) {
-            Ok(config) => {
-                self.metrics.config_valid.set(1);
-                self.config_errors = None;
-                let changed = self.config.as_ref() != Some(&config);
-                self.config = Some(config.clone());
-                if changed && let Some(allocator) = self.allocator.as_mut() {
-                    let change = allocator.set_config(config);
-                    let mut keys: BTreeSet<ServiceKey> = change.affected().into_iter().collect();
-                    keys.extend(allocator.pending());
-                    keys.iter().for_each(|k| self.reconcile(k));
-                }
-            }
-            Err(errors) => {
-                // The last good config stays in force; the errors go on the objects at fault.
-                self.metrics.config_valid.set(0);
-                if self.config_errors.as_ref() != Some(&errors) {
-                    tracing::warn!(%errors, "configuration refused; keeping the last good one");
-                    self.config_errors = Some(errors);
-                    self.report_config_events(&raw);
-                }
-            }
+        let built = self.config_model.build(&raw);
+        self.metrics
+            .config_valid
+            .set(i64::from(built.errors.0.is_empty()));
+        let refused: BTreeSet<&ObjectRef> = built.errors.0.iter().map(|e| &e.object).collect();
+        self.metrics
+            .config_objects_refused
+            .set(refused.len() as i64);
+        let previous = self.built.take();
+        if previous.as_ref().map(|b| &b.errors) != Some(&built.errors) && !refused.is_empty() {
+            // Each refused object alone; everything else is in force.
+            tracing::warn!(
+                errors = %built.errors,
+                refused = refused.len(),
+                kept = built.kept.len(),
+                "configuration objects refused; each keeps its last accepted version, if any"
+            );
         }
+        self.report_config_events(&raw, previous.as_ref(), &built);
+        let changed = self.config.as_ref() != Some(&built.config);
+        self.config = Some(built.config.clone());
+        if changed && let Some(allocator) = self.allocator.as_mut() {
+            let change = allocator.set_config(built.config.clone());
+            let mut keys: BTreeSet<ServiceKey> = change.affected().into_iter().collect();
+            keys.extend(allocator.pending());
+            keys.iter().for_each(|k| self.reconcile(k));
+        }
+        self.built = Some(built);
         self.statuses_dirty = true;
         self.maybe_start();
         self.schedule_flush();

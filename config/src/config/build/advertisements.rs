@@ -13,12 +13,14 @@ impl Builder {
         pools: &BTreeMap<String, Pool>,
     ) -> BTreeSet<String> {
         let names = self.no_duplicates(r, "spec.ipAddressPools", names);
+        // A pool that does not exist (yet, or no longer, or not valid) matches nothing, as in
+        // MetalLB: objects applied in any order converge, and a typo is told on the object.
         for (i, name) in names.iter().enumerate() {
             if !pools.contains_key(name) {
-                self.error(
+                self.note(
                     r,
                     format!("spec.ipAddressPools[{i}]"),
-                    Reason::UnknownReference {
+                    Reason::DanglingReference {
                         kind: Kind::IPAddressPool,
                         name: name.clone(),
                     },
@@ -132,12 +134,14 @@ impl Builder {
                 }
             }
             let peer_names = self.no_duplicates(&r, "spec.peers", &s.peers);
+            // A peer that does not exist matches nothing (a list naming only such peers sends
+            // to nobody, never to every peer).
             for (i, name) in s.peers.iter().enumerate() {
                 if !peers.contains_key(name) && !peer_was_refused(name, &self.errors) {
-                    self.error(
+                    self.note(
                         &r,
                         format!("spec.peers[{i}]"),
-                        Reason::UnknownReference {
+                        Reason::DanglingReference {
                             kind: Kind::BGPPeer,
                             name: name.clone(),
                         },
@@ -174,8 +178,9 @@ impl Builder {
                 ),
             });
         }
-        ads.sort_by(|a, b| a.name.cmp(&b.name));
+        // Objects come oldest first: of two conflicting advertisements the younger is refused.
         self.local_pref_conflicts(&ads, raw);
+        ads.sort_by(|a, b| a.name.cmp(&b.name));
         ads
     }
 

@@ -9,9 +9,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 mod advertisements;
+mod last_good;
 mod peers;
 mod pools;
 mod profiles;
+
+use last_good::oldest_first;
+pub use last_good::{Built, LastGood};
 
 use super::error::{ConfigError, ConfigErrors, Kind, MAX_NAME_LEN, ObjectRef, Reason, clip};
 use super::model::*;
@@ -43,34 +47,31 @@ pub struct RawConfig {
     pub secrets: Vec<Secret>,
 }
 
-/// Validates `raw` and returns the [`Config`], or every error found.
+/// Validates `raw` as a whole and returns the [`Config`], or every error found. Strict: one
+/// invalid object refuses everything. The components use [`LastGood`], which refuses each invalid
+/// object on its own; this is the same checks, for tools and tests that want them all at once.
 pub fn build(raw: &RawConfig) -> Result<Config, ConfigErrors> {
-    let mut b = Builder::default();
-    let pools = b.pools(&raw.pools);
-    let bfd_profiles = b.bfd_profiles(&raw.bfd_profiles);
-    let aliases = b.community_aliases(&raw.communities);
-    let peers = b.peers(&raw.peers, &bfd_profiles, &raw.secrets);
-    let l2_advertisements = b.l2_advertisements(&raw.l2_advertisements, &pools);
-    let bgp_advertisements =
-        b.bgp_advertisements(&raw.bgp_advertisements, &pools, &peers, &aliases);
-    if b.errors.is_empty() {
-        Ok(Config {
-            pools,
-            l2_advertisements,
-            bgp_advertisements,
-            peers,
-            bfd_profiles,
-        })
+    let mut raw = raw.clone();
+    oldest_first(&mut raw, &RawConfig::default());
+    let round = Builder::run(&raw);
+    if round.errors.is_empty() {
+        Ok(round.config)
     } else {
-        b.errors
-            .sort_by(|x, y| (&x.object, &x.field).cmp(&(&y.object, &y.field)));
-        Err(ConfigErrors(b.errors))
+        Err(ConfigErrors(round.errors))
     }
+}
+
+/// One pass of every check over a set of objects.
+struct Round {
+    config: Config,
+    errors: Vec<ConfigError>,
+    notes: Vec<ConfigError>,
 }
 
 #[derive(Default)]
 struct Builder {
     errors: Vec<ConfigError>,
+    notes: Vec<ConfigError>,
 }
 
 fn object_ref<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
@@ -82,6 +83,40 @@ fn object_ref<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
 }
 
 impl Builder {
+    /// Every check over `raw`, whose kinds are sorted oldest first.
+    fn run(raw: &RawConfig) -> Round {
+        let mut b = Builder::default();
+        let pools = b.pools(&raw.pools);
+        let bfd_profiles = b.bfd_profiles(&raw.bfd_profiles);
+        let aliases = b.community_aliases(&raw.communities);
+        let peers = b.peers(&raw.peers, &bfd_profiles, &raw.secrets);
+        let l2_advertisements = b.l2_advertisements(&raw.l2_advertisements, &pools);
+        let bgp_advertisements =
+            b.bgp_advertisements(&raw.bgp_advertisements, &pools, &peers, &aliases);
+        b.errors
+            .sort_by(|x, y| (&x.object, &x.field).cmp(&(&y.object, &y.field)));
+        Round {
+            config: Config {
+                pools,
+                l2_advertisements,
+                bgp_advertisements,
+                peers,
+                bfd_profiles,
+            },
+            errors: b.errors,
+            notes: b.notes,
+        }
+    }
+
+    fn note(&mut self, object: &ObjectRef, field: impl Into<String>, reason: Reason) {
+        let field: String = field.into();
+        self.notes.push(ConfigError {
+            object: object.clone(),
+            field: clip(&field),
+            reason: reason.clipped(),
+        });
+    }
+
     fn error(&mut self, object: &ObjectRef, field: impl Into<String>, reason: Reason) {
         let field: String = field.into();
         self.errors.push(ConfigError {

@@ -93,17 +93,29 @@ impl Builder {
                 .cloned()
                 .unwrap_or_default()
         };
+        let ranks: BTreeMap<&str, usize> = (raw.iter().enumerate())
+            .filter_map(|(i, p)| Some((p.metadata.name.as_deref()?, i)))
+            .rev()
+            .collect();
+        let rank = |pool: &ObjectRef| ranks.get(pool.name.as_str()).copied();
         // `open` holds the entries that may still overlap later ones (their last address is not yet passed).
         let mut open: Vec<&(IpRange, ObjectRef, usize)> = Vec::new();
         for entry in &entries {
             open.retain(|o| o.0.family() == entry.0.family() && o.0.last() >= entry.0.first());
             for o in &open {
-                let reason = Reason::AddressOverlap {
-                    entry: text(&entry.1, entry.2),
-                    other: o.1.clone(),
-                    other_entry: text(&o.1, o.2),
+                // Across pools the younger one is refused (pools come oldest first), so a new
+                // pool never takes addresses from one in use; within a pool, the later entry.
+                let (at, other) = if entry.1 != o.1 && rank(&entry.1) < rank(&o.1) {
+                    (*o, entry)
+                } else {
+                    (entry, *o)
                 };
-                self.error(&entry.1, format!("spec.addresses[{}]", entry.2), reason);
+                let reason = Reason::AddressOverlap {
+                    entry: text(&at.1, at.2),
+                    other: other.1.clone(),
+                    other_entry: text(&other.1, other.2),
+                };
+                self.error(&at.1, format!("spec.addresses[{}]", at.2), reason);
             }
             open.push(entry);
         }

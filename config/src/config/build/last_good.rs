@@ -1,0 +1,273 @@
+//! [`LastGood`]: the config model over time, where each object is accepted or refused on its
+//! own and a refused object's last accepted version stays in force.
+
+use super::*;
+
+/// What [`LastGood::build`] made of one snapshot of the objects.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Built {
+    /// The config in force: every valid object, and for each refused object its last accepted
+    /// version, if it had one.
+    pub config: Config,
+    /// Why each refused object (as it is now) was refused. Empty when every object is accepted.
+    pub errors: ConfigErrors,
+    /// Refused objects whose last accepted version stays in force.
+    pub kept: BTreeSet<ObjectRef>,
+    /// Remarks on accepted objects: references to objects that do not exist yet.
+    pub notes: Vec<ConfigError>,
+}
+
+impl Built {
+    /// What to say on `object`'s Valid condition: accepted (with any notes) or why not, and
+    /// whether its last accepted version stays in force.
+    pub fn verdict(&self, object: &ObjectRef) -> (bool, String) {
+        let said = |list: &mut dyn Iterator<Item = &ConfigError>| -> Vec<String> {
+            list.map(|e| format!("{}: {}", e.field, e.reason)).collect()
+        };
+        let problems = said(&mut self.errors.for_object(object));
+        if problems.is_empty() {
+            let notes = said(&mut self.notes.iter().filter(|n| &n.object == object));
+            if notes.is_empty() {
+                return (true, "accepted".into());
+            }
+            return (true, format!("accepted; {}", notes.join("; ")));
+        }
+        let effect = if self.kept.contains(object) {
+            "its last accepted version stays in force"
+        } else {
+            "it is not in force"
+        };
+        (false, format!("{}; {effect}", problems.join("; ")))
+    }
+}
+
+/// The config model over time: each object is accepted or refused on its own. A refused
+/// object never freezes the others; its last accepted version (if any) stays in force, so a
+/// typo in an edit takes nothing away; objects can come in any order and converge. Of two
+/// objects in conflict (overlapping pools, the same peer twice), the one accepted earlier
+/// wins, then the older by creation time, then by name.
+#[derive(Clone, Debug, Default)]
+pub struct LastGood {
+    /// The versions in force after the last build.
+    in_force: RawConfig,
+}
+
+impl LastGood {
+    /// Builds the config from `raw`, refusing invalid objects one by one.
+    pub fn build(&mut self, raw: &RawConfig) -> Built {
+        let mut candidates = raw.clone();
+        oldest_first(&mut candidates, &self.in_force);
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut kept = BTreeSet::new();
+        let mut substituted = BTreeSet::new();
+        // Each round leaves out or replaces at least one object, so this ends; the bound is
+        // one round per object, plus the last clean one.
+        for _ in 0..=candidates.len() {
+            let round = Builder::run(&candidates);
+            if round.errors.is_empty() {
+                self.in_force = candidates;
+                errors.sort_by(|x, y| (&x.object, &x.field).cmp(&(&y.object, &y.field)));
+                errors.dedup();
+                return Built {
+                    config: round.config,
+                    errors: ConfigErrors(errors),
+                    kept,
+                    notes: round.notes,
+                };
+            }
+            let refused: BTreeSet<ObjectRef> =
+                round.errors.iter().map(|e| e.object.clone()).collect();
+            // Errors on the objects as they are now are what the user must hear; errors on a
+            // last accepted version that no longer fits only take it out of force.
+            errors.extend(
+                (round.errors.into_iter())
+                    .filter(|e| !substituted.contains(&e.object))
+                    .map(|e| refused_reference(e, raw)),
+            );
+            for object in refused {
+                let restored =
+                    !substituted.contains(&object) && candidates.restore(&self.in_force, &object);
+                if restored {
+                    substituted.insert(object.clone());
+                    kept.insert(object);
+                } else {
+                    candidates.remove(&object);
+                    kept.remove(&object);
+                }
+            }
+        }
+        // Not reached: every round removes or replaces an object. Refuse all rather than loop.
+        self.in_force = RawConfig::default();
+        Built {
+            config: Config::default(),
+            errors: ConfigErrors(errors),
+            kept: BTreeSet::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Sorts each kind so that the builder, which lets the first of two conflicting objects win,
+/// keeps what works: objects in force and unchanged first, then edited ones, then new ones;
+/// within each, by creation time (objects without one, as in standalone files, after), then by
+/// name. So an edit or a new object that conflicts is refused, never what it conflicts with.
+pub(super) fn oldest_first(raw: &mut RawConfig, in_force: &RawConfig) {
+    fn sort<K: Object>(objects: &mut [K], in_force: &[K]) {
+        let held: BTreeMap<&str, &K> = (in_force.iter())
+            .filter_map(|o| Some((o.meta().name.as_deref()?, o)))
+            .collect();
+        objects.sort_by_cached_key(|o| {
+            let m = o.meta();
+            let name = m.name.clone().unwrap_or_default();
+            let standing = match held.get(name.as_str()) {
+                Some(previous) if previous.same_content(o) => 0,
+                Some(_) => 1,
+                None => 2,
+            };
+            let created = m.creation_timestamp.as_ref().map(|t| t.0);
+            (standing, created.is_none(), created, name)
+        });
+    }
+    sort(&mut raw.pools, &in_force.pools);
+    sort(&mut raw.l2_advertisements, &in_force.l2_advertisements);
+    sort(&mut raw.bgp_advertisements, &in_force.bgp_advertisements);
+    sort(&mut raw.peers, &in_force.peers);
+    sort(&mut raw.bfd_profiles, &in_force.bfd_profiles);
+    sort(&mut raw.communities, &in_force.communities);
+}
+
+impl RawConfig {
+    /// How many config objects (not Secrets) there are.
+    fn len(&self) -> usize {
+        self.pools.len()
+            + self.l2_advertisements.len()
+            + self.bgp_advertisements.len()
+            + self.peers.len()
+            + self.bfd_profiles.len()
+            + self.communities.len()
+    }
+}
+
+impl RawConfig {
+    /// Puts `object`'s version from `from` in place of its version here. Refuses (false) when
+    /// `from` has none, when it is what is here already (it would be refused again), or when
+    /// several objects here share its name (duplicates in standalone files).
+    fn restore(&mut self, from: &RawConfig, object: &ObjectRef) -> bool {
+        let name = object.name.as_str();
+        match object.kind {
+            Kind::IPAddressPool => restore(&mut self.pools, &from.pools, name),
+            Kind::L2Advertisement => {
+                restore(&mut self.l2_advertisements, &from.l2_advertisements, name)
+            }
+            Kind::BGPAdvertisement => {
+                restore(&mut self.bgp_advertisements, &from.bgp_advertisements, name)
+            }
+            Kind::BGPPeer => restore(&mut self.peers, &from.peers, name),
+            Kind::BFDProfile => restore(&mut self.bfd_profiles, &from.bfd_profiles, name),
+            Kind::Community => restore(&mut self.communities, &from.communities, name),
+            Kind::Secret => false,
+        }
+    }
+
+    /// Whether an object of `kind` is named `name`.
+    fn has(&self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::IPAddressPool => !named(&self.pools, name).is_empty(),
+            Kind::L2Advertisement => !named(&self.l2_advertisements, name).is_empty(),
+            Kind::BGPAdvertisement => !named(&self.bgp_advertisements, name).is_empty(),
+            Kind::BGPPeer => !named(&self.peers, name).is_empty(),
+            Kind::BFDProfile => !named(&self.bfd_profiles, name).is_empty(),
+            Kind::Community => !named(&self.communities, name).is_empty(),
+            Kind::Secret => self
+                .secrets
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some(name)),
+        }
+    }
+
+    /// Leaves `object` out.
+    fn remove(&mut self, object: &ObjectRef) {
+        let name = object.name.as_str();
+        match object.kind {
+            Kind::IPAddressPool => remove(&mut self.pools, name),
+            Kind::L2Advertisement => remove(&mut self.l2_advertisements, name),
+            Kind::BGPAdvertisement => remove(&mut self.bgp_advertisements, name),
+            Kind::BGPPeer => remove(&mut self.peers, name),
+            Kind::BFDProfile => remove(&mut self.bfd_profiles, name),
+            Kind::Community => remove(&mut self.communities, name),
+            Kind::Secret => {}
+        }
+    }
+}
+
+/// A reference to an object that exists but was refused says so, rather than "no such object".
+fn refused_reference(mut e: ConfigError, raw: &RawConfig) -> ConfigError {
+    if let Reason::UnknownReference { kind, name } = &e.reason
+        && raw.has(*kind, name)
+    {
+        e.reason = Reason::RefusedReference {
+            kind: *kind,
+            name: name.clone(),
+        };
+    }
+    e
+}
+
+/// A config object whose content (what the model reads: spec and labels) can be compared.
+trait Object: kube::Resource + Clone {
+    fn same_content(&self, other: &Self) -> bool;
+}
+
+macro_rules! object {
+    ($($kind:ty),*) => {
+        $(impl Object for $kind {
+            fn same_content(&self, other: &Self) -> bool {
+                self.spec == other.spec && self.metadata.labels == other.metadata.labels
+            }
+        })*
+    };
+}
+
+object!(
+    api::IPAddressPool,
+    api::L2Advertisement,
+    api::BGPAdvertisement,
+    api::BGPPeer,
+    api::BFDProfile,
+    api::Community
+);
+
+/// The positions of the objects named `name`.
+fn named<K: kube::Resource>(objects: &[K], name: &str) -> Vec<usize> {
+    (objects.iter().enumerate())
+        .filter(|(_, o)| o.meta().name.as_deref().unwrap_or_default() == name)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn restore<K: Object>(mine: &mut [K], from: &[K], name: &str) -> bool {
+    let Some(previous) = from.iter().find(|o| o.meta().name.as_deref() == Some(name)) else {
+        return false;
+    };
+    match named(mine, name)[..] {
+        [i] if !mine[i].same_content(previous) => {
+            mine[i] = previous.clone();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Of several objects named `name`, leaves out the later ones (the oldest is judged on its
+/// own in the next round); of one, that one.
+fn remove<K: Object>(objects: &mut Vec<K>, name: &str) {
+    let found = named(objects, name);
+    let drop = match found[..] {
+        [i] => vec![i],
+        [_, ref later @ ..] => later.to_vec(),
+        [] => Vec::new(),
+    };
+    for i in drop.into_iter().rev() {
+        objects.remove(i);
+    }
+}
