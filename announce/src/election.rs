@@ -7,10 +7,12 @@
 //! Because the rank of a node does not depend on the other nodes, removing a node that does not
 //! own an IP never moves that IP, and adding one moves it only if the newcomer ranks first.
 //!
-//! Services sharing an IP are announced by the same node as long as their eligible node sets
-//! agree: the rank hashes the IP, never the Service. (The sets can differ only if the sharing
-//! Services match different L2Advertisements or differ in externalTrafficPolicy=Local
-//! endpoints; the allocator should not let such Services share an address.)
+//! Services sharing an IP are announced by one node: the owner of a shared address is elected
+//! among the nodes eligible for every Service on it that needs it announced ([`SharedAddresses`]),
+//! so sharing Services that match different L2Advertisements (other `nodeSelectors` through
+//! `serviceSelectors`) or have local endpoints on different nodes never get two nodes
+//! answering ARP/NDP for one address (MetalLB issues #315, #558, #3025). When no node suits
+//! them all, nobody answers and the reason says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -95,9 +97,38 @@ pub struct Service {
     pub has_serving_endpoint: bool,
 }
 
+/// The Services on each address that more than one Service holds (allow-shared-ip).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedAddresses(BTreeMap<IpAddr, Vec<Service>>);
+
+impl SharedAddresses {
+    /// Finds the shared addresses among `services`.
+    pub fn of(services: &[Service]) -> SharedAddresses {
+        let mut by_ip: BTreeMap<IpAddr, Vec<&Service>> = BTreeMap::new();
+        for s in services {
+            for ip in &s.ips {
+                by_ip.entry(*ip).or_default().push(s);
+            }
+        }
+        SharedAddresses(
+            (by_ip.into_iter())
+                .filter(|(_, holders)| holders.len() > 1)
+                .map(|(ip, holders)| (ip, holders.into_iter().cloned().collect()))
+                .collect(),
+        )
+    }
+
+    /// The Services other than `name` that hold `ip`.
+    fn others<'s>(&'s self, ip: IpAddr, name: &'s str) -> impl Iterator<Item = &'s Service> {
+        (self.0.get(&ip).into_iter().flatten()).filter(move |s| s.name != name)
+    }
+}
+
 /// The cluster-wide inputs shared by every Service's decision.
 #[derive(Clone, Copy, Debug)]
 pub struct Cluster<'a> {
+    /// Addresses held by more than one Service ([`SharedAddresses::of`] the Services).
+    pub shared: &'a SharedAddresses,
     /// The validated configuration.
     pub config: &'a Config,
     /// Every Node the speaker knows about.
@@ -167,6 +198,12 @@ pub enum Reason {
     },
     /// Nobody is eligible and live (only from [`owner`]).
     NoEligibleNode,
+    /// The address is shared, and no live node is eligible for every Service on it that needs
+    /// it announced (only from [`owner`]).
+    NoCommonNode {
+        /// The other Services on the address, `namespace/name`.
+        sharing_with: Vec<String>,
+    },
 }
 
 impl Reason {
@@ -183,6 +220,7 @@ impl Reason {
             Reason::NotLive => "notLive",
             Reason::NotOwner { .. } => "notOwner",
             Reason::NoEligibleNode => "noEligibleNode",
+            Reason::NoCommonNode { .. } => "noCommonNodeForSharedAddress",
         }
     }
 }
@@ -191,6 +229,11 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::NotOwner { owner } => write!(f, "notOwner (announced by {owner})"),
+            Reason::NoCommonNode { sharing_with } => write!(
+                f,
+                "noCommonNodeForSharedAddress (no live node is eligible for this Service and for {}, which share the address)",
+                sharing_with.join(", ")
+            ),
             other => f.write_str(other.tag()),
         }
     }
@@ -223,20 +266,40 @@ pub fn owner(cluster: &Cluster<'_>, service: &Service, ip: IpAddr) -> Decision {
         return Err(Reason::NoMatchingAdvertisement);
     }
     let nodes = nodes_by_name(cluster.nodes);
+    // The other Services on a shared address that need it announced: the owner must suit them
+    // all, or two nodes would answer for one address.
+    let others: Vec<(&Service, Vec<&L2Advertisement>)> = (cluster.shared)
+        .others(ip, &service.name)
+        .filter(|o| o.has_serving_endpoint)
+        .map(|o| (o, matching_ads(cluster.config, o)))
+        .filter(|(_, ads)| !ads.is_empty())
+        .collect();
     // Every address of a Service is elected by its first one (as MetalLB does): a dual-stack
-    // Service's IPv4 and IPv6 addresses are answered by the same node.
-    let key = service.ips.first().copied().unwrap_or(ip);
-    let winner = nodes
-        .values()
+    // Service's IPv4 and IPv6 addresses are answered by the same node. A shared address whose
+    // Services do not agree on their first address is elected by itself, so they agree on it.
+    let first = service.ips.first().copied();
+    let key = match first {
+        Some(first) if others.iter().all(|(o, _)| o.ips.first() == Some(&first)) => first,
+        _ => ip,
+    };
+    let candidates: Vec<&&Node> = (nodes.values())
         .filter(|n| eligibility(cluster, service, &ads, n).is_ok())
         .filter(|n| cluster.live.contains(&n.name))
+        .collect();
+    let winner = (candidates.iter())
+        .filter(|n| (others.iter()).all(|(o, ads)| eligibility(cluster, o, ads, n).is_ok()))
         .min_by(|a, b| {
             rank(&a.name, key)
                 .cmp(&rank(&b.name, key))
                 .then(a.name.cmp(&b.name))
-        })
-        .ok_or(Reason::NoEligibleNode)?;
-    Ok(announcement(ip, winner, &ads))
+        });
+    match winner {
+        Some(winner) => Ok(announcement(ip, winner, &ads)),
+        None if candidates.is_empty() || others.is_empty() => Err(Reason::NoEligibleNode),
+        None => Err(Reason::NoCommonNode {
+            sharing_with: others.iter().map(|(o, _)| o.name.clone()).collect(),
+        }),
+    }
 }
 
 fn decide_ip(cluster: &Cluster<'_>, service: &Service, this_node: &str, ip: IpAddr) -> Decision {

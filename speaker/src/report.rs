@@ -153,7 +153,9 @@ async fn conditions(client: &Client, settings: &WriterSettings, report: &Report)
     if settings.l2 && !has_quorum(settings.quorum, &report.live) {
         return;
     }
+    let shared = election::SharedAddresses::of(&inputs.services);
     let cluster = election::Cluster {
+        shared: &shared,
         config: &inputs.config,
         nodes: &inputs.nodes,
         live: &report.live,

@@ -60,6 +60,7 @@ fn vip_for_node0(lab: &Lab) -> IpAddr {
         .find(|ip| {
             let inp = inputs(lab, *ip);
             let cluster = Cluster {
+                shared: &Default::default(),
                 config: &inp.config,
                 nodes: &inp.nodes,
                 live: &live,
@@ -455,6 +456,7 @@ fn only_the_successor_watches_the_owner() {
     let mut rest = all.clone();
     rest.remove("node0");
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &inp.config,
         nodes: &inp.nodes,
         live: &rest,

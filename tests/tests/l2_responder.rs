@@ -65,6 +65,7 @@ fn plan_with(
 ) -> BTreeMap<String, BTreeMap<IpAddr, Interfaces>> {
     let live: BTreeSet<String> = live.iter().map(|s| s.to_string()).collect();
     let cluster = Cluster {
+        shared: &Default::default(),
         config: cfg,
         nodes,
         live: &live,

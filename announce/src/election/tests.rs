@@ -97,6 +97,7 @@ fn exactly_one_node_announces_and_it_is_the_hash_winner() {
     let cfg = config(vec![ad("l2", "lan")]);
     let live = all_live(&nodes);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -136,6 +137,7 @@ fn a_dual_stack_service_is_answered_by_one_node() {
     let cfg = config(vec![ad("l2", "lan")]);
     let live = all_live(&nodes);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -330,6 +332,7 @@ fn decision_table() {
         let mut w = world();
         (case.tweak)(&mut w);
         let cluster = Cluster {
+            shared: &Default::default(),
             config: &w.cfg,
             nodes: &w.nodes,
             live: &w.live,
@@ -359,6 +362,7 @@ fn interfaces_come_from_the_advertisements_that_select_the_owner() {
     ad3.node_selectors = vec![selector(&[("zone", "y")])];
     let cfg = config(vec![ad1.clone(), ad2.clone(), ad3.clone()]);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -372,6 +376,7 @@ fn interfaces_come_from_the_advertisements_that_select_the_owner() {
     // One selecting advertisement without a list means every interface.
     let cfg = config(vec![ad1, ad("all", "lan")]);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         ..cluster
     };
@@ -385,6 +390,7 @@ fn services_sharing_an_ip_get_the_same_owner() {
     let live = all_live(&nodes);
     let cfg = config(vec![ad("l2", "lan")]);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -410,6 +416,7 @@ fn ownership_spreads_over_nodes() {
     let live = all_live(&nodes);
     let cfg = config(vec![ad("l2", "lan")]);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -436,6 +443,7 @@ fn owner_reports_no_eligible_node() {
     let live = BTreeSet::new();
     let cfg = config(vec![ad("l2", "lan")]);
     let cluster = Cluster {
+        shared: &Default::default(),
         config: &cfg,
         nodes: &nodes,
         live: &live,
@@ -536,6 +544,7 @@ fn scenario_config(s: &Scenario) -> Config {
 /// Who announces each IP, as seen by every node in turn (a node's own decision).
 fn announcers(s: &Scenario, cfg: &Config) -> Vec<(IpAddr, Vec<String>)> {
     let cluster = Cluster {
+        shared: &Default::default(),
         config: cfg,
         nodes: &s.nodes,
         live: &s.live,
@@ -564,7 +573,7 @@ proptest! {
     #[test]
     fn every_node_agrees_on_at_most_one_owner(s in scenario()) {
         let cfg = scenario_config(&s);
-        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let cluster = Cluster { shared: &Default::default(), config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
         for (ip, yes) in announcers(&s, &cfg) {
             let o = owner(&cluster, &s.svc, ip);
             match &o {
@@ -590,7 +599,7 @@ proptest! {
         let k = (seed as usize) % shuffled.nodes.len();
         shuffled.nodes.rotate_left(k);
         if seed & 1 == 1 { shuffled.nodes.reverse(); }
-        let c1 = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let c1 = Cluster { shared: &Default::default(), config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
         let c2 = Cluster { nodes: &shuffled.nodes, ..c1 };
         for &ip in &s.svc.ips {
             prop_assert_eq!(owner(&c1, &s.svc, ip), owner(&c2, &s.svc, ip));
@@ -600,7 +609,7 @@ proptest! {
     #[test]
     fn the_owner_is_eligible_and_live(s in scenario()) {
         let cfg = scenario_config(&s);
-        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let cluster = Cluster { shared: &Default::default(), config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
         for &ip in &s.svc.ips {
             if let Ok(a) = owner(&cluster, &s.svc, ip) {
                 let n = s.nodes.iter().find(|n| n.name == a.node).unwrap();
@@ -621,7 +630,7 @@ proptest! {
     #[test]
     fn removing_a_non_owner_never_moves_an_ip(s in scenario(), pick in any::<prop::sample::Index>(), as_death in any::<bool>()) {
         let cfg = scenario_config(&s);
-        let cluster = Cluster { config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
+        let cluster = Cluster { shared: &Default::default(), config: &cfg, nodes: &s.nodes, live: &s.live, ignore_exclude_label: s.ignore_exclude_label };
         let victim = s.nodes[pick.index(s.nodes.len())].name.clone();
         let mut fewer = s.clone();
         if as_death {
@@ -641,5 +650,156 @@ proptest! {
                 prop_assert_eq!(owner(&after, &s.svc, ip), before.clone());
             }
         }
+    }
+}
+
+/// Every node's own decision for `ip` of each Service in `services`: the nodes that answer.
+fn answering(cluster: &Cluster<'_>, services: &[Service], ip: IpAddr) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for n in cluster.nodes {
+        for svc in services {
+            if decide(cluster, svc, &n.name)
+                .iter()
+                .any(|(i, d)| *i == ip && d.is_ok())
+            {
+                out.insert(n.name.clone());
+            }
+        }
+    }
+    out
+}
+
+/// MetalLB drop-in (issue 13, class 5; MetalLB #3025): two Services share an address and
+/// match different L2Advertisements (through serviceSelectors) whose nodeSelectors differ.
+/// Elected one by one they got different owners, so two nodes answered ARP for one address.
+/// Now one node answers, one eligible for both; when none is, nobody answers and says why.
+#[test]
+fn services_sharing_an_address_through_different_advertisements_get_one_owner() {
+    let mut primary = ad("primary", "lan");
+    primary.service_selectors = vec![selector(&[("app", "a")])];
+    primary.node_selectors = vec![selector(&[("role", "primary")])];
+    let mut secondary = ad("secondary", "lan");
+    secondary.service_selectors = vec![selector(&[("app", "b")])];
+    secondary.node_selectors = vec![selector(&[("edge", "yes")])];
+    let cfg = config(vec![primary, secondary]);
+    let svc = |name: &str, app: &str, addr: &str| Service {
+        name: name.into(),
+        labels: labels(&[("app", app)]),
+        ..service(addr)
+    };
+    let mut split_before = 0;
+    for i in 0..50 {
+        let addr: IpAddr = format!("10.0.1.{i}").parse().unwrap();
+        let services = vec![
+            svc("default/a", "a", &addr.to_string()),
+            svc("default/b", "b", &addr.to_string()),
+        ];
+        // Two nodes only primary, two only edge, and (in the second half) one both.
+        let mut nodes = vec![
+            node("p1", &[("role", "primary")]),
+            node("p2", &[("role", "primary")]),
+            node("e1", &[("edge", "yes")]),
+            node("e2", &[("edge", "yes")]),
+        ];
+        if i >= 25 {
+            nodes.push(node("both", &[("role", "primary"), ("edge", "yes")]));
+        }
+        let live = all_live(&nodes);
+        let shared = SharedAddresses::of(&services);
+        let cluster = Cluster {
+            shared: &shared,
+            config: &cfg,
+            nodes: &nodes,
+            live: &live,
+            ignore_exclude_label: false,
+        };
+        // What the election did before: each Service on its own.
+        let alone = Cluster {
+            shared: &Default::default(),
+            ..cluster
+        };
+        let before = answering(&alone, &services, addr).len();
+        // Disjoint node sets always split; with a node in both, when it does not rank first.
+        assert!(i >= 25 || before == 2, "{addr}: {before}");
+        if before > 1 {
+            split_before += 1;
+        }
+        let now = answering(&cluster, &services, addr);
+        if i >= 25 {
+            assert_eq!(now, BTreeSet::from(["both".to_string()]), "{addr}");
+            for s in &services {
+                assert_eq!(owner(&cluster, s, addr).unwrap().node, "both");
+            }
+        } else {
+            assert!(now.is_empty(), "{addr}: {now:?}");
+            assert_eq!(
+                owner(&cluster, &services[0], addr),
+                Err(Reason::NoCommonNode {
+                    sharing_with: vec!["default/b".into()]
+                })
+            );
+        }
+    }
+    // 44 of the 50 (all 25 disjoint ones, 19 of the others) were split before.
+    assert_eq!(split_before, 44);
+}
+
+/// externalTrafficPolicy=Local Services sharing an address (MetalLB #558): the owner has
+/// local endpoints of both; a Service without endpoints, or matched by no L2Advertisement,
+/// does not hold the others back.
+#[test]
+fn local_services_sharing_an_address_agree_and_idle_siblings_do_not_block() {
+    let cfg = config(vec![ad("l2", "lan")]);
+    let nodes: Vec<Node> = ["n1", "n2", "n3", "n4"]
+        .iter()
+        .map(|n| node(n, &[]))
+        .collect();
+    let live = all_live(&nodes);
+    for i in 0..30 {
+        let addr = format!("10.0.2.{i}");
+        let local = |name: &str, on: &[&str]| Service {
+            name: name.into(),
+            traffic_policy: TrafficPolicy::Local,
+            local_endpoint_nodes: on.iter().map(|n| n.to_string()).collect(),
+            ..service(&addr)
+        };
+        let services = vec![
+            local("default/tcp", &["n1", "n2", "n3"]),
+            local("default/udp", &["n2", "n3", "n4"]),
+        ];
+        let shared = SharedAddresses::of(&services);
+        let cluster = Cluster {
+            shared: &shared,
+            config: &cfg,
+            nodes: &nodes,
+            live: &live,
+            ignore_exclude_label: false,
+        };
+        let now = answering(&cluster, &services, ip(&addr));
+        assert_eq!(now.len(), 1, "{addr}: {now:?}");
+        let owner_node = now.into_iter().next().unwrap();
+        assert!(owner_node == "n2" || owner_node == "n3", "{owner_node}");
+        assert_eq!(owner_node, hash_first(&["n2", "n3"], ip(&addr)));
+
+        // A sibling with no endpoint at all, and one in a pool no L2Advertisement covers,
+        // leave the first Service's election as if alone.
+        let idle = Service {
+            has_serving_endpoint: false,
+            ..local("default/idle", &[])
+        };
+        let bgp_only = Service {
+            pool: "bgp-only".into(),
+            ..local("default/bgp", &[])
+        };
+        let services = vec![local("default/tcp", &["n1", "n2", "n3"]), idle, bgp_only];
+        let shared = SharedAddresses::of(&services);
+        let cluster = Cluster {
+            shared: &shared,
+            ..cluster
+        };
+        assert_eq!(
+            owner(&cluster, &services[0], ip(&addr)).unwrap().node,
+            hash_first(&["n1", "n2", "n3"], ip(&addr))
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ferrolb_config::Config;
 
 use super::responder::{Responder, ResponderConfig};
-use crate::election::{self, Cluster, Interfaces, Node, Service};
+use crate::election::{self, Cluster, Interfaces, Node, Service, SharedAddresses};
 use crate::membership::{Membership, MembershipConfig, MembershipError, MembershipStats, Waker};
 
 /// What the election needs besides liveness.
@@ -47,7 +47,9 @@ pub fn desired(
     if !has_quorum(inputs.quorum, live) {
         return BTreeMap::new();
     }
+    let shared = SharedAddresses::of(&inputs.services);
     let cluster = Cluster {
+        shared: &shared,
         config: &inputs.config,
         nodes: &inputs.nodes,
         live,
@@ -57,7 +59,8 @@ pub fn desired(
     for svc in &inputs.services {
         for (ip, decision) in election::decide(&cluster, svc, node) {
             if let Ok(a) = decision {
-                // Services sharing an IP agree on the owner; merge their interface lists.
+                // Services sharing an IP agree on the owner (the election makes sure of it);
+                // merge their interface lists.
                 let merged = match (out.remove(&ip), a.interfaces) {
                     (Some(Interfaces::All), _) | (_, Interfaces::All) => Interfaces::All,
                     (Some(Interfaces::Named(mut x)), Interfaces::Named(y)) => {
@@ -87,7 +90,9 @@ pub fn successors(
     if mine.is_empty() || !has_quorum(inputs.quorum, &rest) {
         return out;
     }
+    let shared = SharedAddresses::of(&inputs.services);
     let cluster = Cluster {
+        shared: &shared,
         config: &inputs.config,
         nodes: &inputs.nodes,
         live: &rest,
@@ -111,7 +116,9 @@ pub fn watched(node: &str, inputs: &Inputs, live: &BTreeSet<String>) -> BTreeSet
     if !has_quorum(inputs.quorum, live) {
         return out;
     }
+    let shared = SharedAddresses::of(&inputs.services);
     let cluster = Cluster {
+        shared: &shared,
         config: &inputs.config,
         nodes: &inputs.nodes,
         live,
