@@ -15,6 +15,9 @@
 //!   values for advertisements of identical scope; taking the highest keeps the result
 //!   independent of input order in any remaining overlap). LOCAL_PREF reaches iBGP peers only
 //!   (the UPDATE builder drops it for eBGP).
+//! - A session carries the address family of its peer's address: an IPv6 address is not
+//!   announced to an IPv4 peer, and the decision says so (`noPeerOfAddressFamily`) rather
+//!   than "announced".
 //! - externalTrafficPolicy Cluster: announced while the Service has any serving endpoint;
 //!   Local: only while this node has a local serving endpoint.
 //! - A node that carries the exclude label (unless told to ignore it) or is NetworkUnavailable
@@ -65,6 +68,9 @@ pub enum Reason {
     /// The matching advertisements name only peers this node has no session with (or the
     /// node has no peer at all).
     NoPeer,
+    /// Every peer the address would go to has a session of the other address family, which
+    /// does not carry it (an IPv6 address and only IPv4 peers, or the reverse).
+    NoPeerOfFamily,
 }
 
 impl Reason {
@@ -79,6 +85,7 @@ impl Reason {
             Reason::Excluded => election::Reason::Excluded.tag(),
             Reason::NoLocalEndpoints => election::Reason::NoLocalEndpoints.tag(),
             Reason::NoPeer => "noPeer",
+            Reason::NoPeerOfFamily => "noPeerOfAddressFamily",
         }
     }
 }
@@ -206,6 +213,7 @@ fn service_routes<'c>(local: &Local<'c>, peers: &[&'c Peer], service: &Service) 
             .map(|&ip| {
                 let routes: Vec<Contribution<'c>> = peers
                     .iter()
+                    .filter(|peer| carries(peer, ip))
                     .flat_map(|peer| {
                         ads.iter()
                             .filter(|ad| ad.peers.is_empty() || ad.peers.contains(&peer.name))
@@ -216,7 +224,12 @@ fn service_routes<'c>(local: &Local<'c>, peers: &[&'c Peer], service: &Service) 
                             })
                     })
                     .collect();
-                if routes.is_empty() {
+                let named = |peer: &&&Peer| {
+                    (ads.iter()).any(|ad| ad.peers.is_empty() || ad.peers.contains(&peer.name))
+                };
+                if routes.is_empty() && peers.iter().any(|p| named(&p)) {
+                    (ip, Err(Reason::NoPeerOfFamily))
+                } else if routes.is_empty() {
                     (ip, Err(Reason::NoPeer))
                 } else {
                     (ip, Ok(routes))
@@ -224,6 +237,12 @@ fn service_routes<'c>(local: &Local<'c>, peers: &[&'c Peer], service: &Service) 
             })
             .collect(),
     }
+}
+
+/// Whether a session with `peer` carries `ip`: a session carries the address family of its
+/// peer's address (its next hop is this node's address of that family on the connection).
+pub fn carries(peer: &Peer, ip: IpAddr) -> bool {
+    peer.address.is_ipv4() == ip.is_ipv4()
 }
 
 /// The advertisements through which this node may announce the Service (peers aside), or why

@@ -12,7 +12,7 @@
 //! Sessions run on the tokio runtime `apply` is called from; their sockets are created in that
 //! runtime's network namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub struct NodeSpeaker {
     /// Why the listener is not there, while it is not (retried on every apply; logged once
     /// per distinct reason).
     listen_error: Option<String>,
+    /// Addresses no session carries (only peers of the other family), logged when they change.
+    no_peer_of_family: BTreeSet<IpAddr>,
 }
 
 impl NodeSpeaker {
@@ -113,6 +115,7 @@ impl NodeSpeaker {
             listen_port: 0,
             listener: None,
             listen_error: None,
+            no_peer_of_family: BTreeSet::new(),
         }
     }
 
@@ -157,6 +160,26 @@ impl NodeSpeaker {
         Session::spawn_accepting(cfg.clone(), table, incoming)
     }
 
+    /// Says (once per change) which addresses are not announced because every peer they would
+    /// go to has a session of the other address family: counts and the first few, so the line
+    /// does not grow with the number of Services.
+    fn log_unannounced_families(&mut self, plan: &announce::Plan) {
+        let now: BTreeSet<IpAddr> = (plan.decisions.iter())
+            .filter(|d| d.decision == Err(announce::Reason::NoPeerOfFamily))
+            .map(|d| d.ip)
+            .collect();
+        if now != self.no_peer_of_family && !now.is_empty() {
+            let first: Vec<String> = now.iter().take(5).map(|ip| ip.to_string()).collect();
+            tracing::warn!(
+                count = now.len(),
+                "addresses not announced over BGP: every peer they would go to is of the other \
+                 address family (first: {})",
+                first.join(", ")
+            );
+        }
+        self.no_peer_of_family = now;
+    }
+
     /// Brings the sessions and their tables in line with the inputs. Call it on every change
     /// of the config, the Services (IPs, endpoints) or this Node, from inside a tokio runtime.
     pub async fn apply(
@@ -174,6 +197,7 @@ impl NodeSpeaker {
             },
             services,
         );
+        self.log_unannounced_families(&plan);
         let mut out = Applied::default();
         let mut wanted: BTreeMap<String, (PeerConfig, Table)> = BTreeMap::new();
         for (name, table) in &plan.tables {

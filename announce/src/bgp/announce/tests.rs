@@ -122,23 +122,49 @@ fn reason(p: &Plan, i: usize) -> Option<Reason> {
 fn announces_each_ip_as_host_prefix_to_every_peer() {
     let cfg = config(
         vec![ad("a", "lan")],
-        vec![peer("r1", 64513, "10.0.0.1"), peer("r2", 64514, "10.0.0.2")],
+        vec![
+            peer("r1", 64513, "10.0.0.1"),
+            peer("r2", 64514, "10.0.0.2"),
+            peer("r6", 64515, "fd00::1"),
+        ],
     );
     let p = run(
         &cfg,
         &node("n1", &[]),
         &[service("web", &["10.96.0.1", "fd00:96::1"])],
     );
+    // Each address goes to the peers whose session carries its family.
     for r in ["r1", "r2"] {
-        assert_eq!(
-            prefixes(&p.tables[r]),
-            vec![net("10.96.0.1/32"), net("fd00:96::1/128")]
-        );
+        assert_eq!(prefixes(&p.tables[r]), vec![net("10.96.0.1/32")]);
     }
+    assert_eq!(prefixes(&p.tables["r6"]), vec![net("fd00:96::1/128")]);
     assert!(p.decisions.iter().all(|d| d.decision.is_ok()));
     let ann = p.decisions[0].decision.clone().unwrap();
     assert_eq!(ann.advertisements, vec!["a".to_string()]);
-    assert_eq!(ann.peers.len(), 2);
+    assert_eq!(ann.peers.keys().collect::<Vec<_>>(), ["r1", "r2"]);
+    let ann = p.decisions[1].decision.clone().unwrap();
+    assert_eq!(ann.peers.keys().collect::<Vec<_>>(), ["r6"]);
+}
+
+/// MetalLB drop-in (issue 13, class 8): an IPv6 address with only IPv4 peers is not
+/// announced, and the decision says why instead of "announced" (the session never carried
+/// it); the IPv4 address of the same Service is announced.
+#[test]
+fn an_address_no_session_carries_is_not_called_announced() {
+    let cfg = config(vec![ad("a", "lan")], vec![peer("r1", 64513, "10.0.0.1")]);
+    let p = run(
+        &cfg,
+        &node("n1", &[]),
+        &[service("web", &["10.96.0.1", "fd00:96::1"])],
+    );
+    assert!(p.decisions[0].decision.is_ok());
+    assert_eq!(reason(&p, 1), Some(Reason::NoPeerOfFamily));
+    assert_eq!(prefixes(&p.tables["r1"]), vec![net("10.96.0.1/32")]);
+    // And the reverse: an IPv4 address with only an IPv6 peer.
+    let cfg = config(vec![ad("a", "lan")], vec![peer("r6", 64513, "fd00::1")]);
+    let p = run(&cfg, &node("n1", &[]), &[service("web", &["10.96.0.1"])]);
+    assert_eq!(reason(&p, 0), Some(Reason::NoPeerOfFamily));
+    assert_eq!(Reason::NoPeerOfFamily.tag(), "noPeerOfAddressFamily");
 }
 
 #[test]
@@ -202,7 +228,10 @@ fn aggregation_masks_and_merges() {
     let mut a = ad("a", "lan");
     a.aggregation_length = 30;
     a.aggregation_length_v6 = 124;
-    let cfg = config(vec![a], vec![peer("r1", 64513, "10.0.0.1")]);
+    let cfg = config(
+        vec![a],
+        vec![peer("r1", 64513, "10.0.0.1"), peer("r6", 64513, "fd00::1")],
+    );
     let p = run(
         &cfg,
         &node("n1", &[]),
@@ -214,12 +243,9 @@ fn aggregation_masks_and_merges() {
     );
     assert_eq!(
         prefixes(&p.tables["r1"]),
-        vec![
-            net("10.96.0.0/30"),
-            net("10.96.0.4/30"),
-            net("fd00::10/124")
-        ]
+        vec![net("10.96.0.0/30"), net("10.96.0.4/30")]
     );
+    assert_eq!(prefixes(&p.tables["r6"]), vec![net("fd00::10/124")]);
 }
 
 #[test]
