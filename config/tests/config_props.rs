@@ -105,7 +105,7 @@ fn peer() -> impl Strategy<Value = api::BGPPeer> {
             metadata: meta(n),
             spec: BGPPeerSpec {
                 my_asn: my,
-                peer_asn: peer,
+                peer_asn: Some(peer),
                 peer_address: address,
                 peer_port: port,
                 source_address: source.clone(),
@@ -259,7 +259,7 @@ fn check_promises(config: &Config) {
         );
     }
     for peer in config.peers.values() {
-        assert!(peer.my_asn != 0 && peer.peer_asn != 0);
+        assert!(peer.my_asn != 0 && peer.peer_asn != ferrolb_config::PeerAsn::Is(0));
         assert!(peer.hold_time.is_zero() || peer.hold_time.as_secs() >= 3);
         assert!(peer.keepalive_time <= peer.hold_time);
         assert!(
@@ -356,7 +356,7 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
             metadata: named(format!("peer{i}")),
             spec: BGPPeerSpec {
                 my_asn: 64512,
-                peer_asn: 64513 + i as u32,
+                peer_asn: Some(64513 + i as u32),
                 peer_address: format!("10.200.0.{}", i + 1),
                 hold_time: Some("9s".into()),
                 bfd_profile: Some("fast".into()),
@@ -467,7 +467,7 @@ fn apply(raw: &mut RawConfig, m: &Mutation, i: usize) -> Option<String> {
             name(&p.metadata)
         })?,
         Mutation::PeerAsnZero => raw.peers.get_mut(i).map(|p| {
-            p.spec.peer_asn = 0;
+            p.spec.peer_asn = Some(0);
             name(&p.metadata)
         })?,
         Mutation::PeerBfd(b) => raw.peers.get_mut(i).map(|p| {

@@ -249,6 +249,36 @@ fn cases() -> Vec<Case> {
             reason: |r| matches!(r, Reason::Duplicate { .. }),
         },
         Case {
+            rule: "BGPPeer has both peerASN and dynamicASN",
+            valid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, dynamicASN: external, peerAddress: 10.0.0.1}"),
+            invalid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, dynamicASN: external, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.peerASN",
+            reason: |r| matches!(r, Reason::PeerAsnChoice { both: true }),
+        },
+        Case {
+            rule: "BGPPeer has neither peerASN nor dynamicASN",
+            valid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, dynamicASN: internal, peerAddress: 10.0.0.1}"),
+            invalid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.peerASN",
+            reason: |r| matches!(r, Reason::PeerAsnChoice { both: false }),
+        },
+        Case {
+            rule: "ebgpMultiHop on a dynamicASN internal (iBGP) peer",
+            valid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, dynamicASN: external, ebgpMultiHop: true, peerAddress: 10.0.0.1}"),
+            invalid: base.clone()
+                + &doc("BGPPeer", "p", "{myASN: 64512, dynamicASN: internal, ebgpMultiHop: true, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.ebgpMultiHop",
+            reason: |r| matches!(r, Reason::EbgpMultiHopOnIbgp { .. }),
+        },
+        Case {
             rule: "BGPAdvertisement names an unknown community alias",
             valid: base.clone()
                 + &doc("Community", "c", "{communities: [{name: edge, value: '65000:1'}]}")

@@ -375,7 +375,7 @@ fn bgp_a_stalled_peer_affects_only_its_own_session() {
     let mut stalled = PeerConfig::new(
         {
             let mut f = fsm(node.ipv4, false);
-            f.peer_asn = 64700;
+            f.peer_asn = 64700.into();
             f
         },
         router.ipv4.into(),

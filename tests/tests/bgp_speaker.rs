@@ -550,3 +550,76 @@ spec:
     d0.stop();
     d1.stop();
 }
+
+/// MetalLB drop-in (issue 13, dynamicASN) against BIRD and FRR: a peer with `dynamicASN:
+/// external` learns the router's AS from its OPEN, comes up and announces (an eBGP session:
+/// AS_PATH starts with our AS); with `dynamicASN: internal` the same router (another AS) is
+/// refused with Bad Peer AS and nothing is announced.
+#[test]
+fn bgp_speaker_dynamic_asn_against_bird_and_frr() {
+    if !lab::require_lab() {
+        return;
+    }
+    const ROUTER_ASN: u32 = 64700;
+    let lab = Lab::new(LabSpec {
+        nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let h0 = lab.node(0);
+    let config_for = |dynamic: &str| {
+        let yaml = format!(
+            r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.99.0.0/28]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{ipAddressPools: [web]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, dynamicASN: {dynamic}, peerAddress: {}, holdTime: 9s, connectTime: 1s}}
+"#,
+            router.ipv4
+        );
+        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+    };
+    let services = vec![service("web", "web", "10.99.0.1")];
+    let bgp = BgpConfig::new(ROUTER_ASN, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN));
+    for kind in ["bird", "frr"] {
+        let daemon: Box<dyn BgpDaemon> = match kind {
+            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
+            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
+        };
+        // external: up, announced, as eBGP.
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&config_for("external"), &node(h0), &services);
+        daemon.wait_established(h0.ipv4.into(), T).unwrap();
+        d0.wait_established();
+        let route = daemon.wait_route(net("10.99.0.1/32"), T).unwrap();
+        assert_eq!(route.as_path.first(), Some(&ASN), "{kind}: {route:?}");
+        d0.stop();
+
+        // internal: the router's AS is not ours, so its OPEN is refused (2/2).
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&config_for("internal"), &node(h0), &services);
+        let refused = wait_until("Bad Peer AS sent", T, || {
+            d0.status
+                .lock()
+                .unwrap()
+                .get("tor")
+                .and_then(|s| s.last_notification.clone())
+                .is_some_and(|n| n.contains("(2/2)"))
+        });
+        assert!(refused.is_ok(), "{kind}: {:?}", d0.status.lock().unwrap());
+        assert_ne!(d0.status().state, State::Established, "{kind}");
+        d0.stop();
+        drop(daemon);
+    }
+}

@@ -10,6 +10,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+pub use ferrolb_config::PeerAsn;
+
 use super::message::{
     AFI_IPV4, AFI_IPV6, AS_TRANS, DecodeError, Handling, Message, Notification, Open, SAFI_UNICAST,
     code,
@@ -118,7 +120,8 @@ pub enum SessionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsmConfig {
     pub local_asn: u32,
-    pub peer_asn: u32,
+    /// The AS the peer's OPEN must carry: named, or learned within a rule (`dynamicASN`).
+    pub peer_asn: PeerAsn,
     pub router_id: Ipv4Addr,
     /// Proposed hold time in seconds: 0 (no keepalives) or at least 3.
     pub hold_time: u16,
@@ -137,10 +140,10 @@ pub struct FsmConfig {
 }
 
 impl FsmConfig {
-    pub fn new(local_asn: u32, peer_asn: u32, router_id: Ipv4Addr) -> Self {
+    pub fn new(local_asn: u32, peer_asn: impl Into<PeerAsn>, router_id: Ipv4Addr) -> Self {
         FsmConfig {
             local_asn,
-            peer_asn,
+            peer_asn: peer_asn.into(),
             router_id,
             hold_time: 90,
             keepalive: None,
@@ -154,7 +157,16 @@ impl FsmConfig {
 
     /// iBGP when both ASNs are equal.
     pub fn is_ibgp(&self) -> bool {
-        self.local_asn == self.peer_asn
+        self.peer_asn.is_ibgp(self.local_asn)
+    }
+
+    /// Whether the peer may have AS `asn`.
+    fn accepts(&self, asn: u32) -> bool {
+        match self.peer_asn {
+            PeerAsn::Is(want) => asn == want,
+            PeerAsn::Internal => asn == self.local_asn,
+            PeerAsn::External => asn != self.local_asn,
+        }
     }
 
     fn open(&self) -> Open {
@@ -213,11 +225,11 @@ pub fn check_open(cfg: &FsmConfig, open: &Open) -> Result<(), Notification> {
         )
     };
     match open.four_octet_as() {
-        Some(asn) if asn != cfg.peer_asn => return Err(bad_as()),
+        Some(asn) if !cfg.accepts(asn) => return Err(bad_as()),
         // The 2-octet field must agree with the capability when the ASN fits.
         Some(asn) if asn <= 0xffff && u32::from(open.my_as) != asn => return Err(bad_as()),
         Some(_) => {}
-        None if open.my_as == AS_TRANS || u32::from(open.my_as) != cfg.peer_asn => {
+        None if open.my_as == AS_TRANS || !cfg.accepts(u32::from(open.my_as)) => {
             return Err(bad_as());
         }
         None => {}

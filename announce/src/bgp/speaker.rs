@@ -307,7 +307,7 @@ mod tests {
         Peer {
             name: "tor".into(),
             my_asn: 64512,
-            peer_asn: 64513,
+            peer_asn: ferrolb_config::PeerAsn::Is(64513),
             address: "10.0.0.1".parse().unwrap(),
             port: 1179,
             source_address: Some("10.0.0.2".parse().unwrap()),
@@ -328,7 +328,7 @@ mod tests {
         let node: Ipv4Addr = "10.0.0.2".parse().unwrap();
         let c = peer_config(&peer(), Some(node)).unwrap();
         assert_eq!(c.fsm.local_asn, 64512);
-        assert_eq!(c.fsm.peer_asn, 64513);
+        assert_eq!(c.fsm.peer_asn, ferrolb_config::PeerAsn::Is(64513));
         assert_eq!(c.fsm.router_id, node);
         assert_eq!(c.fsm.hold_time, 9);
         assert_eq!(c.fsm.keepalive, Some(Duration::from_secs(3)));

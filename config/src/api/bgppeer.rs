@@ -20,6 +20,7 @@ pub const DEFAULT_PEER_PORT: u16 = 179;
     status = "super::ConfigStatus",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
     printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.peerASN"),
+    printcolumn(name = "Dynamic ASN", type_ = "string", json_path = ".spec.dynamicASN"),
     printcolumn(name = "My ASN", type_ = "integer", json_path = ".spec.myASN"),
     printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
     printcolumn(
@@ -31,16 +32,26 @@ pub const DEFAULT_PEER_PORT: u16 = 179;
 )]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.password) && has(self.passwordSecret))")
     .message("password and passwordSecret are mutually exclusive"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.peerASN) != has(self.dynamicASN)")
+    .message("exactly one of peerASN and dynamicASN must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct BGPPeerSpec {
     /// The AS number of the speakers (4-octet ASNs allowed).
     #[serde(rename = "myASN")]
     #[schemars(range(min = 1, max = 4_294_967_295u32))]
     pub my_asn: u32,
-    /// The AS number of the peer; equal to myASN for iBGP.
-    #[serde(rename = "peerASN")]
+    /// The AS number of the peer; equal to myASN for iBGP. Either this or dynamicASN.
+    #[serde(rename = "peerASN", default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4_294_967_295u32))]
-    pub peer_asn: u32,
+    pub peer_asn: Option<u32>,
+    /// Learn the peer's AS number from its OPEN instead of naming it: `internal` (it must be
+    /// myASN: iBGP) or `external` (it must differ: eBGP). Either this or peerASN.
+    #[serde(
+        rename = "dynamicASN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dynamic_asn: Option<DynamicAsn>,
     /// The peer's IPv4 or IPv6 address.
     #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("isIP(self)").message("peerAddress must be an IP address"))]
@@ -92,6 +103,17 @@ pub struct BGPPeerSpec {
     /// The eBGP peer is more than one hop away: send with a TTL of 255.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebgp_multi_hop: Option<bool>,
+}
+
+/// How the peer's AS number is learned when it is not named (MetalLB's `dynamicASN`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DynamicAsn {
+    /// The peer's AS is ours: iBGP.
+    #[serde(rename = "internal")]
+    Internal,
+    /// The peer's AS is any other: eBGP.
+    #[serde(rename = "external")]
+    External,
 }
 
 /// Where a Secret lives. Namespace defaults to the BGPPeer's own.

@@ -17,7 +17,7 @@ pub mod l2advertisement;
 
 pub use bfdprofile::{BFDProfile, BFDProfileSpec};
 pub use bgpadvertisement::{BGPAdvertisement, BGPAdvertisementSpec};
-pub use bgppeer::{BGPPeer, BGPPeerSpec, SecretReference};
+pub use bgppeer::{BGPPeer, BGPPeerSpec, DynamicAsn, SecretReference};
 pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};

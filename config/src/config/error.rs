@@ -141,6 +141,12 @@ pub enum Reason {
         /// The name given.
         name: String,
     },
+    /// Neither or both of peerASN and dynamicASN.
+    #[error("{}", if *both { "peerASN and dynamicASN are mutually exclusive" } else { "one of peerASN and dynamicASN is required" })]
+    PeerAsnChoice {
+        /// Both were set (else neither).
+        both: bool,
+    },
     /// A name that refers to an object that exists but is refused itself.
     #[error("{kind} {name:?} is refused (its status says why)")]
     RefusedReference {
@@ -433,6 +439,7 @@ impl Reason {
             | EbgpMultiHopOnIbgp { .. }
             | ServiceSelectorsWithAggregation { .. }
             | NameTooLong { .. }
+            | PeerAsnChoice { .. }
             | PasswordConflict
             | PasswordLength { .. }
             | InvalidSelector(_)) => r,

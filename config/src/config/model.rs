@@ -267,8 +267,8 @@ pub struct Peer {
     pub name: String,
     /// Local AS.
     pub my_asn: u32,
-    /// Remote AS.
-    pub peer_asn: u32,
+    /// Remote AS: named, or learned from the peer's OPEN (`dynamicASN`).
+    pub peer_asn: PeerAsn,
     /// The router's address.
     pub address: IpAddr,
     /// The router's TCP port.
@@ -298,7 +298,36 @@ pub struct Peer {
 impl Peer {
     /// iBGP when both ends are in one AS.
     pub fn is_ibgp(&self) -> bool {
-        self.my_asn == self.peer_asn
+        self.peer_asn.is_ibgp(self.my_asn)
+    }
+}
+
+/// The peer's AS number: named (`peerASN`), or any the peer's OPEN gives within the rule of
+/// `dynamicASN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAsn {
+    /// Exactly this AS.
+    Is(u32),
+    /// The local AS (iBGP).
+    Internal,
+    /// Any AS but the local one (eBGP).
+    External,
+}
+
+impl From<u32> for PeerAsn {
+    fn from(asn: u32) -> PeerAsn {
+        PeerAsn::Is(asn)
+    }
+}
+
+impl PeerAsn {
+    /// Whether the session is iBGP, given the local AS.
+    pub fn is_ibgp(self, my_asn: u32) -> bool {
+        match self {
+            PeerAsn::Is(asn) => asn == my_asn,
+            PeerAsn::Internal => true,
+            PeerAsn::External => false,
+        }
     }
 }
 

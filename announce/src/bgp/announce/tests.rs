@@ -49,7 +49,7 @@ fn peer(name: &str, asn: u32, address: &str) -> Peer {
     Peer {
         name: name.into(),
         my_asn: 64512,
-        peer_asn: asn,
+        peer_asn: asn.into(),
         address: address.parse().unwrap(),
         port: 179,
         source_address: None,

@@ -186,7 +186,7 @@ fn open_checks_send_the_right_notification() {
 #[test]
 fn four_octet_peer_asn() {
     let mut c = cfg();
-    c.peer_asn = 4_200_000_000;
+    c.peer_asn = 4_200_000_000.into();
     let mut f = Fsm::new(c);
     f.handle(Event::Start);
     f.handle(Event::Connected);
@@ -609,4 +609,43 @@ proptest! {
             }
         }
     }
+}
+
+/// MetalLB drop-in (issue 13, dynamicASN): the peer's AS is learned from its OPEN within the
+/// rule: `internal` takes only our AS, `external` any other; a wrong one gets Bad Peer AS
+/// (2/2) with the AS it sent. The session is iBGP or eBGP by the rule, not by a named AS.
+#[test]
+fn dynamic_peer_asn_is_learned_within_its_rule() {
+    let reached = |rule: PeerAsn, peer_as: u32| {
+        let mut c = cfg();
+        c.peer_asn = rule;
+        let mut f = Fsm::new(c);
+        f.handle(Event::Start);
+        f.handle(Event::Connected);
+        let a = f.handle(Event::Received(
+            Conn::Outgoing,
+            Message::Open(Open::new(peer_as, 90, LOW, &[(1, 1)])),
+        ));
+        (f.state(), notif(&a), f.negotiated().map(|n| n.peer_asn))
+    };
+    // Our AS is 64513 (cfg()).
+    assert_eq!(
+        reached(PeerAsn::External, 64999),
+        (State::OpenConfirm, None, Some(64999))
+    );
+    assert_eq!(
+        reached(PeerAsn::External, 4_200_000_000),
+        (State::OpenConfirm, None, Some(4_200_000_000))
+    );
+    assert_eq!(reached(PeerAsn::External, 64513).1, Some((2, 2)));
+    assert_eq!(
+        reached(PeerAsn::Internal, 64513),
+        (State::OpenConfirm, None, Some(64513))
+    );
+    assert_eq!(reached(PeerAsn::Internal, 64512).1, Some((2, 2)));
+    let mut c = cfg();
+    c.peer_asn = PeerAsn::Internal;
+    assert!(c.is_ibgp());
+    c.peer_asn = PeerAsn::External;
+    assert!(!c.is_ibgp());
 }

@@ -15,11 +15,22 @@ impl Builder {
         for (r, obj) in self.unique_names(Kind::BGPPeer, raw) {
             let s = &obj.spec;
             let before = self.errors.len();
-            for (field, asn) in [("spec.myASN", s.my_asn), ("spec.peerASN", s.peer_asn)] {
+            let named = [("spec.myASN", Some(s.my_asn)), ("spec.peerASN", s.peer_asn)];
+            for (field, asn) in named.into_iter().filter_map(|(f, a)| Some((f, a?))) {
                 if asn == 0 || asn == u32::MAX {
                     self.error(&r, field, Reason::ReservedAsn { asn });
                 }
             }
+            let peer_asn = match (s.peer_asn, s.dynamic_asn) {
+                (Some(asn), None) => PeerAsn::Is(asn),
+                (None, Some(api::DynamicAsn::Internal)) => PeerAsn::Internal,
+                (None, Some(api::DynamicAsn::External)) => PeerAsn::External,
+                (Some(_), Some(_)) | (None, None) => {
+                    let both = s.peer_asn.is_some();
+                    self.error(&r, "spec.peerASN", Reason::PeerAsnChoice { both });
+                    PeerAsn::Internal
+                }
+            };
             let address = self.ip(&r, "spec.peerAddress", &s.peer_address);
             let port = s
                 .peer_port
@@ -77,7 +88,7 @@ impl Builder {
                     .unwrap_or(DEFAULT_CONNECT_TIME),
             };
             let password = self.password(&r, obj, secrets);
-            if s.ebgp_multi_hop == Some(true) && s.my_asn == s.peer_asn {
+            if s.ebgp_multi_hop == Some(true) && peer_asn.is_ibgp(s.my_asn) {
                 self.error(
                     &r,
                     "spec.ebgpMultiHop",
@@ -139,7 +150,7 @@ impl Builder {
                 Peer {
                     name: r.name.clone(),
                     my_asn: s.my_asn,
-                    peer_asn: s.peer_asn,
+                    peer_asn,
                     address,
                     port,
                     source_address,
