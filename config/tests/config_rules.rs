@@ -821,6 +821,20 @@ fn an_l2_advertisement_without_spec_announces_every_pool() {
     assert_eq!(ad.pools, ["lan".to_string()].into());
 }
 
+/// MetalLB's deployment_bgp.yaml sample: a BGPAdvertisement with no spec, every pool to every
+/// peer from every node, host routes.
+#[test]
+fn a_bgp_advertisement_without_spec_announces_every_pool() {
+    let yaml = pool("lan", &["10.0.0.0/24"])
+        + "---\napiVersion: ferrolb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: empty, namespace: ferrolb-system}\n";
+    let cfg = run(&yaml).unwrap();
+    let ad = &cfg.bgp_advertisements[0];
+    assert_eq!(ad.name, "empty");
+    assert_eq!(ad.pools, ["lan".to_string()].into());
+    assert!(ad.peers.is_empty() && ad.node_selectors.is_empty());
+    assert_eq!((ad.aggregation_length, ad.aggregation_length_v6), (32, 128));
+}
+
 #[test]
 fn malformed_yaml_names_the_document() {
     let yaml = pool("a", &["10.1.0.0/24"])

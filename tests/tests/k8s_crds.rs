@@ -153,6 +153,18 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
             peer(json!({"sourceAddress": "node-a"})),
             "sourceAddress must be an IP address",
         ),
+        (
+            "BGPPeer",
+            json!({"myASN": 64512, "dynamicASN": "external", "peerAddress": "10.0.0.1"}),
+            peer(json!({"dynamicASN": "external"})),
+            "exactly one of peerASN and dynamicASN must be set",
+        ),
+        (
+            "BGPPeer",
+            json!({"myASN": 64512, "dynamicASN": "internal", "peerAddress": "10.0.0.1"}),
+            json!({"myASN": 64512, "peerAddress": "10.0.0.1"}),
+            "exactly one of peerASN and dynamicASN must be set",
+        ),
     ];
     let mut covered: BTreeSet<String> = cases.iter().map(|c| c.3.to_string()).collect();
     for (n, (kind, valid, invalid, message)) in cases.into_iter().enumerate() {
@@ -292,4 +304,18 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
         .block_on(typed.get("bare"))
         .expect("read back as the typed kind");
     assert_eq!(got.spec, api::L2AdvertisementSpec::default());
+
+    // And MetalLB's deployment_bgp.yaml sample: a BGPAdvertisement with no spec.
+    let bare: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", api::GROUP, api::VERSION), "kind": "BGPAdvertisement",
+        "metadata": {"name": "empty", "namespace": "ferrolb-system"}
+    }))
+    .unwrap();
+    c.block_on(api_for(&c, "BGPAdvertisement").create(&PostParams::default(), &bare))
+        .expect("a BGPAdvertisement without spec is accepted");
+    let typed: Api<api::BGPAdvertisement> = Api::namespaced(c.client(), "ferrolb-system");
+    let got = c
+        .block_on(typed.get("empty"))
+        .expect("read back as the typed kind");
+    assert_eq!(got.spec, api::BGPAdvertisementSpec::default());
 }

@@ -72,7 +72,7 @@ pub fn crds()
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 kubernetes_formats(schema);
-                if kind == "L2Advertisement" {
+                if kind == "L2Advertisement" || kind == "BGPAdvertisement" {
                     spec_optional(schema);
                 }
             }
@@ -81,9 +81,9 @@ pub fn crds()
     crds
 }
 
-/// MetalLB documents an L2Advertisement with no `spec` at all (every pool, every node, every
-/// interface): the API server accepts it and defaults `spec` to `{}`, which our type reads as
-/// exactly that. kube-derive always requires `spec`, so the schema is adjusted here.
+/// MetalLB documents an L2Advertisement and a BGPAdvertisement with no `spec` at all (every
+/// pool, every node, every interface or peer): the API server accepts them and defaults `spec`
+/// to `{}`, which our types read as exactly that. kube-derive always requires `spec`, so the schema is adjusted here.
 fn spec_optional(
     schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
 ) {

@@ -58,16 +58,11 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
         let result = match (ours, kind) {
             (true, "IPAddressPool") => strict(value, kind).map(|o| c.pools.push(o)),
             (true, "L2Advertisement") => {
-                // As the API server does (see `api::crds`): no spec is an empty one.
-                let mut value = value;
-                if let Some(m) = value.as_mapping_mut()
-                    && !m.contains_key("spec")
-                {
-                    m.insert("spec".into(), serde_yaml::Mapping::new().into());
-                }
-                strict(value, kind).map(|o| c.l2_advertisements.push(o))
+                strict(with_spec(value), kind).map(|o| c.l2_advertisements.push(o))
             }
-            (true, "BGPAdvertisement") => strict(value, kind).map(|o| c.bgp_advertisements.push(o)),
+            (true, "BGPAdvertisement") => {
+                strict(with_spec(value), kind).map(|o| c.bgp_advertisements.push(o))
+            }
             (true, "BGPPeer") => strict(value, kind).map(|o| c.peers.push(o)),
             (true, "BFDProfile") => strict(value, kind).map(|o| c.bfd_profiles.push(o)),
             (true, "Community") => strict(value, kind).map(|o| c.communities.push(o)),
@@ -88,6 +83,16 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
         result.map_err(|e| malformed(&format!("{} {}: {e}", meta.api_version, meta.kind)))?;
     }
     Ok(docs)
+}
+
+/// As the API server does for the advertisements (see `api::crds`): no spec is an empty one.
+fn with_spec(mut value: serde_yaml::Value) -> serde_yaml::Value {
+    if let Some(m) = value.as_mapping_mut()
+        && !m.contains_key("spec")
+    {
+        m.insert("spec".into(), serde_yaml::Mapping::new().into());
+    }
+    value
 }
 
 /// One of our kinds from YAML, refusing every field the type does not have: no API server
