@@ -6,6 +6,7 @@
 //! - [`build`]: one pure function from the raw objects to a validated [`Config`], or every problem
 //!   found, each naming its object, field and reason ([`ConfigErrors`]).
 //! - [`crdgen`]: the CRD YAML generated from [`api`].
+//! - [`migrate`]: MetalLB's objects as ferrolb.io objects, with a report of what does not carry.
 //! - [`service`]: which Services are ferrolb's.
 //! - [`selector`]: Kubernetes label selectors, compiled once and matched many times.
 
@@ -13,6 +14,7 @@ pub mod annotations;
 pub mod api;
 mod config;
 pub mod crdgen;
+pub mod migrate;
 pub mod selector;
 pub mod service;
 

@@ -9,4 +9,5 @@
 pub mod announce;
 pub mod config_dir;
 pub mod engine;
+pub mod migrate;
 pub mod state;

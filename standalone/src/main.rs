@@ -32,6 +32,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Convert MetalLB's configuration (metallb.io objects) to ferrolb.io objects: YAML on
+    /// standard output, and on standard error a line for every object, and for every field
+    /// that does not carry over and why. Services need no change.
+    Migrate {
+        /// YAML files with MetalLB objects (`-`: standard input).
+        files: Vec<PathBuf>,
+        /// Read MetalLB's objects from the cluster instead, with kubectl.
+        #[arg(long, conflicts_with = "files")]
+        from_cluster: bool,
+        /// The kubectl to run for --from-cluster (its usual flags and KUBECONFIG apply).
+        #[arg(long, default_value = "kubectl")]
+        kubectl: PathBuf,
+        /// MetalLB's namespace, for --from-cluster.
+        #[arg(long, default_value = "metallb-system")]
+        metallb_namespace: String,
+        /// ferrolb's namespace: where the objects go.
+        #[arg(long, default_value = "ferrolb-system")]
+        namespace: String,
+    },
     /// Assign addresses to the Services of a directory of YAML, and keep them.
     Standalone {
         /// Directory of YAML files: IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer,
@@ -110,6 +129,47 @@ fn session_line(s: &ferrolb_announce::bgp::SessionStatus) -> String {
     line
 }
 
+/// `ferrolb migrate`: the YAML to stdout, the report to stderr.
+fn migrate(
+    files: &[PathBuf],
+    from_cluster: bool,
+    kubectl: &std::path::Path,
+    metallb_namespace: &str,
+    namespace: &str,
+) -> ExitCode {
+    use ferrolb_standalone::migrate as input;
+    let read = if from_cluster {
+        input::read_cluster(kubectl, metallb_namespace)
+    } else if files.is_empty() {
+        Err("name YAML files (or -), or use --from-cluster".into())
+    } else {
+        input::read_files(files).map(|t| (t, Vec::new()))
+    };
+    let (text, notes) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match ferrolb_config::migrate::migrate(&text, namespace) {
+        Ok(m) => {
+            print!("{}", m.yaml);
+            for note in notes {
+                eprintln!("{note}");
+            }
+            for line in &m.report {
+                eprintln!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // The announcer's own log lines (sessions, NOTIFICATIONs, membership, responder) to stderr;
@@ -119,6 +179,23 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    let command = Cli::parse().command;
+    if let Command::Migrate {
+        files,
+        from_cluster,
+        kubectl,
+        metallb_namespace,
+        namespace,
+    } = command
+    {
+        return migrate(
+            &files,
+            from_cluster,
+            &kubectl,
+            &metallb_namespace,
+            &namespace,
+        );
+    }
     let Command::Standalone {
         config,
         state: state_file,
@@ -131,7 +208,10 @@ async fn main() -> ExitCode {
         membership_secret_file,
         l2_flags,
         bgp_listen_port,
-    } = Cli::parse().command;
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
     let mut announcer = match node {
         None => None,
         Some(node) => {
