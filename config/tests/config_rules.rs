@@ -279,6 +279,22 @@ fn cases() -> Vec<Case> {
             reason: |r| matches!(r, Reason::EbgpMultiHopOnIbgp { .. }),
         },
         Case {
+            rule: "BGPPeer vrf is not a device name",
+            valid: base.clone() + &peer("p", ", vrf: red"),
+            invalid: base.clone() + &peer("p", ", vrf: 'red/blue'"),
+            object: "BGPPeer p",
+            field: "spec.vrf",
+            reason: |r| matches!(r, Reason::InvalidInterface { .. }),
+        },
+        Case {
+            rule: "Two BGPPeers to one address in one VRF (in two VRFs they are two routers)",
+            valid: base.clone() + &peer("p", ", vrf: red") + &peer("q", ", vrf: blue"),
+            invalid: base.clone() + &peer("p", ", vrf: red") + &peer("q", ", vrf: red"),
+            object: "BGPPeer q",
+            field: "spec.peerAddress",
+            reason: |r| matches!(r, Reason::DuplicatePeer { .. }),
+        },
+        Case {
             rule: "BGPAdvertisement names an unknown community alias",
             valid: base.clone()
                 + &doc("Community", "c", "{communities: [{name: edge, value: '65000:1'}]}")

@@ -623,3 +623,178 @@ spec: {{myASN: {ASN}, dynamicASN: {dynamic}, peerAddress: {}, holdTime: 9s, conn
         drop(daemon);
     }
 }
+
+/// MetalLB drop-in (issue 13, dualStackAddressFamily) against BIRD and FRR: one IPv4 session
+/// carries a dual-stack Service's IPv4 and IPv6 addresses (MP-BGP, RFC 4760); the IPv6 route's
+/// next hop is the node's IPv6 address on the session's interface. Without the flag the IPv6
+/// address is not sent over the IPv4 session.
+#[test]
+fn bgp_speaker_dual_stack_address_family_against_bird_and_frr() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let h0 = lab.node(0);
+    let config_for = |dual: bool| {
+        let yaml = format!(
+            r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.99.1.0/28, "fd00:99:1::/120"]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, dualStackAddressFamily: {dual}, holdTime: 9s, connectTime: 1s}}
+"#,
+            router.ipv4
+        );
+        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+    };
+    let mut web = service("web", "web", "10.99.1.1");
+    web.ips.push("fd00:99:1::1".parse().unwrap());
+    let services = vec![web];
+    let bgp =
+        BgpConfig::new(64700, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN).both_families());
+    for kind in ["bird", "frr"] {
+        let daemon: Box<dyn BgpDaemon> = match kind {
+            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
+            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
+        };
+        // Without the flag: IPv4 only (the IPv4 session does not carry IPv6).
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&config_for(false), &node(h0), &services);
+        daemon.wait_established(h0.ipv4.into(), T).unwrap();
+        daemon.wait_route(net("10.99.1.1/32"), T).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let v6 = daemon.routes(Afi::Ipv6).unwrap();
+        assert!(
+            !v6.iter().any(|r| r.prefix == net("fd00:99:1::1/128")),
+            "{kind}: {v6:?}"
+        );
+        d0.stop();
+
+        // With it: both, the IPv6 one with the node's IPv6 address as next hop.
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&config_for(true), &node(h0), &services);
+        daemon.wait_established(h0.ipv4.into(), T).unwrap();
+        let v4 = daemon.wait_route(net("10.99.1.1/32"), T).unwrap();
+        assert_eq!(v4.from, Some(h0.ipv4.into()), "{kind}: {v4:?}");
+        let v6 = daemon.wait_route(net("fd00:99:1::1/128"), T).unwrap();
+        assert_eq!(
+            v6.from,
+            Some(h0.ipv4.into()),
+            "{kind}: learned over the IPv4 session"
+        );
+        assert!(
+            v6.next_hops.contains(&h0.ip(true)),
+            "{kind}: next hop {:?}, node {}",
+            v6.next_hops,
+            h0.ip(true)
+        );
+        d0.stop();
+        drop(daemon);
+    }
+}
+
+/// BGPPeer `vrf` (issue 13): the session's socket is bound to the named device. This kernel
+/// has no VRF support (CONFIG_NET_VRF unset), so the lab checks the binding with plain
+/// devices, against BIRD and FRR: bound to the LAN interface the session comes up; bound to
+/// an existing device that does not reach the router it does not, though the default table
+/// would; a device the node lacks is named in the session's error.
+#[test]
+fn bgp_speaker_vrf_binds_the_session_to_the_device() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let h0 = lab.node(0);
+    // A device that leads nowhere (the kernel here has no dummy devices either: a veth pair).
+    h0.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        "elsewhere",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nowhere",
+    ])
+    .unwrap();
+    h0.exec_ok(&["ip", "link", "set", "elsewhere", "up"])
+        .unwrap();
+    let config_for = |vrf: &str| {
+        let yaml = format!(
+            r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.99.2.0/28]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, vrf: {vrf}, holdTime: 9s, connectTime: 1s}}
+"#,
+            router.ipv4
+        );
+        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+    };
+    let services = vec![service("web", "web", "10.99.2.1")];
+    let bgp = BgpConfig::new(64700, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN));
+    for kind in ["bird", "frr"] {
+        let daemon: Box<dyn BgpDaemon> = match kind {
+            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
+            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
+        };
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&config_for(&h0.ifname), &node(h0), &services);
+        daemon.wait_established(h0.ipv4.into(), T).unwrap();
+        daemon.wait_route(net("10.99.2.1/32"), T).unwrap();
+        d0.stop();
+
+        for (device, error) in [
+            ("elsewhere", "connecting to"),
+            ("red", "binding to VRF red"),
+        ] {
+            let d0 = NodeDriver::start(h0);
+            d0.apply(&config_for(device), &node(h0), &services);
+            let failed = wait_until("the session's error", T, || {
+                d0.status
+                    .lock()
+                    .unwrap()
+                    .get("tor")
+                    .and_then(|s| s.last_error.clone())
+                    .is_some_and(|e| e.contains(error))
+            });
+            assert!(
+                failed.is_ok(),
+                "{kind} {device}: {:?}",
+                d0.status.lock().unwrap()
+            );
+            assert_ne!(d0.status().state, State::Established, "{kind} {device}");
+            d0.stop();
+        }
+        drop(daemon);
+    }
+}

@@ -15,9 +15,9 @@
 //!   values for advertisements of identical scope; taking the highest keeps the result
 //!   independent of input order in any remaining overlap). LOCAL_PREF reaches iBGP peers only
 //!   (the UPDATE builder drops it for eBGP).
-//! - A session carries the address family of its peer's address: an IPv6 address is not
-//!   announced to an IPv4 peer, and the decision says so (`noPeerOfAddressFamily`) rather
-//!   than "announced".
+//! - A session carries the address family of its peer's address (both with
+//!   `dualStackAddressFamily`): an IPv6 address is not announced to an IPv4-only peer, and the
+//!   decision says so (`noPeerOfAddressFamily`) rather than "announced".
 //! - externalTrafficPolicy Cluster: announced while the Service has any serving endpoint;
 //!   Local: only while this node has a local serving endpoint.
 //! - A node that carries the exclude label (unless told to ignore it) or is NetworkUnavailable
@@ -240,9 +240,10 @@ fn service_routes<'c>(local: &Local<'c>, peers: &[&'c Peer], service: &Service) 
 }
 
 /// Whether a session with `peer` carries `ip`: a session carries the address family of its
-/// peer's address (its next hop is this node's address of that family on the connection).
+/// peer's address (its next hop is this node's address of that family on the connection), and
+/// with `dualStackAddressFamily` the other one too.
 pub fn carries(peer: &Peer, ip: IpAddr) -> bool {
-    peer.address.is_ipv4() == ip.is_ipv4()
+    peer.dual_stack || peer.address.is_ipv4() == ip.is_ipv4()
 }
 
 /// The advertisements through which this node may announce the Service (peers aside), or why

@@ -59,6 +59,11 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// eBGP to a router more than one hop away: TTL 255 instead of 1.
     pub ebgp_multihop: bool,
+    /// Both address families over this session, the other family's next hop being this
+    /// node's address of that family on the session's interface.
+    pub dual_stack: bool,
+    /// The VRF device the socket is bound to.
+    pub vrf: Option<String>,
 }
 
 impl PeerConfig {
@@ -70,6 +75,8 @@ impl PeerConfig {
             source_address: None,
             password: None,
             ebgp_multihop: false,
+            dual_stack: false,
+            vrf: None,
         }
     }
 
@@ -83,6 +90,7 @@ impl PeerConfig {
                 (false, true) => Some(255),
                 (false, false) => Some(1),
             },
+            vrf: self.vrf.clone(),
         }
     }
 }
@@ -493,17 +501,30 @@ impl Runner {
                         four_octet_as: n.four_octet_as,
                     };
                     let local = self.links.get(&c).map(|l| l.local.ip());
+                    // The session's own family goes with its local address; with
+                    // dualStackAddressFamily the other one with this node's address of that
+                    // family on the same interface.
+                    let other = local
+                        .filter(|_| self.cfg.dual_stack)
+                        .and_then(socket::other_family_address);
+                    let (v4, v6) = match (local, other) {
+                        (Some(IpAddr::V4(a)), Some(IpAddr::V6(b))) => (Some(a), Some(b)),
+                        (Some(IpAddr::V4(a)), _) => (Some(a), None),
+                        (Some(IpAddr::V6(b)), Some(IpAddr::V4(a))) => (Some(a), Some(b)),
+                        (Some(IpAddr::V6(b)), _) => (None, Some(b)),
+                        (None, _) => (None, None),
+                    };
+                    if self.cfg.dual_stack && other.is_none() {
+                        tracing::warn!(
+                            peer = %self.cfg.peer_address,
+                            "dualStackAddressFamily: this node has no address of the other family on the session's interface; only the session's family is sent"
+                        );
+                    }
                     let view = PeerView {
                         local_asn: self.cfg.fsm.local_asn,
                         ibgp: self.cfg.fsm.is_ibgp(),
-                        next_hop_v4: match local {
-                            Some(IpAddr::V4(a)) if n.ipv4_unicast => Some(a),
-                            _ => None,
-                        },
-                        next_hop_v6: match local {
-                            Some(IpAddr::V6(a)) if n.ipv6_unicast => Some(a),
-                            _ => None,
-                        },
+                        next_hop_v4: v4.filter(|_| n.ipv4_unicast),
+                        next_hop_v6: v6.filter(|_| n.ipv6_unicast),
                         codec: self.codec,
                     };
                     tracing::info!(peer = %self.cfg.peer_address, hold = n.hold_time, "session established");

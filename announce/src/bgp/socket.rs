@@ -23,24 +23,46 @@ struct TcpMd5Sig {
     key: [u8; MD5_MAX_KEY],
 }
 
+/// `TCP_MD5SIG_EXT` and its flag for a key that belongs to one L3 domain (a VRF), from
+/// linux/tcp.h (libc does not define them).
+const TCP_MD5SIG_EXT: libc::c_int = 32;
+const TCP_MD5SIG_FLAG_IFINDEX: u8 = 0x2;
+
 /// Signs (and requires signatures on) segments exchanged with `peer` on this socket (on a
 /// listening socket: on the connections it accepts from `peer`).
 pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    check_key(key)?;
+    md5sig(fd, peer, key, None)
+}
+
+/// [`set_md5`] for a socket bound to the VRF device with index `vrf_index`: the key belongs
+/// to that VRF (as FRR sets it), not to the default one.
+pub fn set_md5_in_vrf(
+    fd: &impl AsRawFd,
+    peer: IpAddr,
+    key: &[u8],
+    vrf_index: u32,
+) -> io::Result<()> {
+    check_key(key)?;
+    md5sig(fd, peer, key, Some(vrf_index))
+}
+
+fn check_key(key: &[u8]) -> io::Result<()> {
     if key.is_empty() || key.len() > MD5_MAX_KEY {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("TCP MD5 key must be 1..={MD5_MAX_KEY} bytes"),
         ));
     }
-    md5sig(fd, peer, key)
+    Ok(())
 }
 
 /// Removes `peer`'s key from this socket (a zero-length key deletes it).
 pub fn clear_md5(fd: &impl AsRawFd, peer: IpAddr) -> io::Result<()> {
-    md5sig(fd, peer, &[])
+    md5sig(fd, peer, &[], None)
 }
 
-fn md5sig(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+fn md5sig(fd: &impl AsRawFd, peer: IpAddr, key: &[u8], vrf: Option<u32>) -> io::Result<()> {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
     match peer {
@@ -63,7 +85,40 @@ fn md5sig(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     }
     sig.keylen = key.len() as u16;
     sig.key[..key.len()].copy_from_slice(key);
-    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
+    match vrf {
+        None => setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig),
+        Some(index) => {
+            sig.flags = TCP_MD5SIG_FLAG_IFINDEX;
+            sig.ifindex = libc::c_int::try_from(index).unwrap_or(0);
+            setsockopt(fd, libc::IPPROTO_TCP, TCP_MD5SIG_EXT, &sig)
+        }
+    }
+}
+
+/// This node's address of the other family on the interface that holds `local` (a
+/// session's own address), for the next hop of the other family's routes over a dual-stack
+/// session: a global one (not link-local) if there is one.
+pub fn other_family_address(local: IpAddr) -> Option<IpAddr> {
+    let addresses: Vec<(String, IpAddr)> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|a| {
+            let ip = a.address.as_ref().and_then(|s| {
+                s.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })?;
+            Some((a.interface_name, ip))
+        })
+        .collect();
+    let interface = &addresses.iter().find(|(_, ip)| *ip == local)?.0;
+    addresses
+        .iter()
+        .filter(|(name, ip)| name == interface && ip.is_ipv4() != local.is_ipv4())
+        .map(|(_, ip)| *ip)
+        .find(|ip| match ip {
+            IpAddr::V4(a) => !a.is_link_local(),
+            IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80,
+        })
 }
 
 /// Sets the unicast TTL (IPv4) or hop limit (IPv6).
@@ -107,6 +162,8 @@ pub struct TcpOptions {
     pub md5_key: Option<Vec<u8>>,
     /// TTL / hop limit to set, if any.
     pub ttl: Option<u8>,
+    /// The VRF device to bind the socket to, if any.
+    pub vrf: Option<String>,
 }
 
 fn socket_for(opts: &TcpOptions) -> io::Result<TcpSocket> {
@@ -116,8 +173,18 @@ fn socket_for(opts: &TcpOptions) -> io::Result<TcpSocket> {
     } else {
         TcpSocket::new_v4()?
     };
-    if let Some(k) = &opts.md5_key {
-        set_md5(&s, opts.peer.ip(), k)?;
+    if let Some(vrf) = &opts.vrf {
+        s.bind_device(Some(vrf.as_bytes()))
+            .map_err(|e| io::Error::new(e.kind(), format!("binding to VRF {vrf}: {e}")))?;
+    }
+    match (&opts.md5_key, &opts.vrf) {
+        (Some(k), None) => set_md5(&s, opts.peer.ip(), k)?,
+        (Some(k), Some(vrf)) => {
+            let index = nix::net::if_::if_nametoindex(vrf.as_str())
+                .map_err(|e| io::Error::other(format!("VRF {vrf}: {e}")))?;
+            set_md5_in_vrf(&s, opts.peer.ip(), k, index)?;
+        }
+        (None, _) => {}
     }
     if let Some(t) = opts.ttl {
         set_ttl(&s, v6, t)?;

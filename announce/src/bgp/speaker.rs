@@ -67,6 +67,8 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
     cfg.source_address = peer.source_address;
     cfg.password = peer.password.clone().filter(|p| !p.is_empty());
     cfg.ebgp_multihop = peer.ebgp_multihop;
+    cfg.dual_stack = peer.dual_stack;
+    cfg.vrf = peer.vrf.clone();
     Ok(cfg)
 }
 
@@ -149,7 +151,9 @@ impl NodeSpeaker {
 
     /// The session for one peer, taking its incoming connections when there is a listener.
     fn start_session(&self, name: &str, cfg: &PeerConfig, table: Table) -> Session {
-        let incoming = self.listener.as_ref().and_then(|l| {
+        // The listener is in the default VRF: a peer in another VRF is only connected to.
+        let listener = self.listener.as_ref().filter(|_| cfg.vrf.is_none());
+        let incoming = listener.and_then(|l| {
             let key = cfg.password.as_ref().map(|p| p.as_bytes());
             l.register(cfg.peer_address, key)
                 .inspect_err(|e| {
@@ -320,6 +324,8 @@ mod tests {
             bfd_profile: None,
             graceful_restart: false,
             ebgp_multihop: true,
+            dual_stack: false,
+            vrf: None,
         }
     }
 

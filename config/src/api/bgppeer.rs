@@ -100,6 +100,21 @@ pub struct BGPPeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("enableGracefulRestart cannot be changed"))]
     pub enable_graceful_restart: Option<bool>,
+    /// Carry both address families over this session (RFC 4760), not only the family of
+    /// peerAddress: the other family's routes get this node's address of that family on the
+    /// session's interface as next hop. Default false.
+    #[serde(
+        rename = "dualStackAddressFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dual_stack_address_family: Option<bool>,
+    /// The VRF (its Linux device name) whose routing table reaches the peer: the session's
+    /// socket is bound to it. The speaker only connects to such a peer (it does not take its
+    /// connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    pub vrf: Option<String>,
     /// The eBGP peer is more than one hop away: send with a TTL of 255.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebgp_multi_hop: Option<bool>,

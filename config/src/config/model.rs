@@ -293,6 +293,10 @@ pub struct Peer {
     pub graceful_restart: bool,
     /// eBGP multi-hop (TTL 255).
     pub ebgp_multihop: bool,
+    /// Both address families over this session (`dualStackAddressFamily`).
+    pub dual_stack: bool,
+    /// The VRF device the session's socket is bound to.
+    pub vrf: Option<String>,
 }
 
 impl Peer {

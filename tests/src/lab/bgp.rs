@@ -126,6 +126,8 @@ pub struct Neighbor {
     pub afi: Afi,
     /// Ask for BFD on this session (FRR only, and only with bfdd running).
     pub bfd: bool,
+    /// Carry both families over this session, not only `afi` (MP-BGP, RFC 4760).
+    pub both_families: bool,
 }
 
 impl Neighbor {
@@ -140,7 +142,14 @@ impl Neighbor {
             passive: false,
             afi: Afi::of(address),
             bfd: false,
+            both_families: false,
         }
+    }
+
+    /// Both address families over this one session.
+    pub fn both_families(mut self) -> Self {
+        self.both_families = true;
+        self
     }
 
     pub fn password(mut self, password: &str) -> Self {

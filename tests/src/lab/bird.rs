@@ -206,14 +206,17 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
             s,
             "  connect retry time 1;\n  connect delay time 1;\n  error wait time 1, 5;"
         );
-        let channel = match n.afi {
-            Afi::Ipv4 => "ipv4",
-            Afi::Ipv6 => "ipv6",
+        let channels: &[&str] = match (n.afi, n.both_families) {
+            (_, true) => &["ipv4", "ipv6"],
+            (Afi::Ipv4, false) => &["ipv4"],
+            (Afi::Ipv6, false) => &["ipv6"],
         };
-        let _ = writeln!(
-            s,
-            "  {channel} {{ import all; export where source = RTS_STATIC; }};"
-        );
+        for channel in channels {
+            let _ = writeln!(
+                s,
+                "  {channel} {{ import all; export where source = RTS_STATIC; }};"
+            );
+        }
         let _ = writeln!(s, "}}");
     }
     s

@@ -279,7 +279,7 @@ pub fn render_config(config: &BgpConfig, hostname: &str) -> String {
                 let _ = writeln!(s, "  network {} route-map ORIGIN-{i}", r.prefix);
             }
         }
-        for n in config.neighbors.iter().filter(|n| n.afi == afi) {
+        for n in (config.neighbors.iter()).filter(|n| n.afi == afi || n.both_families) {
             let _ = writeln!(s, "  neighbor {} activate", n.address);
         }
         let _ = writeln!(s, " exit-address-family");

@@ -62,6 +62,8 @@ fn peer(name: &str, asn: u32, address: &str) -> Peer {
         bfd_profile: None,
         graceful_restart: false,
         ebgp_multihop: false,
+        dual_stack: false,
+        vrf: None,
     }
 }
 
@@ -165,6 +167,21 @@ fn an_address_no_session_carries_is_not_called_announced() {
     let p = run(&cfg, &node("n1", &[]), &[service("web", &["10.96.0.1"])]);
     assert_eq!(reason(&p, 0), Some(Reason::NoPeerOfFamily));
     assert_eq!(Reason::NoPeerOfFamily.tag(), "noPeerOfAddressFamily");
+
+    // dualStackAddressFamily: one IPv4 session carries both.
+    let mut both = peer("r1", 64513, "10.0.0.1");
+    both.dual_stack = true;
+    let cfg = config(vec![ad("a", "lan")], vec![both]);
+    let p = run(
+        &cfg,
+        &node("n1", &[]),
+        &[service("web", &["10.96.0.1", "fd00:96::1"])],
+    );
+    assert!(p.decisions.iter().all(|d| d.decision.is_ok()));
+    assert_eq!(
+        prefixes(&p.tables["r1"]),
+        vec![net("10.96.0.1/32"), net("fd00:96::1/128")]
+    );
 }
 
 #[test]

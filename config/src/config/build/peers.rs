@@ -118,12 +118,22 @@ impl Builder {
                     },
                 );
             }
+            if let Some(vrf) = &s.vrf
+                && !parse::is_interface_name(vrf)
+            {
+                self.error(
+                    &r,
+                    "spec.vrf",
+                    Reason::InvalidInterface { value: vrf.clone() },
+                );
+            }
             let node_selectors = self.selectors(&r, "spec.nodeSelectors", &s.node_selectors);
             if let Some(address) = address {
+                // One address in two VRFs is two routers.
                 let key = (
                     address,
                     port as u16,
-                    serde_json::to_string(&s.node_selectors).unwrap_or_default(),
+                    serde_json::to_string(&(&s.node_selectors, &s.vrf)).unwrap_or_default(),
                 );
                 if let Some(other) = sessions.get(&key) {
                     self.error(
@@ -163,6 +173,8 @@ impl Builder {
                     bfd_profile: s.bfd_profile.clone(),
                     graceful_restart: s.enable_graceful_restart.unwrap_or(false),
                     ebgp_multihop: s.ebgp_multi_hop.unwrap_or(false),
+                    dual_stack: s.dual_stack_address_family.unwrap_or(false),
+                    vrf: s.vrf.clone(),
                 },
             );
         }
