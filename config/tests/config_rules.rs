@@ -1054,3 +1054,20 @@ fn a_reference_to_a_refused_object_says_it_is_refused() {
         "spec.bfdProfile: BFDProfile \"fast\" is refused (its status says why); it is not in force"
     );
 }
+
+/// MetalLB's samples write BGPPeer as `metallb.io/v1beta2`; with the group renamed, ferrolb
+/// reads it (its CRD serves v1beta2 too, with the same schema).
+#[test]
+fn a_bgppeer_written_as_v1beta2_is_read() {
+    let yaml = pool("a", &["10.1.0.0/24"])
+        + "---\napiVersion: ferrolb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: peer, namespace: ferrolb-system}\nspec: {myASN: 64512, peerASN: 64512, peerAddress: 172.30.0.3}\n";
+    let cfg = run(&yaml).unwrap();
+    assert_eq!(cfg.peers["peer"].address.to_string(), "172.30.0.3");
+    // Other kinds have no v1beta2.
+    let yaml = "---\napiVersion: ferrolb.io/v1beta2\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [10.0.0.0/24]}\n";
+    let err = parse_documents(yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("ferrolb.io/v1beta2 IPAddressPool: ferrolb serves ferrolb.io/v1beta1"),
+        "{err}"
+    );
+}

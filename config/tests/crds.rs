@@ -49,9 +49,20 @@ fn one_crd_per_kind_in_the_ferrolb_group() {
     );
     for crd in api::crds() {
         assert_eq!(crd.spec.group, "ferrolb.io");
-        assert_eq!(crd.spec.versions.len(), 1);
         assert_eq!(crd.spec.versions[0].name, "v1beta1");
         assert!(crd.spec.versions[0].storage && crd.spec.versions[0].served);
+        // BGPPeer is also served as v1beta2, as MetalLB serves it: the same schema, not
+        // stored, so no conversion is needed.
+        if crd.spec.names.kind == "BGPPeer" {
+            assert_eq!(crd.spec.versions.len(), 2);
+            let alias = &crd.spec.versions[1];
+            assert_eq!(alias.name, "v1beta2");
+            assert!(alias.served && !alias.storage);
+            assert_eq!(alias.schema, crd.spec.versions[0].schema);
+            assert!(crd.spec.conversion.is_none());
+        } else {
+            assert_eq!(crd.spec.versions.len(), 1);
+        }
     }
 }
 

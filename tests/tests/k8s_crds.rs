@@ -318,4 +318,19 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
         .block_on(typed.get("empty"))
         .expect("read back as the typed kind");
     assert_eq!(got.spec, api::BGPAdvertisementSpec::default());
+
+    // A BGPPeer written as MetalLB writes it (v1beta2) is stored and read as v1beta1.
+    c.kubectl_with_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        Some(
+            "apiVersion: ferrolb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: v1beta2-peer, namespace: ferrolb-system}\nspec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.9, holdTime: 9s}\n",
+        ),
+    )
+    .expect("a v1beta2 BGPPeer is accepted");
+    let typed: Api<api::BGPPeer> = Api::namespaced(c.client(), "ferrolb-system");
+    let got = c
+        .block_on(typed.get("v1beta2-peer"))
+        .expect("read as v1beta1");
+    assert_eq!(got.spec.peer_address, "10.0.0.9");
+    assert_eq!(got.spec.hold_time.as_deref(), Some("9s"));
 }

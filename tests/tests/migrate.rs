@@ -1,6 +1,6 @@
 //! `ferrolb migrate` (issue 13) on every configuration sample that ships with MetalLB (from its
 //! pinned Go module, tools/metallb), checked by the config model and by a real API server with
-//! ferrolb's CRDs; and `--from-cluster`, reading MetalLB's objects from a real API server with
+//! ferrolb's CRDs, and the same samples with only their group renamed; and `--from-cluster`, reading MetalLB's objects from a real API server with
 //! MetalLB's own CRDs installed.
 
 use std::collections::BTreeSet;
@@ -153,6 +153,20 @@ fn every_metallb_sample_migrates_and_the_api_server_and_the_model_accept_it() {
         if !yaml.is_empty() {
             apply_dry_run(&c, &yaml).unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
         }
+        // And the sample with nothing but its group (and namespace) renamed, as the brief
+        // promises a MetalLB user: BGPPeer v1beta2, advertisements without spec and all.
+        let renamed = text
+            .replace("metallb.io/", "ferrolb.io/")
+            .replace("metallb-system", "ferrolb-system");
+        apply_dry_run(&c, &renamed).unwrap_or_else(|e| panic!("{name} renamed: {e}"));
+        let docs = parse_documents(&renamed).unwrap_or_else(|e| panic!("{name} renamed: {e}"));
+        let renamed_model = LastGood::default().build(&docs.config);
+        assert_eq!(
+            renamed_model.errors.0.len(),
+            usize::from(name == "bgppeer_withsecret.yaml"),
+            "{name} renamed: {}",
+            renamed_model.errors
+        );
     }
     assert!(objects >= 25, "{objects} MetalLB objects in the samples");
 }

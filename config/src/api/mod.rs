@@ -77,8 +77,28 @@ pub fn crds()
                 }
             }
         }
+        if kind == "BGPPeer" {
+            serve_as_metallb_serves(crd);
+        }
     }
     crds
+}
+
+/// MetalLB serves (and its samples write) BGPPeer as `v1beta2`; ferrolb serves that version
+/// too, with the same schema, so a MetalLB file with only its group renamed applies as it is.
+/// Stored as `v1beta1`: the two differ in name only, so no conversion webhook is needed.
+pub const BGPPEER_METALLB_VERSION: &str = "v1beta2";
+
+fn serve_as_metallb_serves(
+    crd: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) {
+    let Some(mut alias) = crd.spec.versions.first().cloned() else {
+        return;
+    };
+    alias.name = BGPPEER_METALLB_VERSION.into();
+    alias.storage = false;
+    alias.served = true;
+    crd.spec.versions.push(alias);
 }
 
 /// MetalLB documents an L2Advertisement and a BGPAdvertisement with no `spec` at all (every

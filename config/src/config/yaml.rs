@@ -52,7 +52,18 @@ pub fn parse_documents(text: &str) -> Result<Documents, YamlError> {
             continue;
         }
         let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| malformed(&e))?;
-        let ours = meta.api_version == format!("{GROUP}/{VERSION}");
+        // BGPPeer is also served as MetalLB's v1beta2 (the same schema).
+        let ours = meta.api_version == format!("{GROUP}/{VERSION}")
+            || (meta.kind == "BGPPeer"
+                && meta.api_version == format!("{GROUP}/{}", crate::api::BGPPEER_METALLB_VERSION));
+        if !ours && meta.api_version.starts_with(&format!("{GROUP}/")) {
+            return Err(malformed(&format!(
+                "{} {}: ferrolb serves {GROUP}/{VERSION} (and BGPPeer also as {GROUP}/{})",
+                meta.api_version,
+                meta.kind,
+                crate::api::BGPPEER_METALLB_VERSION
+            )));
+        }
         let c = &mut docs.config;
         let kind = meta.kind.as_str();
         let result = match (ours, kind) {

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferrolb_tests::bench::{
@@ -923,9 +923,14 @@ fn footprint_row() {
 // MetalLB's own configuration samples, with the API group renamed.
 
 fn samples_row() {
-    let tools = cluster::tools().expect("tools");
-    let chart = tools.metallb.as_ref().expect("MetalLB built").chart.clone();
-    let dir = chart.join("../../configsamples");
+    // MetalLB's module source (Go downloads it; the samples need no MetalLB build).
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", "go.universe.tf/metallb"])
+        .current_dir(cluster::workspace_root().join("tools/metallb"))
+        .output()
+        .expect("go");
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("go's JSON");
+    let dir = PathBuf::from(info["Dir"].as_str().expect("Dir")).join("configsamples");
     let c = Cluster::start().expect("control plane");
     c.helm_install(flb::RELEASE, flb::NAMESPACE, &["controller.replicas=1"])
         .expect("helm install");
@@ -950,15 +955,43 @@ fn samples_row() {
     }
 }
 
+/// The file with only its group (and namespace) renamed, then through `ferrolb migrate`'s
+/// conversion: each given to the API server and the config model.
 fn sample_outcome(c: &Cluster, file: &Path) -> String {
-    let text = std::fs::read_to_string(file)
-        .unwrap_or_default()
+    let original = std::fs::read_to_string(file).unwrap_or_default();
+    let renamed = original
         .replace("metallb.io/", "ferrolb.io/")
         .replace("metallb-system", "ferrolb-system");
+    let migrated = match ferrolb_config::migrate::migrate(&original, "ferrolb-system") {
+        Ok(m) => {
+            let left: Vec<String> = (m.report.iter())
+                .filter(|l| !matches!(l.what, ferrolb_config::migrate::Outcome::Carried))
+                .filter(|l| !matches!(l.what, ferrolb_config::migrate::Outcome::LeftOut(_)))
+                .map(|l| l.to_string())
+                .collect();
+            let said = if left.is_empty() {
+                String::new()
+            } else {
+                format!(" (report: {})", left.join("; "))
+            };
+            format!("{}{said}", one_outcome(c, &m.yaml))
+        }
+        Err(e) => format!("not read: {e}"),
+    };
+    format!(
+        "renamed: {} | migrated: {migrated}",
+        one_outcome(c, &renamed)
+    )
+}
+
+fn one_outcome(c: &Cluster, text: &str) -> String {
+    if text.trim().is_empty() {
+        return "nothing to apply".into();
+    }
     // The API server's verdict (schema, CEL), without storing anything.
     let server = c.kubectl_with_stdin(
         &["apply", "--server-side", "--dry-run=server", "-f", "-"],
-        Some(&text),
+        Some(text),
     );
     let server = match server {
         Ok(_) => "the API server accepts it".to_string(),
@@ -970,16 +1003,21 @@ fn sample_outcome(c: &Cluster, file: &Path) -> String {
         }
         Err(e) => format!("could not ask the API server: {e}"),
     };
-    // The config model's verdict on the file's ferrolb.io objects alone.
-    let model = match ferrolb_config::parse_documents(&text) {
+    // The config model's verdict on the file's ferrolb.io objects alone (each on its own, as
+    // the controller builds them).
+    let model = match ferrolb_config::parse_documents(text) {
         Err(e) => format!("not read: {e}"),
-        Ok(docs) => match ferrolb_config::build(&docs.config) {
-            Ok(_) => "the config model accepts it".into(),
-            Err(e) => format!(
-                "the config model refuses it: {}",
-                e.to_string().replace('\n', " ")
-            ),
-        },
+        Ok(docs) => {
+            let built = ferrolb_config::LastGood::default().build(&docs.config);
+            if built.errors.0.is_empty() {
+                "the config model accepts it".into()
+            } else {
+                format!(
+                    "the config model refuses: {}",
+                    built.errors.to_string().replace('\n', " ")
+                )
+            }
+        }
     };
     format!("{server}; {model}")
 }
@@ -988,10 +1026,12 @@ fn main() {
     if !(lab::require_lab() && cluster::require_cluster()) {
         std::process::exit(2);
     }
-    if cluster::tools()
-        .ok()
-        .and_then(|t| t.metallb.as_ref())
-        .is_none()
+    let samples_only = std::env::args().nth(1).as_deref() == Some("samples");
+    if !samples_only
+        && cluster::tools()
+            .ok()
+            .and_then(|t| t.metallb.as_ref())
+            .is_none()
     {
         eprintln!(
             "MetalLB is not built: run scripts/build-tools.sh --metallb (and FERROLB_TOOLS_BIN to its output)"
