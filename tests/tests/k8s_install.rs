@@ -93,20 +93,51 @@ fn controller_serves(c: &Cluster) {
         )
     });
 
-    // An L2Advertisement naming a pool that does not exist: Valid=False on it, written with
-    // the controller's own rights.
+    // An L2Advertisement naming a pool that does not exist (a typo): accepted, matching
+    // nothing, and told on its Valid condition (issue 13, class 2), written with the
+    // controller's own rights.
     c.apply_yaml(
         "apiVersion: ferrolb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: typo, namespace: ferrolb-system}\nspec: {ipAddressPools: [lann]}\n",
     )
     .unwrap();
+    let valid = || {
+        c.kubectl(&[
+            "get",
+            "l2advertisement",
+            "typo",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Valid\")].status} {.status.conditions[?(@.type==\"Valid\")].message}",
+        ])
+        .unwrap_or_default()
+    };
     lab::wait_until(
-        "Valid=False on the L2Advertisement",
+        "the note on the L2Advertisement",
+        Duration::from_secs(30),
+        || valid().contains("no IPAddressPool named \"lann\" yet"),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\ncontroller log:\n{}",
+            valid(),
+            lab::tail(&controller.process.log(), 40)
+        )
+    });
+    assert!(valid().starts_with("True accepted; "), "{}", valid());
+    // A refused one: an invalid address range the schema admits; Valid=False on it alone.
+    c.apply_yaml(
+        "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: backwards, namespace: ferrolb-system}\nspec: {addresses: [10.9.8.7-10.9.8.1]}\n",
+    )
+    .unwrap();
+    lab::wait_until(
+        "Valid=False on the backwards pool",
         Duration::from_secs(30),
         || {
             c.kubectl(&[
                 "get",
-                "l2advertisement",
-                "typo",
+                "ipaddresspool",
+                "backwards",
                 "-n",
                 NAMESPACE,
                 "-o",
@@ -121,7 +152,8 @@ fn controller_serves(c: &Cluster) {
             lab::tail(&controller.process.log(), 40)
         )
     });
-    // (One invalid object still refuses the whole config, MetalLB does better: issue 13.)
+    c.kubectl(&["delete", "ipaddresspool", "backwards", "-n", NAMESPACE])
+        .unwrap();
     c.kubectl(&["delete", "l2advertisement", "typo", "-n", NAMESPACE])
         .unwrap();
 
