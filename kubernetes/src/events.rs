@@ -3,7 +3,8 @@
 //! kube-runtime's `Recorder` keeps every event it published for six minutes to fold repeats into
 //! series; with ten thousand Services that cache alone is tens of MiB. Here the memory is a fixed
 //! number of recent events: a repeat of one of them becomes a series update, anything older is
-//! published afresh, which `kubectl describe` shows just as well.
+//! published afresh, which `kubectl describe` shows just as well. A repeat whose Event the API
+//! server has already expired is published afresh too.
 
 use crate::client::{self, CallError};
 use std::collections::{BTreeMap, VecDeque};
@@ -88,11 +89,19 @@ impl Publisher {
         if let Some((name, count)) = repeat {
             let series = EventSeries {
                 count,
-                last_observed_time: now,
+                last_observed_time: now.clone(),
             };
             let patch = serde_json::json!({ "series": series });
-            client::call(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
-            return Ok(());
+            let patched =
+                client::call(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)))
+                    .await;
+            match patched {
+                Ok(_) => return Ok(()),
+                // The API server has expired the Event (its --event-ttl, an hour by default):
+                // forget it and publish the repeat as a new one, rather than lose it.
+                Err(e) if e.status() == Some(404) => self.forget(&key),
+                Err(e) => return Err(e),
+            }
         }
         let name = format!(
             "{}.{:x}",
@@ -130,5 +139,12 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+
+    fn forget(&self, key: &Key) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let (order, map) = &mut *recent;
+        map.remove(key);
+        order.retain(|k| k != key);
     }
 }
