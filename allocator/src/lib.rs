@@ -144,6 +144,53 @@ pub struct RestoreReport {
     pub outcomes: BTreeMap<ServiceKey, Result<Assignment, Refusal>>,
 }
 
+/// How many names a summary line quotes per list: a log line must not grow with the number of
+/// Services (20,000 Services made one restore line 1.19 million characters long).
+pub const SUMMARY_NAMES: usize = 5;
+
+impl RestoreReport {
+    /// One bounded line for the log: counts, and the first few names where something is wrong.
+    pub fn summary(&self) -> String {
+        fn first<'a>(names: impl Iterator<Item = String> + 'a, total: usize) -> String {
+            let shown: Vec<String> = names.take(SUMMARY_NAMES).collect();
+            if shown.is_empty() {
+                return String::new();
+            }
+            let more = total.saturating_sub(shown.len());
+            let tail = if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            };
+            format!(" ({}{tail})", shown.join("; "))
+        }
+        let assigned = self.outcomes.values().filter(|o| o.is_ok()).count();
+        let pending: Vec<(&ServiceKey, &Refusal)> = (self.outcomes.iter())
+            .filter_map(|(k, o)| o.as_ref().err().map(|r| (k, r)))
+            .collect();
+        format!(
+            "{} re-claimed; {} not re-claimed{}; {} stale{}; {} with addresses; {} pending{}",
+            self.reclaimed.len(),
+            self.not_reclaimed.len(),
+            first(
+                (self.not_reclaimed.iter()).map(|(k, r)| format!("{k}: {r}")),
+                self.not_reclaimed.len()
+            ),
+            self.stale.len(),
+            first(
+                self.stale.iter().map(|(k, _)| k.to_string()),
+                self.stale.len()
+            ),
+            assigned,
+            pending.len(),
+            first(
+                pending.iter().map(|(k, r)| format!("{k}: {r}")),
+                pending.len()
+            ),
+        )
+    }
+}
+
 /// What [`Allocator::set_config`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigChange {

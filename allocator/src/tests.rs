@@ -1004,3 +1004,23 @@ fn restore_lets_the_untouched_service_keep_a_shared_address() {
         ips(&["10.0.0.0"])
     );
 }
+
+/// Issue 18: the restore report's log line does not grow with the number of Services: 20,000
+/// Services, 10,000 of them pending, give one short line with counts and the first five names.
+#[test]
+fn the_restore_summary_is_short_at_any_scale() {
+    let mut a = Allocator::new(config(vec![pool("p", &["10.0.0.0/19"])]), StalePolicy::Keep);
+    let requests: Vec<ServiceRequest> = (0..20_000)
+        .map(|i| svc("ns", &format!("service-{i:05}")))
+        .collect();
+    let report = a.restore(&requests);
+    let line = report.summary();
+    assert!(line.len() < 600, "{} characters: {line}", line.len());
+    assert!(
+        line.starts_with("0 re-claimed; 0 not re-claimed; 0 stale; 8192 with addresses; 11808 pending (ns/service-08192: "),
+        "{line}"
+    );
+    assert!(line.ends_with(", and 11803 more)"), "{line}");
+    // The Debug form that was logged before grows with every Service.
+    assert!(format!("{report:?}").len() > 1_000_000);
+}

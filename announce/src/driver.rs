@@ -164,6 +164,11 @@ impl Driver {
         self.bgp.status()
     }
 
+    /// Connections to the BGP port refused (not from a configured peer), since start.
+    pub fn bgp_refused_connections(&self) -> u64 {
+        self.bgp.refused_connections()
+    }
+
     /// The inputs in force (after the settings were applied to them).
     pub fn inputs(&self) -> Option<&Inputs> {
         self.applied.as_ref()

@@ -28,6 +28,9 @@ pub struct SpeakerMetrics {
     >,
     /// The last error exported per peer, so a changed or gone one is removed, not left behind.
     exported_errors: std::sync::Mutex<BTreeMap<String, String>>,
+    refused: prometheus_client::metrics::counter::Counter,
+    /// The listener's count when last recorded (the counter grows by the difference).
+    refused_seen: std::sync::atomic::AtomicU64,
 }
 
 /// A BGP peer and the last error of its session.
@@ -62,6 +65,8 @@ impl Default for SpeakerMetrics {
             failures: Default::default(),
             last_error: Default::default(),
             exported_errors: Default::default(),
+            refused: Default::default(),
+            refused_seen: Default::default(),
         };
         registry.register(
             "session_up",
@@ -108,11 +113,22 @@ impl Default for SpeakerMetrics {
             "1, labelled with the session's last failure in words (kept after recovery)",
             m.last_error.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Connections to the node's BGP port from addresses that are no configured peer, reset before any BGP byte",
+            m.refused.clone(),
+        );
         SpeakerMetrics { registry, ..m }
     }
 }
 
 impl SpeakerMetrics {
+    /// Records the listener's count of refused connections (a running total).
+    pub fn record_refused(&self, total: u64) {
+        let seen = (self.refused_seen).swap(total, std::sync::atomic::Ordering::Relaxed);
+        self.refused.inc_by(total.saturating_sub(seen));
+    }
+
     /// Copies the sessions' state into the gauges; a peer no longer in `sessions` loses its
     /// series.
     pub fn record(&self, sessions: &BTreeMap<String, SessionStatus>) {
@@ -212,6 +228,19 @@ mod tests {
     use super::*;
     use ferrolb_kubernetes::serve::Exporter;
     use std::time::Duration;
+
+    #[test]
+    fn refused_connections_count_up() {
+        let m = SpeakerMetrics::default();
+        m.record_refused(2);
+        m.record_refused(2);
+        m.record_refused(5);
+        let text = m.encode();
+        assert!(
+            text.contains("ferrolb_speaker_bgp_connections_refused_total 5"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn bgp_session_metrics() {

@@ -273,6 +273,7 @@ pub async fn run(
                 _ = tick.tick() => {
                     if let Some(m) = &settings.metrics {
                         m.record(&driver.bgp_status());
+                        m.record_refused(driver.bgp_refused_connections());
                     }
                     let Some(status) = driver.status() else { continue };
                     let stale = {

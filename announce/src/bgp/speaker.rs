@@ -267,6 +267,12 @@ impl NodeSpeaker {
             .collect()
     }
 
+    /// Connections to the node's BGP port from addresses that are no configured peer, reset
+    /// before any BGP byte (0 without a listener).
+    pub fn refused_connections(&self) -> u64 {
+        self.listener.as_ref().map_or(0, |l| l.refused())
+    }
+
     /// The table currently given to each peer.
     pub fn tables(&self) -> BTreeMap<String, Table> {
         self.sessions

@@ -338,7 +338,9 @@ fn run(
         match result {
             Ok(_) => {
                 dirty = false;
-                st.error = None;
+                if let Some(e) = st.error.take() {
+                    tracing::info!(node = %node, "layer-2 announcements applied again (after: {e})");
+                }
                 let announced = responder.announced();
                 if announced != st.announced {
                     st.announced = announced;
@@ -355,8 +357,14 @@ fn run(
                     responder.reannounce();
                 }
             }
-            // Retried on the next tick.
-            Err(e) => st.error = Some(e.to_string()),
+            // Retried on the next tick; said once per distinct error, not on every retry.
+            Err(e) => {
+                let e = e.to_string();
+                if st.error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(node = %node, "applying layer-2 announcements failed (retrying): {e}");
+                }
+                st.error = Some(e);
+            }
         }
         st.membership = members.stats();
     }

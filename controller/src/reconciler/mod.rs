@@ -473,7 +473,8 @@ impl Reconciler {
         let report = allocator.restore(&requests);
         tracing::info!(
             services = requests.len(),
-            "allocator restored from Service status: {report:?}"
+            "allocator restored from Service status: {}",
+            report.summary()
         );
         self.allocator = Some(allocator);
         let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
