@@ -106,7 +106,7 @@ fn peer() -> impl Strategy<Value = api::BGPPeer> {
             spec: BGPPeerSpec {
                 my_asn: my,
                 peer_asn: Some(peer),
-                peer_address: address,
+                peer_address: Some(address),
                 peer_port: port,
                 source_address: source.clone(),
                 hold_time: hold,
@@ -357,7 +357,7 @@ fn valid_raw(pools: usize, peers: usize, ads: usize) -> RawConfig {
             spec: BGPPeerSpec {
                 my_asn: 64512,
                 peer_asn: Some(64513 + i as u32),
-                peer_address: format!("10.200.0.{}", i + 1),
+                peer_address: Some(format!("10.200.0.{}", i + 1)),
                 hold_time: Some("9s".into()),
                 bfd_profile: Some("fast".into()),
                 password_secret: (i % 2 == 0).then(|| api::SecretReference {
@@ -459,7 +459,7 @@ fn apply(raw: &mut RawConfig, m: &Mutation, i: usize) -> Option<String> {
             name(&p.metadata)
         })?,
         Mutation::PeerAddress(a) => raw.peers.get_mut(i).map(|p| {
-            p.spec.peer_address = a.clone();
+            p.spec.peer_address = Some(a.clone());
             name(&p.metadata)
         })?,
         Mutation::PeerHold(h) => raw.peers.get_mut(i).map(|p| {

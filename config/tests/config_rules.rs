@@ -295,6 +295,46 @@ fn cases() -> Vec<Case> {
             reason: |r| matches!(r, Reason::DuplicatePeer { .. }),
         },
         Case {
+            rule: "BGPPeer has both peerAddress and interface",
+            valid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1}"),
+            invalid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1, peerAddress: 10.0.0.1}"),
+            object: "BGPPeer p",
+            field: "spec.peerAddress",
+            reason: |r| matches!(r, Reason::PeerAddressChoice { both: true }),
+        },
+        Case {
+            rule: "BGPPeer has neither peerAddress nor interface",
+            valid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}"),
+            invalid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513}"),
+            object: "BGPPeer p",
+            field: "spec.peerAddress",
+            reason: |r| matches!(r, Reason::PeerAddressChoice { both: false }),
+        },
+        Case {
+            rule: "BGPPeer interface is not a device name",
+            valid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1}"),
+            invalid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: 'eth/1'}"),
+            object: "BGPPeer p",
+            field: "spec.interface",
+            reason: |r| matches!(r, Reason::InvalidInterface { .. }),
+        },
+        Case {
+            rule: "An unnumbered BGPPeer with a password (not supported yet: refused, never ignored)",
+            valid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1}"),
+            invalid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1, password: x}"),
+            object: "BGPPeer p",
+            field: "spec.password",
+            reason: |r| matches!(r, Reason::NotWithInterface { .. }),
+        },
+        Case {
+            rule: "An unnumbered BGPPeer with ebgpMultiHop",
+            valid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1}"),
+            invalid: base.clone() + &doc("BGPPeer", "p", "{myASN: 64512, peerASN: 64513, interface: eth1, ebgpMultiHop: true}"),
+            object: "BGPPeer p",
+            field: "spec.ebgpMultiHop",
+            reason: |r| matches!(r, Reason::NotWithInterface { .. }),
+        },
+        Case {
             rule: "BGPAdvertisement names an unknown community alias",
             valid: base.clone()
                 + &doc("Community", "c", "{communities: [{name: edge, value: '65000:1'}]}")

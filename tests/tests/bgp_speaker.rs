@@ -798,3 +798,102 @@ spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, vrf: {vrf}, holdTime: 9s,
         drop(daemon);
     }
 }
+
+/// The node's IPv6 link-local address on its LAN interface.
+fn link_local(h: &Host) -> std::net::Ipv6Addr {
+    let out = h
+        .exec_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", &h.ifname, "scope", "link",
+        ])
+        .unwrap();
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no link-local address on {}: {out}", h.ifname))
+}
+
+/// MetalLB drop-in (issue 13, unnumbered peering) against BIRD and FRR: a BGPPeer with
+/// `interface` and no address. The speaker learns the router's link-local address from its
+/// router advertisements (FRR's zebra, BIRD's radv), advertises itself (lifetime 0), and
+/// announces a dual-stack Service over the one link-local session: the IPv6 route and the
+/// IPv4 one (RFC 8950), both with the node's link-local address as next hop.
+#[test]
+fn bgp_speaker_unnumbered_against_bird_and_frr() {
+    if !lab::require_lab() {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let router = lab.router();
+    let h0 = lab.node(0);
+    let yaml = format!(
+        r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [10.99.3.0/28, "fd00:99:3::/120"]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, dynamicASN: external, interface: {}, holdTime: 9s, connectTime: 1s}}
+"#,
+        h0.ifname
+    );
+    let cfg = config::build(&config::parse_documents(&yaml).unwrap().config).unwrap();
+    let mut web = service("web", "web", "10.99.3.1");
+    web.ips.push("fd00:99:3::1".parse().unwrap());
+    let services = vec![web];
+    let node_ll = link_local(h0);
+    let bgp = BgpConfig::new(64700, router.ipv4).neighbor(Neighbor::unnumbered(
+        &router.ifname,
+        node_ll,
+        ASN,
+    ));
+    for kind in ["bird", "frr"] {
+        let daemon: Box<dyn BgpDaemon> = match kind {
+            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
+            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
+        };
+        let d0 = NodeDriver::start(h0);
+        d0.apply(&cfg, &node(h0), &services);
+        let up = wait_until("the unnumbered session", Duration::from_secs(30), || {
+            d0.status
+                .lock()
+                .unwrap()
+                .get("tor")
+                .is_some_and(|s| s.state == State::Established)
+        });
+        assert!(
+            up.is_ok(),
+            "{kind}: {:?}\n{}",
+            d0.status.lock().unwrap(),
+            daemon.log_tail()
+        );
+        let v6 = daemon
+            .wait_route(net("fd00:99:3::1/128"), T)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let v4 = daemon
+            .wait_route(net("10.99.3.1/32"), T)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        for r in [&v6, &v4] {
+            assert_eq!(r.as_path.first(), Some(&ASN), "{kind}: {r:?}");
+            assert!(
+                r.next_hops.contains(&IpAddr::V6(node_ll)),
+                "{kind}: next hop {:?}, node {node_ll}",
+                r.next_hops
+            );
+        }
+        d0.stop();
+        drop(daemon);
+    }
+}

@@ -165,6 +165,12 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
             json!({"myASN": 64512, "peerAddress": "10.0.0.1"}),
             "exactly one of peerASN and dynamicASN must be set",
         ),
+        (
+            "BGPPeer",
+            json!({"myASN": 64512, "peerASN": 64513, "interface": "eth1"}),
+            peer(json!({"interface": "eth1"})),
+            "exactly one of peerAddress and interface must be set",
+        ),
     ];
     let mut covered: BTreeSet<String> = cases.iter().map(|c| c.3.to_string()).collect();
     for (n, (kind, valid, invalid, message)) in cases.into_iter().enumerate() {
@@ -331,6 +337,6 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
     let got = c
         .block_on(typed.get("v1beta2-peer"))
         .expect("read as v1beta1");
-    assert_eq!(got.spec.peer_address, "10.0.0.9");
+    assert_eq!(got.spec.peer_address.as_deref(), Some("10.0.0.9"));
     assert_eq!(got.spec.hold_time.as_deref(), Some("9s"));
 }

@@ -32,7 +32,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ferrolb_config::selector::any_matches;
-use ferrolb_config::{BgpAdvertisement, CommunityValue, Config, Peer};
+use ferrolb_config::{BgpAdvertisement, CommunityValue, Config, Peer, PeerAddress};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::message::LargeCommunity;
@@ -243,7 +243,11 @@ fn service_routes<'c>(local: &Local<'c>, peers: &[&'c Peer], service: &Service) 
 /// peer's address (its next hop is this node's address of that family on the connection), and
 /// with `dualStackAddressFamily` the other one too.
 pub fn carries(peer: &Peer, ip: IpAddr) -> bool {
-    peer.dual_stack || peer.address.is_ipv4() == ip.is_ipv4()
+    match &peer.address {
+        PeerAddress::Ip(address) => peer.dual_stack || address.is_ipv4() == ip.is_ipv4(),
+        // Unnumbered: IPv6 natively, IPv4 with IPv6 next hops (RFC 8950).
+        PeerAddress::Interface(_) => true,
+    }
 }
 
 /// The advertisements through which this node may announce the Service (peers aside), or why

@@ -137,6 +137,8 @@ pub struct FsmConfig {
     pub idle_hold_max: Duration,
     /// Families to announce in the OPEN (`(afi, safi)`).
     pub families: Vec<(u16, u8)>,
+    /// Offer IPv4 routes with IPv6 next hops (RFC 8950; unnumbered sessions).
+    pub ipv4_over_ipv6: bool,
 }
 
 impl FsmConfig {
@@ -152,6 +154,7 @@ impl FsmConfig {
             idle_hold: Duration::from_secs(1),
             idle_hold_max: Duration::from_secs(60),
             families: vec![(AFI_IPV4, SAFI_UNICAST), (AFI_IPV6, SAFI_UNICAST)],
+            ipv4_over_ipv6: false,
         }
     }
 
@@ -170,12 +173,18 @@ impl FsmConfig {
     }
 
     fn open(&self) -> Open {
-        Open::new(
+        let mut open = Open::new(
             self.local_asn,
             self.hold_time,
             self.router_id,
             &self.families,
-        )
+        );
+        if self.ipv4_over_ipv6 {
+            let triple = (AFI_IPV4, u16::from(SAFI_UNICAST), AFI_IPV6);
+            open.capabilities
+                .push(super::message::Capability::ExtendedNextHop(vec![triple]));
+        }
+        open
     }
 }
 
@@ -191,6 +200,8 @@ pub struct Negotiated {
     pub ipv4_unicast: bool,
     pub ipv6_unicast: bool,
     pub route_refresh: bool,
+    /// Both sides take IPv4 routes with IPv6 next hops (RFC 8950).
+    pub ipv4_over_ipv6: bool,
 }
 
 /// The session state machine.
@@ -271,6 +282,7 @@ pub fn negotiate(cfg: &FsmConfig, open: &Open) -> Negotiated {
             && (!mp_any || open.has_family(AFI_IPV4, SAFI_UNICAST)),
         ipv6_unicast: ours(AFI_IPV6, SAFI_UNICAST) && open.has_family(AFI_IPV6, SAFI_UNICAST),
         route_refresh: open.has_route_refresh(),
+        ipv4_over_ipv6: cfg.ipv4_over_ipv6 && open.has_ipv4_over_ipv6(),
     }
 }
 

@@ -129,6 +129,14 @@ impl Open {
             .contains(&Capability::Multiprotocol { afi, safi })
     }
 
+    /// Whether the OPEN accepts IPv6 next hops for IPv4 unicast (RFC 8950).
+    pub fn has_ipv4_over_ipv6(&self) -> bool {
+        self.capabilities.iter().any(|c| {
+            matches!(c, Capability::ExtendedNextHop(t)
+                if t.contains(&(AFI_IPV4, u16::from(SAFI_UNICAST), AFI_IPV6)))
+        })
+    }
+
     /// Whether the OPEN announces the route refresh capability.
     pub fn has_route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
@@ -144,6 +152,9 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793, code 65.
     FourOctetAs(u32),
+    /// RFC 8950, code 5: (NLRI AFI, NLRI SAFI, next-hop AFI) triples the speaker accepts,
+    /// e.g. (1, 1, 2): IPv4 unicast with IPv6 next hops.
+    ExtendedNextHop(Vec<(u16, u16, u16)>),
     /// Anything else, kept as received.
     Unknown { code: u8, data: Vec<u8> },
 }
@@ -933,7 +944,15 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
                 },
                 (2, []) => Capability::RouteRefresh,
                 (65, [a, b, c, d]) => Capability::FourOctetAs(u32::from_be_bytes([*a, *b, *c, *d])),
-                (1 | 2 | 65, _) => return Err(DecodeError::MalformedOpen("capability length")),
+                (5, v) if !v.is_empty() && v.len() % 6 == 0 => Capability::ExtendedNextHop(
+                    v.chunks_exact(6)
+                        .map(|t| {
+                            let n = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+                            (n(0), n(2), n(4))
+                        })
+                        .collect(),
+                ),
+                (1 | 2 | 5 | 65, _) => return Err(DecodeError::MalformedOpen("capability length")),
                 (code, v) => Capability::Unknown {
                     code,
                     data: v.to_vec(),
@@ -1049,7 +1068,8 @@ fn decode_mp_reach(v: &[u8]) -> Result<Option<MpReach>, MpError> {
     let nh = r.take(nhlen).ok_or(MpError::Attribute("next hop length"))?;
     let next_hops = match (afi, nh.len()) {
         (AFI_IPV4, 4) => vec![IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]))],
-        (AFI_IPV6, 16 | 32) => nh
+        // IPv6 next hops for either family (IPv4 ones by RFC 8950).
+        (AFI_IPV4 | AFI_IPV6, 16 | 32) => nh
             .chunks_exact(16)
             .map(|c| {
                 let mut a = [0u8; 16];

@@ -18,6 +18,7 @@ pub mod message;
 pub mod session;
 pub mod socket;
 pub mod speaker;
+pub mod unnumbered;
 pub mod update;
 
 pub use fsm::{FsmConfig, State};

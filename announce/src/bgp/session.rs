@@ -31,6 +31,7 @@ use super::fsm::{Action, Conn, Event, Fsm, FsmConfig, State, Timer};
 use super::listener::Incoming;
 use super::message::{AFI_IPV4, AFI_IPV6, Codec, DecodeError, Framer, MAX_MESSAGE_LEN, Message};
 use super::socket::{self, TcpOptions};
+use super::unnumbered::LinkPeer;
 use super::update::{self, PeerView, Table};
 
 /// Messages a reader may have handed over and the session loop not yet handled. Beyond this
@@ -64,6 +65,9 @@ pub struct PeerConfig {
     pub dual_stack: bool,
     /// The VRF device the socket is bound to.
     pub vrf: Option<String>,
+    /// Unnumbered: the interface toward the peer, whose link-local address is learned from
+    /// its router advertisements (`peer_address` is then unspecified).
+    pub interface: Option<String>,
 }
 
 impl PeerConfig {
@@ -77,6 +81,7 @@ impl PeerConfig {
             ebgp_multihop: false,
             dual_stack: false,
             vrf: None,
+            interface: None,
         }
     }
 
@@ -257,6 +262,8 @@ struct Runner {
     pending: std::collections::VecDeque<Event>,
     /// Connections being flushed and closed.
     closing: Vec<JoinHandle<()>>,
+    /// Unnumbered: the router at the other end of the interface, once started.
+    link_peer: Option<LinkPeer>,
 }
 
 impl Runner {
@@ -278,6 +285,7 @@ impl Runner {
             status,
             pending: Default::default(),
             closing: Vec::new(),
+            link_peer: None,
         }
     }
 
@@ -329,7 +337,7 @@ impl Runner {
                         if t == Timer::ConnectRetry && self.fsm.state() == State::Connect {
                             let msg = format!(
                                 "connecting to {}: no answer (peer down, unreachable, or TCP MD5 password mismatch)",
-                                SocketAddr::new(self.cfg.peer_address, self.cfg.peer_port)
+                                self.target()
                             );
                             self.status(|s| s.last_error = Some(msg));
                         }
@@ -373,10 +381,7 @@ impl Runner {
                         self.pending.push_back(Event::Connected);
                     }
                     Err(e) => {
-                        let msg = format!(
-                            "connecting to {}: {e}",
-                            SocketAddr::new(self.cfg.peer_address, self.cfg.peer_port)
-                        );
+                        let msg = format!("connecting to {}: {e}", self.target());
                         self.status(|s| s.last_error = Some(msg));
                         self.pending.push_back(Event::ConnectFailed);
                     }
@@ -456,16 +461,55 @@ impl Runner {
         }
     }
 
+    /// The peer, in words: its address and port, or for an unnumbered peer its interface and
+    /// the link-local address learned there, if any.
+    fn target(&self) -> String {
+        match &self.cfg.interface {
+            None => SocketAddr::new(self.cfg.peer_address, self.cfg.peer_port).to_string(),
+            Some(interface) => {
+                match (self.link_peer.as_ref()).and_then(|l| l.address(self.cfg.peer_port)) {
+                    Some(a) => format!("[{}%{interface}]:{}", a.ip(), a.port()),
+                    None => format!("the peer on {interface}"),
+                }
+            }
+        }
+    }
+
+    /// Where to connect: the configured address, or for an unnumbered peer the link-local
+    /// address its router advertisements gave (an error until one came).
+    fn connect_options(&mut self) -> std::io::Result<TcpOptions> {
+        let mut opts = self.cfg.tcp();
+        let Some(interface) = self.cfg.interface.clone() else {
+            return Ok(opts);
+        };
+        if self.link_peer.is_none() {
+            self.link_peer = Some(LinkPeer::start(&interface)?);
+        }
+        let peer = (self.link_peer.as_ref()).and_then(|l| l.address(self.cfg.peer_port));
+        match peer {
+            Some(peer) => {
+                opts.peer = SocketAddr::V6(peer);
+                Ok(opts)
+            }
+            None => Err(std::io::Error::other(format!(
+                "no router advertisement from the peer on {interface} yet (its link-local address is learned from them)"
+            ))),
+        }
+    }
+
     fn execute(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::Connect => {
                     self.generation += 1;
                     let g = self.generation;
-                    let opts = self.cfg.tcp();
+                    let opts = self.connect_options();
                     let tx = self.events_tx.clone();
                     let t = tokio::spawn(async move {
-                        let r = socket::connect(&opts).await;
+                        let r = match opts {
+                            Ok(opts) => socket::connect(&opts).await,
+                            Err(e) => Err(e),
+                        };
                         let _ = tx.send(IoEvent::Connected(g, r)).await;
                     });
                     self.connecting = Some((g, t));
@@ -507,13 +551,25 @@ impl Runner {
                     let other = local
                         .filter(|_| self.cfg.dual_stack)
                         .and_then(socket::other_family_address);
-                    let (v4, v6) = match (local, other) {
-                        (Some(IpAddr::V4(a)), Some(IpAddr::V6(b))) => (Some(a), Some(b)),
-                        (Some(IpAddr::V4(a)), _) => (Some(a), None),
-                        (Some(IpAddr::V6(b)), Some(IpAddr::V4(a))) => (Some(a), Some(b)),
-                        (Some(IpAddr::V6(b)), _) => (None, Some(b)),
-                        (None, _) => (None, None),
-                    };
+                    let (v4, v6): (Option<IpAddr>, Option<std::net::Ipv6Addr>) =
+                        match (local, other) {
+                            // Unnumbered: the link-local address for both families (RFC 8950 for
+                            // IPv4, when the peer takes it).
+                            (Some(IpAddr::V6(ll)), _) if self.cfg.interface.is_some() => {
+                                (n.ipv4_over_ipv6.then_some(IpAddr::V6(ll)), Some(ll))
+                            }
+                            (l, o) => match (l, o) {
+                                (Some(IpAddr::V4(a)), Some(IpAddr::V6(b))) => {
+                                    (Some(a.into()), Some(b))
+                                }
+                                (Some(IpAddr::V4(a)), _) => (Some(a.into()), None),
+                                (Some(IpAddr::V6(b)), Some(IpAddr::V4(a))) => {
+                                    (Some(a.into()), Some(b))
+                                }
+                                (Some(IpAddr::V6(b)), _) => (None, Some(b)),
+                                (None, _) => (None, None),
+                            },
+                        };
                     if self.cfg.dual_stack && other.is_none() {
                         tracing::warn!(
                             peer = %self.cfg.peer_address,

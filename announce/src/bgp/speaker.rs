@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ferrolb_config::{Config, Peer};
+use ferrolb_config::{Config, Peer, PeerAddress};
 
 use super::announce::{self, Local, Plan};
 use super::fsm::FsmConfig;
@@ -62,7 +62,19 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
         // quick recovery) and doubles up to a minute.
         fsm.idle_hold = peer.connect_time.min(Duration::from_secs(5));
     }
-    let mut cfg = PeerConfig::new(fsm, peer.address);
+    let address = match &peer.address {
+        PeerAddress::Ip(ip) => *ip,
+        // Learned from the peer's router advertisements when the session connects.
+        PeerAddress::Interface(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    if let PeerAddress::Interface(_) = &peer.address {
+        fsm.ipv4_over_ipv6 = true;
+    }
+    let mut cfg = PeerConfig::new(fsm, address);
+    cfg.interface = match &peer.address {
+        PeerAddress::Interface(name) => Some(name.clone()),
+        PeerAddress::Ip(_) => None,
+    };
     cfg.peer_port = peer.port;
     cfg.source_address = peer.source_address;
     cfg.password = peer.password.clone().filter(|p| !p.is_empty());
@@ -151,8 +163,10 @@ impl NodeSpeaker {
 
     /// The session for one peer, taking its incoming connections when there is a listener.
     fn start_session(&self, name: &str, cfg: &PeerConfig, table: Table) -> Session {
-        // The listener is in the default VRF: a peer in another VRF is only connected to.
-        let listener = self.listener.as_ref().filter(|_| cfg.vrf.is_none());
+        // The listener is in the default VRF: a peer in another VRF is only connected to;
+        // an unnumbered peer too (its address is not known when the session starts).
+        let listener =
+            (self.listener.as_ref()).filter(|_| cfg.vrf.is_none() && cfg.interface.is_none());
         let incoming = listener.and_then(|l| {
             let key = cfg.password.as_ref().map(|p| p.as_bytes());
             l.register(cfg.peer_address, key)
@@ -318,7 +332,7 @@ mod tests {
             name: "tor".into(),
             my_asn: 64512,
             peer_asn: ferrolb_config::PeerAsn::Is(64513),
-            address: "10.0.0.1".parse().unwrap(),
+            address: PeerAddress::Ip("10.0.0.1".parse().unwrap()),
             port: 1179,
             source_address: Some("10.0.0.2".parse().unwrap()),
             hold_time: Duration::from_secs(9),
@@ -428,7 +442,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let mut p = peer();
-            p.address = "127.0.0.1".parse().unwrap();
+            p.address = PeerAddress::Ip("127.0.0.1".parse().unwrap());
             p.source_address = None;
             p.password = None;
             p.port = 9; // discard: nothing listens

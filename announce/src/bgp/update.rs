@@ -4,7 +4,7 @@
 //! only when a session comes up or the peer asks for a route refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -30,8 +30,9 @@ pub type Table = BTreeMap<IpNet, RouteAttrs>;
 pub struct PeerView {
     pub local_asn: u32,
     pub ibgp: bool,
-    /// Next hop self for IPv4 prefixes (classic NEXT_HOP); `None`: IPv4 is not sent.
-    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop self for IPv4 prefixes: an IPv4 one goes in the classic NEXT_HOP, an IPv6 one
+    /// (RFC 8950, unnumbered sessions) in MP_REACH; `None`: IPv4 is not sent.
+    pub next_hop_v4: Option<IpAddr>,
     /// Next hop self for IPv6 prefixes (MP_REACH); `None`: IPv6 is not sent.
     pub next_hop_v6: Option<Ipv6Addr>,
     pub codec: Codec,
@@ -176,50 +177,65 @@ fn announce(
     out: &mut Vec<Update>,
 ) -> Result<(), EncodeError> {
     let pa = view.path_attrs(attrs);
-    if let Some(nh) = view.next_hop_v4 {
-        let t = Update {
-            attrs: PathAttrs {
-                next_hop: Some(nh),
-                ..pa.clone()
-            },
-            ..Default::default()
-        };
-        pack(
-            view,
-            t,
-            v4.iter().copied(),
-            |u, p| {
-                if let IpNet::V4(n) = p {
-                    u.nlri.push(n)
-                }
-            },
-            out,
-        )?;
+    match view.next_hop_v4 {
+        Some(IpAddr::V4(nh)) => {
+            let t = Update {
+                attrs: PathAttrs {
+                    next_hop: Some(nh),
+                    ..pa.clone()
+                },
+                ..Default::default()
+            };
+            pack(
+                view,
+                t,
+                v4.iter().copied(),
+                |u, p| {
+                    if let IpNet::V4(n) = p {
+                        u.nlri.push(n)
+                    }
+                },
+                out,
+            )?;
+        }
+        Some(nh @ IpAddr::V6(_)) => mp_announce(view, &pa, nh, v4, out)?,
+        None => {}
     }
     if let Some(nh) = view.next_hop_v6 {
-        let t = Update {
-            attrs: PathAttrs {
-                mp_reach: Some(MpReach {
-                    next_hops: vec![nh.into()],
-                    prefixes: Vec::new(),
-                }),
-                ..pa
-            },
-            ..Default::default()
-        };
-        pack(
-            view,
-            t,
-            v6.iter().copied(),
-            |u, p| {
-                if let Some(m) = u.attrs.mp_reach.as_mut() {
-                    m.prefixes.push(p)
-                }
-            },
-            out,
-        )?;
+        mp_announce(view, &pa, nh.into(), v6, out)?;
     }
     Ok(())
+}
+
+/// `prefixes` in MP_REACH with next hop `nh`.
+fn mp_announce(
+    view: &PeerView,
+    pa: &PathAttrs,
+    nh: IpAddr,
+    prefixes: &[IpNet],
+    out: &mut Vec<Update>,
+) -> Result<(), EncodeError> {
+    let t = Update {
+        attrs: PathAttrs {
+            mp_reach: Some(MpReach {
+                next_hops: vec![nh],
+                prefixes: Vec::new(),
+            }),
+            ..pa.clone()
+        },
+        ..Default::default()
+    };
+    pack(
+        view,
+        t,
+        prefixes.iter().copied(),
+        |u, p| {
+            if let Some(m) = u.attrs.mp_reach.as_mut() {
+                m.prefixes.push(p)
+            }
+        },
+        out,
+    )
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub const DEFAULT_PEER_PORT: u16 = 179;
     namespaced,
     status = "super::ConfigStatus",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
+    printcolumn(name = "Interface", type_ = "string", json_path = ".spec.interface"),
     printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.peerASN"),
     printcolumn(name = "Dynamic ASN", type_ = "string", json_path = ".spec.dynamicASN"),
     printcolumn(name = "My ASN", type_ = "integer", json_path = ".spec.myASN"),
@@ -34,6 +35,8 @@ pub const DEFAULT_PEER_PORT: u16 = 179;
     .message("password and passwordSecret are mutually exclusive"))]
 #[x_kube(validation = kube::core::Rule::new("has(self.peerASN) != has(self.dynamicASN)")
     .message("exactly one of peerASN and dynamicASN must be set"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.peerAddress) != has(self.interface)")
+    .message("exactly one of peerAddress and interface must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct BGPPeerSpec {
     /// The AS number of the speakers (4-octet ASNs allowed).
@@ -52,10 +55,18 @@ pub struct BGPPeerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub dynamic_asn: Option<DynamicAsn>,
-    /// The peer's IPv4 or IPv6 address.
+    /// The peer's IPv4 or IPv6 address. Either this or interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     #[x_kube(validation = kube::core::Rule::new("isIP(self)").message("peerAddress must be an IP address"))]
-    pub peer_address: String,
+    pub peer_address: Option<String>,
+    /// Unnumbered peering: the node's interface toward the peer (a point-to-point link). The
+    /// peer's IPv6 link-local address is learned from its router advertisements (the speaker
+    /// sends its own, with router lifetime 0), and IPv4 routes get IPv6 next hops (RFC 8950).
+    /// Either this or peerAddress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    pub interface: Option<String>,
     /// The peer's TCP port. Default 179.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]

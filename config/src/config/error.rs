@@ -141,6 +141,18 @@ pub enum Reason {
         /// The name given.
         name: String,
     },
+    /// Neither or both of peerAddress and interface.
+    #[error("{}", if *both { "peerAddress and interface are mutually exclusive" } else { "one of peerAddress and interface is required" })]
+    PeerAddressChoice {
+        /// Both were set (else neither).
+        both: bool,
+    },
+    /// A field an unnumbered (interface) session does not support yet, or has no use for.
+    #[error("not supported with interface (unnumbered peering): {why}")]
+    NotWithInterface {
+        /// Why.
+        why: &'static str,
+    },
     /// Neither or both of peerASN and dynamicASN.
     #[error("{}", if *both { "peerASN and dynamicASN are mutually exclusive" } else { "one of peerASN and dynamicASN is required" })]
     PeerAsnChoice {
@@ -440,6 +452,8 @@ impl Reason {
             | ServiceSelectorsWithAggregation { .. }
             | NameTooLong { .. }
             | PeerAsnChoice { .. }
+            | PeerAddressChoice { .. }
+            | NotWithInterface { .. }
             | PasswordConflict
             | PasswordLength { .. }
             | InvalidSelector(_)) => r,

@@ -269,8 +269,8 @@ pub struct Peer {
     pub my_asn: u32,
     /// Remote AS: named, or learned from the peer's OPEN (`dynamicASN`).
     pub peer_asn: PeerAsn,
-    /// The router's address.
-    pub address: IpAddr,
+    /// The router: its address, or the interface of an unnumbered session.
+    pub address: PeerAddress,
     /// The router's TCP port.
     pub port: u16,
     /// Source address, if pinned.
@@ -303,6 +303,35 @@ impl Peer {
     /// iBGP when both ends are in one AS.
     pub fn is_ibgp(&self) -> bool {
         self.peer_asn.is_ibgp(self.my_asn)
+    }
+}
+
+/// Where a peer is: an address, or (unnumbered) the node's interface toward it, its IPv6
+/// link-local address learned at run time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerAddress {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// The interface of an unnumbered session.
+    Interface(String),
+}
+
+impl PeerAddress {
+    /// The address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            PeerAddress::Ip(ip) => Some(*ip),
+            PeerAddress::Interface(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddress::Ip(ip) => ip.fmt(f),
+            PeerAddress::Interface(name) => write!(f, "interface {name}"),
+        }
     }
 }
 

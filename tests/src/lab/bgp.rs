@@ -128,6 +128,11 @@ pub struct Neighbor {
     pub bfd: bool,
     /// Carry both families over this session, not only `afi` (MP-BGP, RFC 4760).
     pub both_families: bool,
+    /// Unnumbered: the router's interface toward the neighbor (FRR: an interface peer,
+    /// learned from router advertisements, with zebra; BIRD: `address` is the neighbor's
+    /// link-local address on it, and BIRD advertises itself with `radv`). Both families,
+    /// IPv4 with IPv6 next hops (RFC 8950).
+    pub interface: Option<String>,
 }
 
 impl Neighbor {
@@ -143,6 +148,17 @@ impl Neighbor {
             afi: Afi::of(address),
             bfd: false,
             both_families: false,
+            interface: None,
+        }
+    }
+
+    /// An unnumbered neighbor on `interface` (`link_local`: its address there, which BIRD
+    /// needs; FRR learns it).
+    pub fn unnumbered(interface: &str, link_local: std::net::Ipv6Addr, remote_asn: u32) -> Self {
+        Neighbor {
+            interface: Some(interface.to_string()),
+            both_families: true,
+            ..Neighbor::new(link_local, remote_asn)
         }
     }
 

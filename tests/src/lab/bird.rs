@@ -178,6 +178,23 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
         }
         let _ = writeln!(s, "}}");
     }
+    // Unnumbered neighbors learn our link-local address from our router advertisements
+    // (lifetime 0: not a default router).
+    let interfaces: Vec<&String> = config
+        .neighbors
+        .iter()
+        .filter_map(|n| n.interface.as_ref())
+        .collect();
+    if !interfaces.is_empty() {
+        let _ = writeln!(s, "protocol radv {{");
+        for i in interfaces {
+            let _ = writeln!(
+                s,
+                "  interface \"{i}\" {{ min ra interval 3; max ra interval 4; default lifetime 0; }};"
+            );
+        }
+        let _ = writeln!(s, "}}");
+    }
     for (i, n) in config.neighbors.iter().enumerate() {
         let _ = writeln!(s, "protocol bgp {} {{", Bird::protocol_name(i));
         match config.listen_port {
@@ -188,12 +205,17 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
                 let _ = writeln!(s, "  local as {};", config.asn);
             }
         }
+        // A link-local neighbor names its interface (unnumbered).
+        let address = match &n.interface {
+            Some(i) => format!("{}%{i}", n.address),
+            None => n.address.to_string(),
+        };
         match n.port {
             Some(p) => {
-                let _ = writeln!(s, "  neighbor {} port {p} as {};", n.address, n.remote_asn);
+                let _ = writeln!(s, "  neighbor {address} port {p} as {};", n.remote_asn);
             }
             None => {
-                let _ = writeln!(s, "  neighbor {} as {};", n.address, n.remote_asn);
+                let _ = writeln!(s, "  neighbor {address} as {};", n.remote_asn);
             }
         }
         if let Some(pw) = &n.password {
@@ -212,9 +234,15 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
             (Afi::Ipv6, false) => &["ipv6"],
         };
         for channel in channels {
+            // IPv4 with IPv6 next hops (RFC 8950) on an unnumbered session.
+            let extended = if *channel == "ipv4" && n.interface.is_some() {
+                " extended next hop on;"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "  {channel} {{ import all; export where source = RTS_STATIC; }};"
+                "  {channel} {{ import all; export where source = RTS_STATIC;{extended} }};"
             );
         }
         let _ = writeln!(s, "}}");

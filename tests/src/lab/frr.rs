@@ -17,6 +17,7 @@ use super::error::LabError;
 use super::topology::Host;
 
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BFDD: &str = "/usr/lib/frr/bfdd";
 
 /// A running FRR bgpd (and optionally bfdd); stopped on drop.
@@ -25,6 +26,8 @@ pub struct Frr {
     home: DaemonHome,
     bgpd: Process,
     bfdd: Option<Process>,
+    /// Only for unnumbered neighbors.
+    zebra: Option<Process>,
     vty_dir: String,
 }
 
@@ -47,23 +50,70 @@ impl Frr {
         let vty_dir = path_string(&home.dir)?;
         let log_arg = format!("file:{log}");
         let port = config.listen_port.unwrap_or(179).to_string();
-        let mut bgpd = host.spawn(&[
-            BGPD,
-            "-Z",
-            "-S",
-            "-f",
-            &conf,
-            "-i",
-            &pid,
-            "--vty_socket",
-            &vty_dir,
-            "-A",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "--log",
-            &log_arg,
-        ])?;
+        // Interface (unnumbered) peers need zebra: it sends and reads the router
+        // advertisements that give bgpd the peer's link-local address.
+        let unnumbered = config.neighbors.iter().any(|n| n.interface.is_some());
+        let zserv = home.path_str("zserv.api")?;
+        let zebra = if unnumbered {
+            // zebra drops to the frr user (it has no bgpd's -S): its files go here too.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&home.dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| LabError::io("opening the FRR directory to zebra", e))?;
+            let zconf = home.write("zebra.conf", &format!("hostname {}\n", host.name))?;
+            let zconf = path_string(&zconf)?;
+            let zlog = format!("file:{}", home.path_str("zebra.log")?);
+            let zpid = home.path_str("zebra.pid")?;
+            let p = host.spawn(&[
+                ZEBRA,
+                "-f",
+                &zconf,
+                "-i",
+                &zpid,
+                "-z",
+                &zserv,
+                "--vty_socket",
+                &vty_dir,
+                "-A",
+                "127.0.0.1",
+                "-P",
+                "0",
+                "--log",
+                &zlog,
+            ])?;
+            // bgpd connects to zebra's socket; give it a moment to exist.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !home.path("zserv.api").exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Some(p)
+        } else {
+            None
+        };
+        let no_zebra = if unnumbered { "-z" } else { "-Z" };
+        let zebra_arg: &[&str] = if unnumbered { &[zserv.as_str()] } else { &[] };
+        let mut args = vec![BGPD, no_zebra];
+        args.extend_from_slice(zebra_arg);
+        let mut bgpd = host.spawn(
+            &[
+                &args[..],
+                &[
+                    "-S",
+                    "-f",
+                    &conf,
+                    "-i",
+                    &pid,
+                    "--vty_socket",
+                    &vty_dir,
+                    "-A",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "--log",
+                    &log_arg,
+                ],
+            ]
+            .concat(),
+        )?;
         let logs = [home.path("bgpd.log")];
         home.wait_ready(&mut bgpd, &logs, || {
             let out = cmd::run(
@@ -85,6 +135,7 @@ impl Frr {
             home,
             bgpd,
             bfdd: None,
+            zebra,
             vty_dir,
         })
     }
@@ -211,6 +262,9 @@ impl Frr {
         if let Some(b) = self.bfdd.as_mut() {
             b.stop();
         }
+        if let Some(z) = self.zebra.as_mut() {
+            z.stop();
+        }
         self.bgpd.stop();
     }
 }
@@ -239,6 +293,9 @@ impl BgpDaemon for Frr {
         if self.bfdd.is_some() {
             logs.push(self.home.path("bfdd.log"));
         }
+        if self.zebra.is_some() {
+            logs.push(self.home.path("zebra.log"));
+        }
         self.home.log_tail(&self.bgpd, &logs)
     }
 }
@@ -256,8 +313,18 @@ pub fn render_config(config: &BgpConfig, hostname: &str) -> String {
         " no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast"
     );
     for n in &config.neighbors {
-        let a = n.address;
-        let _ = writeln!(s, " neighbor {a} remote-as {}", n.remote_asn);
+        let a: &dyn std::fmt::Display = match &n.interface {
+            Some(i) => i,
+            None => &n.address,
+        };
+        match &n.interface {
+            Some(i) => {
+                let _ = writeln!(s, " neighbor {i} interface remote-as {}", n.remote_asn);
+            }
+            None => {
+                let _ = writeln!(s, " neighbor {a} remote-as {}", n.remote_asn);
+            }
+        }
         if let Some(pw) = &n.password {
             let _ = writeln!(s, " neighbor {a} password {pw}");
         }
@@ -280,7 +347,14 @@ pub fn render_config(config: &BgpConfig, hostname: &str) -> String {
             }
         }
         for n in (config.neighbors.iter()).filter(|n| n.afi == afi || n.both_families) {
-            let _ = writeln!(s, "  neighbor {} activate", n.address);
+            match &n.interface {
+                Some(i) => {
+                    let _ = writeln!(s, "  neighbor {i} activate");
+                }
+                None => {
+                    let _ = writeln!(s, "  neighbor {} activate", n.address);
+                }
+            }
         }
         let _ = writeln!(s, " exit-address-family");
     }
@@ -311,9 +385,12 @@ pub fn parse_summary(text: &str) -> Result<Vec<Session>, String> {
             .into_iter()
             .flatten()
         {
-            let neighbor: IpAddr = addr
-                .parse()
-                .map_err(|_| format!("bad peer address {addr:?}"))?;
+            // An interface peer (unnumbered) is listed by its interface's name.
+            let neighbor: IpAddr = match addr.parse() {
+                Ok(a) => a,
+                Err(_) if !addr.contains(['.', ':']) => continue,
+                Err(_) => return Err(format!("bad peer address {addr:?}")),
+            };
             if out.iter().any(|s| s.neighbor == neighbor) {
                 continue;
             }

@@ -50,7 +50,7 @@ fn peer(name: &str, asn: u32, address: &str) -> Peer {
         name: name.into(),
         my_asn: 64512,
         peer_asn: asn.into(),
-        address: address.parse().unwrap(),
+        address: PeerAddress::Ip(address.parse().unwrap()),
         port: 179,
         source_address: None,
         hold_time: Duration::from_secs(90),
@@ -167,6 +167,18 @@ fn an_address_no_session_carries_is_not_called_announced() {
     let p = run(&cfg, &node("n1", &[]), &[service("web", &["10.96.0.1"])]);
     assert_eq!(reason(&p, 0), Some(Reason::NoPeerOfFamily));
     assert_eq!(Reason::NoPeerOfFamily.tag(), "noPeerOfAddressFamily");
+
+    // Unnumbered (interface): one link-local session carries both (IPv4 by RFC 8950).
+    let mut link = peer("r1", 64513, "10.0.0.1");
+    link.address = PeerAddress::Interface("eth1".into());
+    let cfg = config(vec![ad("a", "lan")], vec![link]);
+    let p = run(
+        &cfg,
+        &node("n1", &[]),
+        &[service("web", &["10.96.0.1", "fd00:96::1"])],
+    );
+    assert!(p.decisions.iter().all(|d| d.decision.is_ok()));
+    assert_eq!(p.tables["r1"].len(), 2);
 
     // dualStackAddressFamily: one IPv4 session carries both.
     let mut both = peer("r1", 64513, "10.0.0.1");

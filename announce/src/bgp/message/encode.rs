@@ -63,7 +63,7 @@ fn family(prefixes: &[IpNet]) -> Result<u16, EncodeError> {
 
 fn mp_reach_value(mp: &MpReach) -> Result<Vec<u8>, EncodeError> {
     let mut next_hop = Vec::with_capacity(32);
-    let afi = match mp.next_hops.as_slice() {
+    let next_hop_afi = match mp.next_hops.as_slice() {
         [IpAddr::V4(a)] => {
             next_hop.extend_from_slice(&a.octets());
             AFI_IPV4
@@ -84,9 +84,15 @@ fn mp_reach_value(mp: &MpReach) -> Result<Vec<u8>, EncodeError> {
             ));
         }
     };
-    if !mp.prefixes.is_empty() && family(&mp.prefixes)? != afi {
+    // The prefixes' family; IPv4 prefixes may have IPv6 next hops (RFC 8950), not the reverse.
+    let afi = if mp.prefixes.is_empty() {
+        next_hop_afi
+    } else {
+        family(&mp.prefixes)?
+    };
+    if afi == AFI_IPV6 && next_hop_afi == AFI_IPV4 {
         return Err(EncodeError::Unsupported(
-            "MP_REACH next hop and prefixes of different families",
+            "MP_REACH with IPv6 prefixes and an IPv4 next hop",
         ));
     }
     let mut v = Vec::with_capacity(5 + next_hop.len() + 17 * mp.prefixes.len());
@@ -250,6 +256,13 @@ pub(super) fn encode_open(o: &Open) -> Result<Vec<u8>, EncodeError> {
             }
             Capability::RouteRefresh => (2, Vec::new()),
             Capability::FourOctetAs(a) => (65, a.to_be_bytes().to_vec()),
+            Capability::ExtendedNextHop(triples) => (
+                5,
+                (triples.iter())
+                    .flat_map(|(a, s, n)| [a.to_be_bytes(), s.to_be_bytes(), n.to_be_bytes()])
+                    .flatten()
+                    .collect(),
+            ),
             Capability::Unknown { code, data } => (*code, data.clone()),
         };
         let len = u8::try_from(value.len())

@@ -1,11 +1,12 @@
 use super::*;
 use proptest::prelude::*;
+use std::net::Ipv4Addr;
 
 fn view(ibgp: bool) -> PeerView {
     PeerView {
         local_asn: 64513,
         ibgp,
-        next_hop_v4: Some(Ipv4Addr::new(10, 0, 0, 11)),
+        next_hop_v4: Some(Ipv4Addr::new(10, 0, 0, 11).into()),
         next_hop_v6: Some("fd00::11".parse().unwrap()),
         codec: Codec::default(),
     }
@@ -46,8 +47,8 @@ fn expected(v: &PeerView, t: &Table) -> BTreeMap<IpNet, PathAttrs> {
     t.iter()
         .map(|(p, a)| {
             let mut pa = v.path_attrs(a);
-            if p.addr().is_ipv4() {
-                pa.next_hop = v.next_hop_v4;
+            if let (true, Some(IpAddr::V4(nh))) = (p.addr().is_ipv4(), v.next_hop_v4) {
+                pa.next_hop = Some(nh);
             }
             (*p, pa)
         })
@@ -180,4 +181,31 @@ proptest! {
             sent = t;
         }
     }
+}
+
+/// RFC 8950 (unnumbered sessions): with an IPv6 next hop for IPv4, IPv4 prefixes go in
+/// MP_REACH (AFI 1) with that next hop, and decode back the same.
+#[test]
+fn ipv4_prefixes_with_an_ipv6_next_hop_ride_in_mp_reach() {
+    let ll: Ipv6Addr = "fe80::11".parse().unwrap();
+    let v = PeerView {
+        next_hop_v4: Some(ll.into()),
+        next_hop_v6: Some(ll),
+        ..view(false)
+    };
+    let mut t = Table::new();
+    t.insert(p("10.96.0.1/32"), attrs(None, &[]));
+    t.insert(p("fd00:96::1/128"), attrs(None, &[]));
+    let ups = full(&v, &t).unwrap();
+    assert_eq!(ups.len(), 2, "{ups:?}");
+    for u in &ups {
+        assert!(u.nlri.is_empty() && u.attrs.next_hop.is_none(), "{u:?}");
+        let mp = u.attrs.mp_reach.as_ref().unwrap();
+        assert_eq!(mp.next_hops, vec![IpAddr::from(ll)]);
+        let bytes = v.codec.encode(&Message::Update(u.clone())).unwrap();
+        let back = v.codec.decode(&bytes).unwrap();
+        assert_eq!(back, Message::Update(u.clone()));
+    }
+    let all: Vec<IpNet> = ups.iter().flat_map(|u| u.announced()).collect();
+    assert_eq!(all, vec![p("10.96.0.1/32"), p("fd00:96::1/128")]);
 }

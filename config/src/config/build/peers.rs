@@ -11,7 +11,7 @@ impl Builder {
     ) -> BTreeMap<String, Peer> {
         let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
         // (address, port, node selectors as given) -> peer name, to find duplicates.
-        let mut sessions: BTreeMap<(IpAddr, u16, String), String> = BTreeMap::new();
+        let mut sessions: BTreeMap<(PeerAddress, u16, String), String> = BTreeMap::new();
         for (r, obj) in self.unique_names(Kind::BGPPeer, raw) {
             let s = &obj.spec;
             let before = self.errors.len();
@@ -31,7 +31,22 @@ impl Builder {
                     PeerAsn::Internal
                 }
             };
-            let address = self.ip(&r, "spec.peerAddress", &s.peer_address);
+            let address = match (&s.peer_address, &s.interface) {
+                (Some(a), None) => self.ip(&r, "spec.peerAddress", a).map(PeerAddress::Ip),
+                (None, Some(name)) => {
+                    if !parse::is_interface_name(name) {
+                        let value = name.clone();
+                        self.error(&r, "spec.interface", Reason::InvalidInterface { value });
+                    }
+                    self.unnumbered_limits(&r, s);
+                    Some(PeerAddress::Interface(name.clone()))
+                }
+                (Some(_), Some(_)) | (None, None) => {
+                    let both = s.peer_address.is_some();
+                    self.error(&r, "spec.peerAddress", Reason::PeerAddressChoice { both });
+                    None
+                }
+            };
             let port = s
                 .peer_port
                 .unwrap_or(api::bgppeer::DEFAULT_PEER_PORT.into());
@@ -50,7 +65,7 @@ impl Builder {
                 .source_address
                 .as_ref()
                 .and_then(|a| self.ip(&r, "spec.sourceAddress", a));
-            if let (Some(src), Some(dst)) = (source_address, address)
+            if let (Some(src), Some(PeerAddress::Ip(dst))) = (source_address, &address)
                 && src.is_ipv4() != dst.is_ipv4()
             {
                 self.error(
@@ -95,7 +110,10 @@ impl Builder {
                     Reason::EbgpMultiHopOnIbgp { asn: s.my_asn },
                 );
             }
-            if let (Some(name), Some(IpAddr::V6(_))) = (&s.bfd_profile, address)
+            let over_ipv6 = address
+                .as_ref()
+                .is_some_and(|a| !matches!(a, PeerAddress::Ip(IpAddr::V4(_))));
+            if let (Some(name), true) = (&s.bfd_profile, over_ipv6)
                 && bfd_profiles.get(name).is_some_and(|p| p.echo_mode)
             {
                 self.error(
@@ -128,10 +146,10 @@ impl Builder {
                 );
             }
             let node_selectors = self.selectors(&r, "spec.nodeSelectors", &s.node_selectors);
-            if let Some(address) = address {
+            if let Some(address) = &address {
                 // One address in two VRFs is two routers.
                 let key = (
-                    address,
+                    address.clone(),
                     port as u16,
                     serde_json::to_string(&(&s.node_selectors, &s.vrf)).unwrap_or_default(),
                 );
@@ -317,4 +335,38 @@ pub(super) fn peer_was_refused(name: &str, errors: &[ConfigError]) -> bool {
     errors
         .iter()
         .any(|e| e.object.kind == Kind::BGPPeer && e.object.name == name)
+}
+
+impl Builder {
+    /// What an unnumbered session does not take: a source address or multi-hop (it is one
+    /// link-local hop by nature), and, not yet, a password or a VRF.
+    fn unnumbered_limits(&mut self, r: &ObjectRef, s: &api::BGPPeerSpec) {
+        let refuse = [
+            (
+                s.source_address.is_some(),
+                "spec.sourceAddress",
+                "the session's link-local address is its source",
+            ),
+            (
+                s.ebgp_multi_hop == Some(true),
+                "spec.ebgpMultiHop",
+                "an unnumbered peer is one link away",
+            ),
+            (
+                s.password.is_some() || s.password_secret.is_some(),
+                "spec.password",
+                "TCP MD5 over link-local addresses is not supported yet",
+            ),
+            (
+                s.vrf.is_some(),
+                "spec.vrf",
+                "an unnumbered session in a VRF is not supported yet",
+            ),
+        ];
+        for (set, field, why) in refuse {
+            if set {
+                self.error(r, field, Reason::NotWithInterface { why });
+            }
+        }
+    }
 }
