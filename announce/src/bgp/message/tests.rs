@@ -660,3 +660,35 @@ fn opaque_attributes_out_of_order_round_trip() {
     );
     assert_eq!(codec().decode(&codec().encode(&m).unwrap()), Ok(m));
 }
+
+/// RFC 8950: the Extended Next Hop capability (code 5) as FRR sends it for an unnumbered
+/// peer, and back; a malformed one (not whole triples) refuses the OPEN.
+#[test]
+fn extended_next_hop_capability() {
+    let mut o = Open::new(64512, 90, Ipv4Addr::new(10, 0, 0, 11), &[(1, 1), (2, 1)]);
+    o.capabilities
+        .push(Capability::ExtendedNextHop(vec![(1, 1, 2), (1, 128, 2)]));
+    let b = codec().encode(&Message::Open(o.clone())).unwrap();
+    assert!(
+        b.windows(14)
+            .any(|w| w == [5, 12, 0, 1, 0, 1, 0, 2, 0, 1, 0, 128, 0, 2]),
+        "{b:?}"
+    );
+    let Message::Open(d) = roundtrip(&Message::Open(o.clone())) else {
+        panic!()
+    };
+    assert_eq!(d, o);
+    assert!(d.has_ipv4_over_ipv6());
+    let plain = Open::new(64512, 90, Ipv4Addr::new(10, 0, 0, 11), &[(1, 1)]);
+    assert!(!plain.has_ipv4_over_ipv6());
+    let mut bad = plain.clone();
+    bad.capabilities.push(Capability::Unknown {
+        code: 5,
+        data: vec![0, 1, 0, 1, 0],
+    });
+    let bytes = codec().encode(&Message::Open(bad)).unwrap();
+    assert_eq!(
+        codec().decode(&bytes),
+        Err(DecodeError::MalformedOpen("capability length"))
+    );
+}
