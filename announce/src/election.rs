@@ -274,12 +274,26 @@ pub fn owner(cluster: &Cluster<'_>, service: &Service, ip: IpAddr) -> Decision {
         .map(|o| (o, matching_ads(cluster.config, o)))
         .filter(|(_, ads)| !ads.is_empty())
         .collect();
+    let nodes_list: Vec<&&Node> = nodes.values().collect();
+    // A Service that no live node can serve anyway holds nobody back.
+    let others: Vec<(&Service, Vec<&L2Advertisement>)> = (others.into_iter())
+        .filter(|(o, ads)| {
+            (nodes_list.iter())
+                .any(|n| cluster.live.contains(&n.name) && eligibility(cluster, o, ads, n).is_ok())
+        })
+        .collect();
     // Every address of a Service is elected by its first one (as MetalLB does): a dual-stack
     // Service's IPv4 and IPv6 addresses are answered by the same node. A shared address whose
-    // Services do not agree on their first address is elected by itself, so they agree on it.
+    // Services do not agree on their first address is elected by itself, so they agree on it;
+    // all holders count here, endpoints or not, so that one coming and going moves nothing.
     let first = service.ips.first().copied();
     let key = match first {
-        Some(first) if others.iter().all(|(o, _)| o.ips.first() == Some(&first)) => first,
+        Some(first)
+            if (cluster.shared.others(ip, &service.name))
+                .all(|o| o.ips.first() == Some(&first)) =>
+        {
+            first
+        }
         _ => ip,
     };
     let candidates: Vec<&&Node> = (nodes.values())
@@ -326,7 +340,8 @@ fn decide_ip(cluster: &Cluster<'_>, service: &Service, this_node: &str, ip: IpAd
     }
 }
 
-/// The rank of `node` for `ip` (a Service's first address): lower wins. The same formula as
+/// The rank of `node` for `ip` (a Service's first address, or a shared address whose holders
+/// disagree on their first one): lower wins. The same formula as
 /// MetalLB's (SHA-256 of `node#ip`), so the same node wins as under MetalLB. SHA-256 so that every build and every version of
 /// the speaker ranks alike (`std`'s `DefaultHasher` is allowed to change between releases).
 pub fn rank(node: &str, ip: IpAddr) -> [u8; 32] {

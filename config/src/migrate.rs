@@ -33,8 +33,11 @@ const STATUS_KINDS: [&str; 4] = [
     "ConfigurationState",
 ];
 
-/// Metadata the API server writes; a new object must not carry it.
-const SERVER_METADATA: [&str; 7] = [
+/// Metadata the API server writes, and what ties an object to others in the old namespace: a
+/// new object must carry neither.
+const SERVER_METADATA: [&str; 9] = [
+    "ownerReferences",
+    "finalizers",
     "uid",
     "resourceVersion",
     "generation",
@@ -173,7 +176,9 @@ pub fn migrate(text: &str, namespace: &str) -> Result<Migration, MigrateError> {
     for (_, secret) in given {
         carry_secret(secret, namespace, &mut out, &mut secrets);
     }
-    for wanted in &secrets {
+    // Referred to, not in the input, and not already where ferrolb reads it: to copy.
+    let elsewhere = |w: &&String| !w.starts_with(&format!("{namespace}/"));
+    for wanted in secrets.iter().filter(elsewhere) {
         let what = format!(
             "copy Secret {wanted} into namespace {namespace} (ferrolb reads Secrets in its own \
              namespace)"
@@ -187,9 +192,8 @@ pub fn migrate(text: &str, namespace: &str) -> Result<Migration, MigrateError> {
     let yaml = to_yaml(&out.objects);
     if let Ok(docs) = parse_documents(&yaml) {
         let built = LastGood::default().build(&docs.config);
-        let refused: BTreeSet<_> = built.errors.0.iter().map(|e| e.object.clone()).collect();
-        for object in refused {
-            let (_, why) = built.verdict(&object);
+        for object in built.refused() {
+            let (_, why) = built.verdict(object);
             out.report.push(Line {
                 object: format!("{} {}", object.kind, object.name),
                 what: Outcome::Refused(why),
@@ -283,9 +287,7 @@ fn convert(
         let from = (secret.get("namespace").and_then(Value::as_str))
             .or_else(|| doc.pointer("/metadata/namespace").and_then(Value::as_str))
             .unwrap_or("metallb-system");
-        if from != namespace {
-            secrets.insert(format!("{from}/{name}"));
-        }
+        secrets.insert(format!("{from}/{name}"));
         if let Some(Value::Object(s)) = spec.get_mut("passwordSecret") {
             s.remove("namespace");
         }

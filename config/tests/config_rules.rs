@@ -1111,3 +1111,97 @@ fn a_bgppeer_written_as_v1beta2_is_read() {
         "{err}"
     );
 }
+
+/// An edit that would make another object, in force and unchanged, invalid is refused itself
+/// (with the other's error as the reason); the untouched object stays in force.
+#[test]
+fn an_edit_that_breaks_an_untouched_object_is_the_one_refused() {
+    let mut model = LastGood::default();
+    let ad = doc(
+        "BGPAdvertisement",
+        "agg",
+        "{ipAddressPools: [a], aggregationLength: 24}",
+    );
+    let comm = doc(
+        "Community",
+        "c",
+        "{communities: [{name: edge, value: '65000:1'}]}",
+    );
+    let uses_alias = doc(
+        "BGPAdvertisement",
+        "tagged",
+        "{ipAddressPools: [a], communities: [edge]}",
+    );
+    let good = pool("a", &["10.1.0.0/24"]) + &ad + &comm + &uses_alias;
+    assert!(model_build(&mut model, &good).errors.0.is_empty());
+
+    // The pool shrinks below the advertisement's /24 aggregation (whose aggregate would then
+    // cover addresses it does not hold): the advertisement did not change, the pool did, so
+    // the pool's edit is refused.
+    let edited = pool("a", &["10.1.0.0/25"]) + &ad + &comm + &uses_alias;
+    let built = model_build(&mut model, &edited);
+    let blamed: BTreeSet<String> = built
+        .errors
+        .0
+        .iter()
+        .map(|e| e.object.to_string())
+        .collect();
+    assert_eq!(
+        blamed,
+        ["IPAddressPool ferrolb-system/a".to_string()].into(),
+        "{}",
+        built.errors
+    );
+    assert!(
+        matches!(&built.errors.0[0].reason, Reason::BreaksOther { other, .. } if other.name == "agg"),
+        "{}",
+        built.errors
+    );
+    assert!(
+        built
+            .config
+            .bgp_advertisements
+            .iter()
+            .any(|a| a.name == "agg")
+    );
+    assert_eq!(
+        built.config.pools["a"].ranges[0].last().to_string(),
+        "10.1.0.255"
+    );
+    let (ok, message) = built.verdict(&object(Kind::IPAddressPool, "a"));
+    assert!(
+        !ok && message.contains("would make BGPAdvertisement ferrolb-system/agg invalid"),
+        "{message}"
+    );
+
+    // A broken edit of the Community: refused, its old alias stays, the advertisement using it
+    // stays in force.
+    let broken_comm = doc(
+        "Community",
+        "c",
+        "{communities: [{name: edge, value: 'nonsense'}]}",
+    );
+    let built = model_build(
+        &mut model,
+        &(pool("a", &["10.1.0.0/24"]) + &ad + &broken_comm + &uses_alias),
+    );
+    let blamed: BTreeSet<String> = built
+        .errors
+        .0
+        .iter()
+        .map(|e| e.object.to_string())
+        .collect();
+    assert_eq!(
+        blamed,
+        ["Community ferrolb-system/c".to_string()].into(),
+        "{}",
+        built.errors
+    );
+    assert!(
+        built
+            .config
+            .bgp_advertisements
+            .iter()
+            .any(|a| a.name == "tagged")
+    );
+}

@@ -190,3 +190,40 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.20.1.1, someFutureField: 1}
     let err = migrate("a: [", "x").unwrap_err().to_string();
     assert!(err.starts_with("document 0:"), "{err}");
 }
+
+/// A Secret already in ferrolb's namespace that a peer refers to comes along and is no to-do;
+/// ownerReferences and finalizers do not follow objects into the new namespace.
+#[test]
+fn secrets_in_the_target_namespace_and_owner_references() {
+    let yaml = r#"
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata:
+  name: tor
+  namespace: metallb-system
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner, uid: 0b6e3f5c-0000-0000-0000-000000000001}]
+  finalizers: [example.com/keep]
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.20.1.1, passwordSecret: {name: auth, namespace: ferrolb-system}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: auth, namespace: ferrolb-system}
+type: kubernetes.io/basic-auth
+stringData: {password: s3cret}
+"#;
+    let m = migrate(yaml, "ferrolb-system").unwrap();
+    let lines: Vec<String> = m.report.iter().map(|l| l.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "BGPPeer tor: carried over",
+            "Secret ferrolb-system/auth: carried over"
+        ],
+        "{lines:#?}"
+    );
+    let docs = parse_documents(&m.yaml).unwrap();
+    let peer = &docs.config.peers[0];
+    assert!(peer.metadata.owner_references.is_none() && peer.metadata.finalizers.is_none());
+    let built = LastGood::default().build(&docs.config);
+    assert!(built.errors.0.is_empty(), "{}", built.errors);
+}

@@ -93,9 +93,7 @@ enum Command {
 
 fn report(step: &Step) {
     let verdicts = &step.verdicts;
-    let refused: std::collections::BTreeSet<_> =
-        verdicts.errors.0.iter().map(|e| &e.object).collect();
-    for object in refused {
+    for object in verdicts.refused() {
         println!("refused  {object}: {}", verdicts.verdict(object).1);
     }
     for note in &verdicts.notes {

@@ -163,8 +163,11 @@ impl FsmConfig {
         self.peer_asn.is_ibgp(self.local_asn)
     }
 
-    /// Whether the peer may have AS `asn`.
+    /// Whether the peer may have AS `asn` (never 0, RFC 7607).
     fn accepts(&self, asn: u32) -> bool {
+        if asn == 0 {
+            return false;
+        }
         match self.peer_asn {
             PeerAsn::Is(want) => asn == want,
             PeerAsn::Internal => asn == self.local_asn,

@@ -482,7 +482,7 @@ impl Runner {
         let Some(interface) = self.cfg.interface.clone() else {
             return Ok(opts);
         };
-        if self.link_peer.is_none() {
+        if !self.link_peer.as_ref().is_some_and(LinkPeer::is_running) {
             self.link_peer = Some(LinkPeer::start(&interface)?);
         }
         let peer = (self.link_peer.as_ref()).and_then(|l| l.address(self.cfg.peer_port));
@@ -570,6 +570,17 @@ impl Runner {
                                 (None, _) => (None, None),
                             },
                         };
+                    if self.cfg.interface.is_some() && !n.ipv4_over_ipv6 {
+                        tracing::warn!(
+                            peer = %self.target(),
+                            "the peer does not take IPv4 routes with IPv6 next hops (RFC 8950): only IPv6 routes are sent over this unnumbered session"
+                        );
+                        self.status(|s| {
+                            s.last_error = Some(
+                                "IPv4 routes not sent: the peer did not offer Extended Next Hop (RFC 8950)".into(),
+                            )
+                        });
+                    }
                     if self.cfg.dual_stack && other.is_none() {
                         tracing::warn!(
                             peer = %self.cfg.peer_address,

@@ -117,7 +117,7 @@ pub fn other_family_address(local: IpAddr) -> Option<IpAddr> {
         .map(|(_, ip)| *ip)
         .find(|ip| match ip {
             IpAddr::V4(a) => !a.is_link_local(),
-            IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80,
+            IpAddr::V6(a) => !a.is_unicast_link_local(),
         })
 }
 

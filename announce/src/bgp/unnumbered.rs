@@ -61,6 +61,12 @@ impl LinkPeer {
         Ok(LinkPeer { index, peer, task })
     }
 
+    /// Whether it still runs (false after the interface went away under it, say): the
+    /// session then starts a new one, which also looks the interface up again.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// The peer's link-local address on the interface, once it has advertised.
     pub fn address(&self, port: u16) -> Option<SocketAddrV6> {
         (*self.peer.borrow()).map(|a| SocketAddrV6::new(a, port, 0, self.index))
@@ -100,12 +106,21 @@ async fn run(
                 }
             }
             got = socket.recv_from(&mut buf) => {
-                let (n, from) = got?;
+                let (n, from) = match got {
+                    Ok(got) => got,
+                    // Say it and go on (bounded by the wait); the session restarts the whole
+                    // task if it ends.
+                    Err(e) => {
+                        tracing::warn!("receiving router advertisements: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
                 let source = match from {
                     std::net::SocketAddr::V6(a) => *a.ip(),
                     std::net::SocketAddr::V4(_) => continue,
                 };
-                if is_link_local(&source)
+                if source.is_unicast_link_local()
                     && buf[..n].first() == Some(&ROUTER_ADVERTISEMENT)
                     && *peer.borrow() != Some(source)
                 {
@@ -137,10 +152,6 @@ pub fn router_solicitation(mac: [u8; 6]) -> Vec<u8> {
     m.extend_from_slice(&[1, 1]); // source link-layer address, 8 bytes
     m.extend_from_slice(&mac);
     m
-}
-
-fn is_link_local(a: &Ipv6Addr) -> bool {
-    (a.segments()[0] & 0xffc0) == 0xfe80
 }
 
 /// The interface's MAC address (from the kernel through netlink, so it follows the calling

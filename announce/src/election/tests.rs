@@ -803,3 +803,70 @@ fn local_services_sharing_an_address_agree_and_idle_siblings_do_not_block() {
         );
     }
 }
+
+/// The owner of a shared address does not move when another holder's endpoints come and go
+/// (the election key is chosen from every holder), and a holder no live node can serve holds
+/// nobody back.
+#[test]
+fn a_shared_address_owner_stays_when_a_sibling_flaps() {
+    let cfg = config(vec![ad("l2", "lan")]);
+    let names = ["a", "b", "c", "d", "e"];
+    let nodes: Vec<Node> = names.iter().map(|n| node(n, &[])).collect();
+    let live = all_live(&nodes);
+    let mut moved_by_key = 0;
+    for i in 0..40 {
+        let (first, shared_ip) = (format!("10.0.3.{i}"), format!("10.0.4.{i}"));
+        let mut s = service(&first);
+        s.name = "default/s".into();
+        s.ips.push(ip(&shared_ip));
+        let o = |serving: bool| Service {
+            name: "default/o".into(),
+            has_serving_endpoint: serving,
+            ..service(&shared_ip)
+        };
+        let owner_with = |serving: bool| {
+            let services = vec![s.clone(), o(serving)];
+            let shared = SharedAddresses::of(&services);
+            let cluster = Cluster {
+                shared: &shared,
+                config: &cfg,
+                nodes: &nodes,
+                live: &live,
+                ignore_exclude_label: false,
+            };
+            owner(&cluster, &s, ip(&shared_ip)).unwrap().node
+        };
+        assert_eq!(owner_with(true), owner_with(false), "{shared_ip}");
+        if hash_first(&names, ip(&first)) != hash_first(&names, ip(&shared_ip)) {
+            moved_by_key += 1;
+        }
+    }
+    // The two keys pick different nodes for most pairs: the test would see a move.
+    assert!(moved_by_key > 20, "{moved_by_key}");
+
+    // A Local sibling whose endpoints are only on a node that is not live.
+    let services = vec![
+        Service {
+            name: "default/web".into(),
+            ..service("10.0.5.1")
+        },
+        Service {
+            name: "default/stuck".into(),
+            traffic_policy: TrafficPolicy::Local,
+            local_endpoint_nodes: ["gone".to_string()].into(),
+            ..service("10.0.5.1")
+        },
+    ];
+    let shared = SharedAddresses::of(&services);
+    let cluster = Cluster {
+        shared: &shared,
+        config: &cfg,
+        nodes: &nodes,
+        live: &live,
+        ignore_exclude_label: false,
+    };
+    assert_eq!(
+        owner(&cluster, &services[0], ip("10.0.5.1")).unwrap().node,
+        hash_first(&names, ip("10.0.5.1"))
+    );
+}

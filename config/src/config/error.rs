@@ -159,6 +159,15 @@ pub enum Reason {
         /// Both were set (else neither).
         both: bool,
     },
+    /// This change would make another object, in force and unchanged, invalid: it is refused
+    /// instead of that one.
+    #[error("refused, as it would make {other} invalid ({detail})")]
+    BreaksOther {
+        /// The object it would break.
+        other: ObjectRef,
+        /// That object's error, in words.
+        detail: String,
+    },
     /// A name that refers to an object that exists but is refused itself.
     #[error("{kind} {name:?} is refused (its status says why)")]
     RefusedReference {
@@ -370,6 +379,10 @@ impl Reason {
             UnknownReference { kind, name } => UnknownReference {
                 kind,
                 name: c(name),
+            },
+            BreaksOther { other, detail } => BreaksOther {
+                other,
+                detail: c(detail),
             },
             RefusedReference { kind, name } => RefusedReference {
                 kind,

@@ -316,16 +316,6 @@ pub enum PeerAddress {
     Interface(String),
 }
 
-impl PeerAddress {
-    /// The address, when it is one.
-    pub fn ip(&self) -> Option<IpAddr> {
-        match self {
-            PeerAddress::Ip(ip) => Some(*ip),
-            PeerAddress::Interface(_) => None,
-        }
-    }
-}
-
 impl std::fmt::Display for PeerAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

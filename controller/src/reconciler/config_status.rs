@@ -209,8 +209,7 @@ impl Reconciler {
         if !self.leader {
             return;
         }
-        let refused: BTreeSet<&ObjectRef> = built.errors.0.iter().map(|e| &e.object).collect();
-        for object in refused {
+        for object in built.refused() {
             let said_before = previous.map(|p| p.verdict(object));
             let (_, message) = built.verdict(object);
             if said_before.as_ref().is_some_and(|(_, m)| *m == message) {

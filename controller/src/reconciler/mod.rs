@@ -423,7 +423,7 @@ impl Reconciler {
         self.metrics
             .config_valid
             .set(i64::from(built.errors.0.is_empty()));
-        let refused: BTreeSet<&ObjectRef> = built.errors.0.iter().map(|e| &e.object).collect();
+        let refused = built.refused();
         self.metrics
             .config_objects_refused
             .set(refused.len() as i64);
@@ -458,9 +458,8 @@ impl Reconciler {
         if self.allocator.is_some() || !self.leader || !self.synced() {
             return;
         }
+        // Set by every config build, which comes before the config counts as synced.
         let Some(config) = self.config.clone() else {
-            tracing::warn!("no valid configuration yet: Services stay pending");
-            self.refuse_all_for_want_of_config();
             return;
         };
         let mut allocator = Allocator::new(config, self.settings.stale_policy);
@@ -481,25 +480,6 @@ impl Reconciler {
         keys.iter().for_each(|k| self.reconcile(k));
         self.statuses_dirty = true;
         self.schedule_flush();
-    }
-
-    fn refuse_all_for_want_of_config(&mut self) {
-        if !self.leader || !self.synced() {
-            return;
-        }
-        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
-        for key in keys {
-            let Some(service) = self.services.get(&key).cloned() else {
-                continue;
-            };
-            if from_service::is_ours(&service, self.settings.lb_class.as_deref()) {
-                let outcome = Outcome::Refused {
-                    reason: "NoValidConfig".into(),
-                    message: "no valid ferrolb configuration has been loaded yet".into(),
-                };
-                self.write_outcome(&key, &service, outcome);
-            }
-        }
     }
 
     fn namespace_labels(&self, service: &Service) -> &Labels {

@@ -18,6 +18,11 @@ pub struct Built {
 }
 
 impl Built {
+    /// The refused objects, each once.
+    pub fn refused(&self) -> BTreeSet<&ObjectRef> {
+        self.errors.0.iter().map(|e| &e.object).collect()
+    }
+
     /// What to say on `object`'s Valid condition: accepted (with any notes) or why not, and
     /// whether its last accepted version stays in force.
     pub fn verdict(&self, object: &ObjectRef) -> (bool, String) {
@@ -44,8 +49,10 @@ impl Built {
 /// The config model over time: each object is accepted or refused on its own. A refused
 /// object never freezes the others; its last accepted version (if any) stays in force, so a
 /// typo in an edit takes nothing away; objects can come in any order and converge. Of two
-/// objects in conflict (overlapping pools, the same peer twice), the one accepted earlier
-/// wins, then the older by creation time, then by name.
+/// objects in conflict (overlapping pools, the same peer twice), the one in force and
+/// unchanged wins, then the older by creation time, then by name; a change that would make an
+/// unchanged object invalid is refused instead of it. The memory of what was accepted is this
+/// value's, so a process that starts while an object is refused has no last version of it.
 #[derive(Clone, Debug, Default)]
 pub struct LastGood {
     /// The versions in force after the last build.
@@ -60,9 +67,9 @@ impl LastGood {
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut kept = BTreeSet::new();
         let mut substituted = BTreeSet::new();
-        // Each round leaves out or replaces at least one object, so this ends; the bound is
-        // one round per object, plus the last clean one.
-        for _ in 0..=candidates.len() {
+        // Each round puts one object's last version back or leaves one out (an object can
+        // take two rounds: put back, then out), so 2n + 1 rounds end it.
+        for _ in 0..=2 * candidates.len() {
             let round = Builder::run(&candidates);
             if round.errors.is_empty() {
                 self.in_force = candidates;
@@ -77,14 +84,47 @@ impl LastGood {
             }
             let refused: BTreeSet<ObjectRef> =
                 round.errors.iter().map(|e| e.object.clone()).collect();
-            // Errors on the objects as they are now are what the user must hear; errors on a
-            // last accepted version that no longer fits only take it out of force.
-            errors.extend(
-                (round.errors.into_iter())
+            // An object in force and unchanged is never the one to go while a change is
+            // refused too: the change goes first, and the rest is judged again.
+            let as_in_force =
+                |o: &ObjectRef| substituted.contains(o) || candidates.unchanged(&self.in_force, o);
+            let changed: BTreeSet<ObjectRef> = refused
+                .iter()
+                .filter(|o| !as_in_force(o))
+                .cloned()
+                .collect();
+            let (out, said): (BTreeSet<ObjectRef>, Vec<ConfigError>) = if !changed.is_empty() {
+                let said = (round.errors.into_iter())
+                    .filter(|e| changed.contains(&e.object))
+                    .map(|e| refused_reference(e, raw))
+                    .collect();
+                (changed, said)
+            } else if let Some(change) = candidates.youngest_change(&self.in_force, &substituted) {
+                // Only objects as they were in force are refused: a change elsewhere made
+                // them so (an edited pool no longer fits an advertisement's aggregation, say).
+                // The youngest change is taken back, and says why.
+                let said = (round.errors.iter())
+                    .map(|e| ConfigError {
+                        object: change.clone(),
+                        field: "spec".into(),
+                        reason: Reason::BreaksOther {
+                            other: e.object.clone(),
+                            detail: clip(&format!("{}: {}", e.field, e.reason)),
+                        },
+                    })
+                    .collect();
+                (BTreeSet::from([change]), said)
+            } else {
+                // Nothing changed that could be taken back (a first build, or after a
+                // restart): the refused objects go.
+                let said = (round.errors.into_iter())
                     .filter(|e| !substituted.contains(&e.object))
-                    .map(|e| refused_reference(e, raw)),
-            );
-            for object in refused {
+                    .map(|e| refused_reference(e, raw))
+                    .collect();
+                (refused, said)
+            };
+            errors.extend(said);
+            for object in out {
                 let restored =
                     !substituted.contains(&object) && candidates.restore(&self.in_force, &object);
                 if restored {
@@ -96,10 +136,10 @@ impl LastGood {
                 }
             }
         }
-        // Not reached: every round removes or replaces an object. Refuse all rather than loop.
-        self.in_force = RawConfig::default();
+        // Not reached (see the bound). Should it be, the last config in force stays.
+        let config = Builder::run(&self.in_force).config;
         Built {
-            config: Config::default(),
+            config,
             errors: ConfigErrors(errors),
             kept: BTreeSet::new(),
             notes: Vec::new(),
@@ -169,6 +209,65 @@ impl RawConfig {
         }
     }
 
+    /// Whether `object` here has the content of its version in force.
+    fn unchanged(&self, in_force: &RawConfig, object: &ObjectRef) -> bool {
+        let name = object.name.as_str();
+        match object.kind {
+            Kind::IPAddressPool => unchanged(&self.pools, &in_force.pools, name),
+            Kind::L2Advertisement => {
+                unchanged(&self.l2_advertisements, &in_force.l2_advertisements, name)
+            }
+            Kind::BGPAdvertisement => {
+                unchanged(&self.bgp_advertisements, &in_force.bgp_advertisements, name)
+            }
+            Kind::BGPPeer => unchanged(&self.peers, &in_force.peers, name),
+            Kind::BFDProfile => unchanged(&self.bfd_profiles, &in_force.bfd_profiles, name),
+            Kind::Community => unchanged(&self.communities, &in_force.communities, name),
+            Kind::Secret => true,
+        }
+    }
+
+    /// The youngest object that is new or edited (not yet taken back): new before edited, then
+    /// the latest created, then the last by name.
+    fn youngest_change(
+        &self,
+        in_force: &RawConfig,
+        taken_back: &BTreeSet<ObjectRef>,
+    ) -> Option<ObjectRef> {
+        let mut changes = Vec::new();
+        changes.extend(changes_of(
+            Kind::IPAddressPool,
+            &self.pools,
+            &in_force.pools,
+        ));
+        changes.extend(changes_of(
+            Kind::L2Advertisement,
+            &self.l2_advertisements,
+            &in_force.l2_advertisements,
+        ));
+        changes.extend(changes_of(
+            Kind::BGPAdvertisement,
+            &self.bgp_advertisements,
+            &in_force.bgp_advertisements,
+        ));
+        changes.extend(changes_of(Kind::BGPPeer, &self.peers, &in_force.peers));
+        changes.extend(changes_of(
+            Kind::BFDProfile,
+            &self.bfd_profiles,
+            &in_force.bfd_profiles,
+        ));
+        changes.extend(changes_of(
+            Kind::Community,
+            &self.communities,
+            &in_force.communities,
+        ));
+        changes
+            .into_iter()
+            .filter(|(_, o)| !taken_back.contains(o))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, o)| o)
+    }
+
     /// Whether an object of `kind` is named `name`.
     fn has(&self, kind: Kind, name: &str) -> bool {
         match kind {
@@ -202,7 +301,9 @@ impl RawConfig {
 
 /// A reference to an object that exists but was refused says so, rather than "no such object".
 fn refused_reference(mut e: ConfigError, raw: &RawConfig) -> ConfigError {
+    // (A Community reference names an alias inside a Community object, not an object.)
     if let Reason::UnknownReference { kind, name } = &e.reason
+        && *kind != Kind::Community
         && raw.has(*kind, name)
     {
         e.reason = Reason::RefusedReference {
@@ -270,4 +371,40 @@ fn remove<K: Object>(objects: &mut Vec<K>, name: &str) {
     for i in drop.into_iter().rev() {
         objects.remove(i);
     }
+}
+
+/// Whether the object named `name` here has its in-force content.
+fn unchanged<K: Object>(mine: &[K], in_force: &[K], name: &str) -> bool {
+    let previous = in_force
+        .iter()
+        .find(|o| o.meta().name.as_deref() == Some(name));
+    match (named(mine, name).as_slice(), previous) {
+        (&[i], Some(p)) => mine[i].same_content(p),
+        _ => false,
+    }
+}
+
+/// How young a change is (greater: younger): new over edited, then creation time (none
+/// counts as the youngest), then name.
+type Youth = (u8, bool, Option<k8s_openapi::jiff::Timestamp>, String);
+
+/// The objects of one kind that are new or edited, with their youth.
+fn changes_of<K: Object>(kind: Kind, mine: &[K], in_force: &[K]) -> Vec<(Youth, ObjectRef)> {
+    mine.iter()
+        .filter_map(|o| {
+            let m = o.meta();
+            let name = m.name.clone().unwrap_or_default();
+            let previous = in_force
+                .iter()
+                .find(|p| p.meta().name.as_deref() == Some(name.as_str()));
+            let standing = match previous {
+                Some(p) if p.same_content(o) => return None,
+                Some(_) => 1,
+                None => 2,
+            };
+            let created = m.creation_timestamp.as_ref().map(|t| t.0);
+            let youth = (standing, created.is_none(), created, name);
+            Some((youth, object_ref(kind, o)))
+        })
+        .collect()
 }

@@ -362,6 +362,11 @@ impl Builder {
                 "spec.vrf",
                 "an unnumbered session in a VRF is not supported yet",
             ),
+            (
+                s.dual_stack_address_family == Some(true),
+                "spec.dualStackAddressFamily",
+                "an unnumbered session carries both families already",
+            ),
         ];
         for (set, field, why) in refuse {
             if set {
