@@ -551,6 +551,51 @@ spec:
     d1.stop();
 }
 
+/// A config of one pool (`addresses`, YAML list items), a BGPAdvertisement of every pool, and
+/// BGPPeer `tor` with `peer` as the rest of its spec (holdTime 9 s, connectTime 1 s).
+fn one_peer_config(addresses: &str, peer: &str) -> Config {
+    let yaml = format!(
+        r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: web, namespace: ferrolb-system}}
+spec: {{addresses: [{addresses}]}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: web, namespace: ferrolb-system}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {{name: tor, namespace: ferrolb-system}}
+spec: {{myASN: {ASN}, {peer}, holdTime: 9s, connectTime: 1s}}
+"#
+    );
+    config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+}
+
+/// A lab with a router and one node, or None (said why) where there can be none.
+fn one_node_lab() -> Option<Lab> {
+    if !lab::require_lab() {
+        return None;
+    }
+    Some(
+        Lab::new(LabSpec {
+            nodes: 1,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// BIRD, then FRR, on `router` with `bgp`: the daemon to test against, by name.
+fn start_daemon(kind: &str, router: &Host, bgp: &BgpConfig) -> Box<dyn BgpDaemon> {
+    match kind {
+        "bird" => Box::new(Bird::start(router, bgp).unwrap()),
+        _ => Box::new(lab::Frr::start(router, bgp).unwrap()),
+    }
+}
+
 /// MetalLB drop-in (issue 13, dynamicASN) against BIRD and FRR: a peer with `dynamicASN:
 /// external` learns the router's AS from its OPEN, comes up and announces (an eBGP session:
 /// AS_PATH starts with our AS); with `dynamicASN: internal` the same router (another AS) is
@@ -569,34 +614,15 @@ fn bgp_speaker_dynamic_asn_against_bird_and_frr() {
     let router = lab.router();
     let h0 = lab.node(0);
     let config_for = |dynamic: &str| {
-        let yaml = format!(
-            r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: web, namespace: ferrolb-system}}
-spec: {{addresses: [10.99.0.0/28]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: web, namespace: ferrolb-system}}
-spec: {{ipAddressPools: [web]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPPeer
-metadata: {{name: tor, namespace: ferrolb-system}}
-spec: {{myASN: {ASN}, dynamicASN: {dynamic}, peerAddress: {}, holdTime: 9s, connectTime: 1s}}
-"#,
-            router.ipv4
-        );
-        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+        one_peer_config(
+            "10.99.0.0/28",
+            &format!("dynamicASN: {dynamic}, peerAddress: {}", router.ipv4),
+        )
     };
     let services = vec![service("web", "web", "10.99.0.1")];
     let bgp = BgpConfig::new(ROUTER_ASN, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN));
     for kind in ["bird", "frr"] {
-        let daemon: Box<dyn BgpDaemon> = match kind {
-            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
-            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
-        };
+        let daemon = start_daemon(kind, router, &bgp);
         // external: up, announced, as eBGP.
         let d0 = NodeDriver::start(h0);
         d0.apply(&config_for("external"), &node(h0), &services);
@@ -630,36 +656,16 @@ spec: {{myASN: {ASN}, dynamicASN: {dynamic}, peerAddress: {}, holdTime: 9s, conn
 /// address is not sent over the IPv4 session.
 #[test]
 fn bgp_speaker_dual_stack_address_family_against_bird_and_frr() {
-    if !lab::require_lab() {
-        return;
-    }
-    let lab = Lab::new(LabSpec {
-        nodes: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let router = lab.router();
-    let h0 = lab.node(0);
+    let Some(lab) = one_node_lab() else { return };
+    let (router, h0) = (lab.router(), lab.node(0));
     let config_for = |dual: bool| {
-        let yaml = format!(
-            r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: web, namespace: ferrolb-system}}
-spec: {{addresses: [10.99.1.0/28, "fd00:99:1::/120"]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: web, namespace: ferrolb-system}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPPeer
-metadata: {{name: tor, namespace: ferrolb-system}}
-spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, dualStackAddressFamily: {dual}, holdTime: 9s, connectTime: 1s}}
-"#,
-            router.ipv4
-        );
-        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+        one_peer_config(
+            "10.99.1.0/28, \"fd00:99:1::/120\"",
+            &format!(
+                "peerASN: 64700, peerAddress: {}, dualStackAddressFamily: {dual}",
+                router.ipv4
+            ),
+        )
     };
     let mut web = service("web", "web", "10.99.1.1");
     web.ips.push("fd00:99:1::1".parse().unwrap());
@@ -667,10 +673,7 @@ spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, dualStackAddressFamily: {
     let bgp =
         BgpConfig::new(64700, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN).both_families());
     for kind in ["bird", "frr"] {
-        let daemon: Box<dyn BgpDaemon> = match kind {
-            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
-            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
-        };
+        let daemon = start_daemon(kind, router, &bgp);
         // Without the flag: IPv4 only (the IPv4 session does not carry IPv6).
         let d0 = NodeDriver::start(h0);
         d0.apply(&config_for(false), &node(h0), &services);
@@ -714,16 +717,8 @@ spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, dualStackAddressFamily: {
 /// would; a device the node lacks is named in the session's error.
 #[test]
 fn bgp_speaker_vrf_binds_the_session_to_the_device() {
-    if !lab::require_lab() {
-        return;
-    }
-    let lab = Lab::new(LabSpec {
-        nodes: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let router = lab.router();
-    let h0 = lab.node(0);
+    let Some(lab) = one_node_lab() else { return };
+    let (router, h0) = (lab.router(), lab.node(0));
     // A device that leads nowhere (the kernel here has no dummy devices either: a veth pair).
     h0.exec_ok(&[
         "ip",
@@ -740,33 +735,15 @@ fn bgp_speaker_vrf_binds_the_session_to_the_device() {
     h0.exec_ok(&["ip", "link", "set", "elsewhere", "up"])
         .unwrap();
     let config_for = |vrf: &str| {
-        let yaml = format!(
-            r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: web, namespace: ferrolb-system}}
-spec: {{addresses: [10.99.2.0/28]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: web, namespace: ferrolb-system}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPPeer
-metadata: {{name: tor, namespace: ferrolb-system}}
-spec: {{myASN: {ASN}, peerASN: 64700, peerAddress: {}, vrf: {vrf}, holdTime: 9s, connectTime: 1s}}
-"#,
-            router.ipv4
-        );
-        config::build(&config::parse_documents(&yaml).unwrap().config).unwrap()
+        one_peer_config(
+            "10.99.2.0/28",
+            &format!("peerASN: 64700, peerAddress: {}, vrf: {vrf}", router.ipv4),
+        )
     };
     let services = vec![service("web", "web", "10.99.2.1")];
     let bgp = BgpConfig::new(64700, router.ipv4).neighbor(Neighbor::new(h0.ipv4, ASN));
     for kind in ["bird", "frr"] {
-        let daemon: Box<dyn BgpDaemon> = match kind {
-            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
-            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
-        };
+        let daemon = start_daemon(kind, router, &bgp);
         let d0 = NodeDriver::start(h0);
         d0.apply(&config_for(&h0.ifname), &node(h0), &services);
         daemon.wait_established(h0.ipv4.into(), T).unwrap();
@@ -821,35 +798,12 @@ fn link_local(h: &Host) -> std::net::Ipv6Addr {
 /// IPv4 one (RFC 8950), both with the node's link-local address as next hop.
 #[test]
 fn bgp_speaker_unnumbered_against_bird_and_frr() {
-    if !lab::require_lab() {
-        return;
-    }
-    let lab = Lab::new(LabSpec {
-        nodes: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let router = lab.router();
-    let h0 = lab.node(0);
-    let yaml = format!(
-        r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: web, namespace: ferrolb-system}}
-spec: {{addresses: [10.99.3.0/28, "fd00:99:3::/120"]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: web, namespace: ferrolb-system}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPPeer
-metadata: {{name: tor, namespace: ferrolb-system}}
-spec: {{myASN: {ASN}, dynamicASN: external, interface: {}, holdTime: 9s, connectTime: 1s}}
-"#,
-        h0.ifname
+    let Some(lab) = one_node_lab() else { return };
+    let (router, h0) = (lab.router(), lab.node(0));
+    let cfg = one_peer_config(
+        "10.99.3.0/28, \"fd00:99:3::/120\"",
+        &format!("dynamicASN: external, interface: {}", h0.ifname),
     );
-    let cfg = config::build(&config::parse_documents(&yaml).unwrap().config).unwrap();
     let mut web = service("web", "web", "10.99.3.1");
     web.ips.push("fd00:99:3::1".parse().unwrap());
     let services = vec![web];
@@ -860,10 +814,7 @@ spec: {{myASN: {ASN}, dynamicASN: external, interface: {}, holdTime: 9s, connect
         ASN,
     ));
     for kind in ["bird", "frr"] {
-        let daemon: Box<dyn BgpDaemon> = match kind {
-            "bird" => Box::new(Bird::start(router, &bgp).unwrap()),
-            _ => Box::new(lab::Frr::start(router, &bgp).unwrap()),
-        };
+        let daemon = start_daemon(kind, router, &bgp);
         let d0 = NodeDriver::start(h0);
         d0.apply(&cfg, &node(h0), &services);
         let up = wait_until("the unnumbered session", Duration::from_secs(30), || {

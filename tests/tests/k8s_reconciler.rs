@@ -438,25 +438,24 @@ fn restart_reclaims_held_ips_before_pending_services_allocate() {
     stop(&c, ctl);
 }
 
-fn pool_valid(c: &Cluster, name: &str) -> Option<(String, String)> {
-    let api: Api<api::IPAddressPool> = Api::namespaced(c.client(), NAMESPACE);
-    let p = c.block_on(api.get_opt(name)).ok()??;
-    p.status?
-        .conditions
-        .into_iter()
+/// The Valid condition (status, message) among `conditions`.
+fn valid_of(
+    conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+) -> Option<(String, String)> {
+    (conditions.into_iter())
         .find(|c| c.type_ == "Valid")
         .map(|c| (c.status, c.message))
+}
+
+fn pool_valid(c: &Cluster, name: &str) -> Option<(String, String)> {
+    let api: Api<api::IPAddressPool> = Api::namespaced(c.client(), NAMESPACE);
+    valid_of(c.block_on(api.get_opt(name)).ok()??.status?.conditions)
 }
 
 /// An L2Advertisement's Valid condition: (status, message).
 fn l2_valid(c: &Cluster, name: &str) -> Option<(String, String)> {
     let api: Api<api::L2Advertisement> = Api::namespaced(c.client(), NAMESPACE);
-    let p = c.block_on(api.get_opt(name)).ok()??;
-    p.status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Valid")
-        .map(|c| (c.status, c.message))
+    valid_of(c.block_on(api.get_opt(name)).ok()??.status?.conditions)
 }
 
 #[test]
