@@ -1205,3 +1205,45 @@ fn an_edit_that_breaks_an_untouched_object_is_the_one_refused() {
             .any(|a| a.name == "tagged")
     );
 }
+
+/// A process with no memory (a restarted controller, a speaker started later) reads the last
+/// accepted spec from the object's status (`acceptedSpec`, written by the controller): a broken
+/// edit keeps that version in force there too, and counts as the change in a conflict, so
+/// every process decides alike.
+#[test]
+fn the_accepted_spec_in_status_is_the_last_version_after_a_restart() {
+    let with_status = |name: &str, addresses: &str, accepted: &str, created: &str| {
+        format!(
+            "---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: ferrolb-system, creationTimestamp: '{created}'}}\nspec: {{addresses: [{addresses}]}}\nstatus: {{acceptedSpec: {{addresses: [{accepted}]}}}}\n"
+        )
+    };
+    // Pool a was edited into nonsense while the controller was down.
+    let yaml = with_status("a", "nonsense", "10.1.0.0/24", "2026-01-01T00:00:00Z");
+    let built = LastGood::default().build(&parse_documents(&yaml).unwrap().config);
+    assert!(
+        built.kept.contains(&object(Kind::IPAddressPool, "a")),
+        "{built:?}"
+    );
+    assert_eq!(
+        built.config.pools["a"].ranges[0].first().to_string(),
+        "10.1.0.0"
+    );
+
+    // Pool a (the older) was edited to overlap pool z (unchanged): a fresh process refuses
+    // a's edit, as the running one did, and keeps a's accepted addresses.
+    let yaml = with_status("a", "10.2.0.0/25", "10.1.0.0/24", "2026-01-01T00:00:00Z")
+        + &with_status("z", "10.2.0.0/24", "10.2.0.0/24", "2026-06-01T00:00:00Z");
+    let built = LastGood::default().build(&parse_documents(&yaml).unwrap().config);
+    let blamed: BTreeSet<String> = built
+        .errors
+        .0
+        .iter()
+        .map(|e| e.object.name.clone())
+        .collect();
+    assert_eq!(blamed, ["a".to_string()].into(), "{}", built.errors);
+    assert_eq!(
+        built.config.pools["a"].ranges[0].first().to_string(),
+        "10.1.0.0"
+    );
+    assert!(built.config.pools.contains_key("z"));
+}

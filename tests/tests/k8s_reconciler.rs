@@ -541,6 +541,29 @@ fn an_invalid_config_object_is_reported_on_itself_and_the_last_good_config_stays
         "{}",
         ctl.metrics.encode()
     );
+
+    // The accepted spec is on the pool's status, so a controller with no memory of it (a
+    // restart, a new leader) keeps it in force too: the pool's addresses stay usable.
+    let api: Api<api::IPAddressPool> = Api::namespaced(c.client(), NAMESPACE);
+    let accepted = c
+        .block_on(api.get("good"))
+        .unwrap()
+        .status
+        .and_then(|s| s.accepted_spec);
+    assert_eq!(accepted, Some(json!({"addresses": ["10.10.0.0/30"]})));
+    stop(&c, ctl);
+    let ctl = start(&c, settings(), true);
+    service(&c, "fourth", json!({}), json!({}));
+    wait_ingress(&c, "fourth", &["10.10.0.3"]);
+    assert_eq!(pool_annotation(&get(&c, "fourth")).as_deref(), Some("good"));
+    assert_eq!(ingress(&get(&c, "web")), ["10.10.0.0"]);
+    // And "bad" still overlaps the pool in force, so it stays refused.
+    assert_eq!(pool_valid(&c, "bad").map(|v| v.0).as_deref(), Some("False"));
+    let (status, message) = pool_valid(&c, "good").unwrap();
+    assert!(
+        status == "False" && message.ends_with("its last accepted version stays in force"),
+        "{message}"
+    );
     pool(&c, "good", json!({"addresses": ["10.10.0.0/30"]}));
 
     // Fixing the object makes it valid again.

@@ -117,4 +117,13 @@ pub struct IPAddressPoolStatus {
     /// `Valid` (config accepted) and similar conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The spec the controller last accepted: what stays in force while a newer one is
+    /// refused, in every controller and speaker, restarted or not.
+    #[serde(
+        rename = "acceptedSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "super::any_object")]
+    pub accepted_spec: Option<serde_json::Value>,
 }

@@ -45,6 +45,25 @@ pub struct ConfigStatus {
     /// `Valid`: True when the object passed validation, False with the errors as message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// The spec the controller last accepted: what stays in force while a newer one is
+    /// refused, in every controller and speaker, restarted or not.
+    #[serde(
+        rename = "acceptedSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "any_object")]
+    pub accepted_spec: Option<serde_json::Value>,
+}
+
+/// An object of any fields (a spec kept as it was: its own schema was checked when it was
+/// applied), for `acceptedSpec`.
+pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// The condition type that reports whether a config object was accepted.

@@ -76,8 +76,14 @@ impl Reconciler {
                 &message,
                 pool.metadata.generation,
             );
+            let before = pool.status.as_ref().and_then(|s| s.accepted_spec.clone());
+            if ok {
+                status.accepted_spec = serde_json::to_value(&pool.spec).ok();
+            }
             if Some(&status) != pool.status.as_ref() {
-                self.patch_config_status::<api::IPAddressPool>(&object, json!({"status": status}));
+                let mut patch = json!({"status": status});
+                replace_accepted(&mut patch, before.as_ref(), status.accepted_spec.as_ref());
+                self.patch_config_status::<api::IPAddressPool>(&object, patch);
             }
         }
         self.flush_config_conditions(&raw.l2_advertisements, Kind::L2Advertisement, &valid);
@@ -151,6 +157,7 @@ impl Reconciler {
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + HasConfigStatus
             + Clone
+            + serde::Serialize
             + serde::de::DeserializeOwned
             + std::fmt::Debug
             + Send
@@ -162,8 +169,18 @@ impl Reconciler {
             let current = obj.config_status().cloned().unwrap_or_default();
             let mut status = current.clone();
             set_valid(&mut status.conditions, ok, &message, obj.meta().generation);
+            if ok {
+                status.accepted_spec =
+                    (serde_json::to_value(obj).ok()).and_then(|v| v.get("spec").cloned());
+            }
             if status != current {
-                self.patch_config_status::<K>(&object, json!({"status": status}));
+                let mut patch = json!({"status": status});
+                let (before, now) = (
+                    current.accepted_spec.as_ref(),
+                    status.accepted_spec.as_ref(),
+                );
+                replace_accepted(&mut patch, before, now);
+                self.patch_config_status::<K>(&object, patch);
             }
         }
     }
@@ -233,6 +250,35 @@ impl Reconciler {
                 }
             });
         }
+    }
+}
+
+/// A merge patch only adds and replaces keys: to make `status.acceptedSpec` exactly `now`,
+/// every key of `before` that `now` lacks is set to null.
+fn replace_accepted(patch: &mut Value, before: Option<&Value>, now: Option<&Value>) {
+    if let (Some(before), Some(now)) = (before, now) {
+        patch["status"]["acceptedSpec"] = merge_patch(before, now);
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `before` into `now`.
+fn merge_patch(before: &Value, now: &Value) -> Value {
+    match (before, now) {
+        (Value::Object(b), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                let patched = match b.get(k) {
+                    Some(old) => merge_patch(old, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), patched);
+            }
+            for k in b.keys().filter(|k| !n.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        _ => now.clone(),
     }
 }
 

@@ -51,8 +51,10 @@ impl Built {
 /// typo in an edit takes nothing away; objects can come in any order and converge. Of two
 /// objects in conflict (overlapping pools, the same peer twice), the one in force and
 /// unchanged wins, then the older by creation time, then by name; a change that would make an
-/// unchanged object invalid is refused instead of it. The memory of what was accepted is this
-/// value's, so a process that starts while an object is refused has no last version of it.
+/// unchanged object invalid is refused instead of it. The last accepted version is this
+/// value's memory, else the object's `status.acceptedSpec` (the controller writes it), so a
+/// restarted controller and every speaker decide alike; standalone files have no status, so
+/// there a restart while an object is refused leaves that object out.
 #[derive(Clone, Debug, Default)]
 pub struct LastGood {
     /// The versions in force after the last build.
@@ -153,13 +155,10 @@ impl LastGood {
 /// name. So an edit or a new object that conflicts is refused, never what it conflicts with.
 pub(super) fn oldest_first(raw: &mut RawConfig, in_force: &RawConfig) {
     fn sort<K: Object>(objects: &mut [K], in_force: &[K]) {
-        let held: BTreeMap<&str, &K> = (in_force.iter())
-            .filter_map(|o| Some((o.meta().name.as_deref()?, o)))
-            .collect();
         objects.sort_by_cached_key(|o| {
             let m = o.meta();
             let name = m.name.clone().unwrap_or_default();
-            let standing = match held.get(name.as_str()) {
+            let standing = match previous(o, in_force) {
                 Some(previous) if previous.same_content(o) => 0,
                 Some(_) => 1,
                 None => 2,
@@ -317,6 +316,10 @@ fn refused_reference(mut e: ConfigError, raw: &RawConfig) -> ConfigError {
 /// A config object whose content (what the model reads: spec and labels) can be compared.
 trait Object: kube::Resource + Clone {
     fn same_content(&self, other: &Self) -> bool;
+
+    /// This object with the spec its status says was last accepted (`acceptedSpec`, written
+    /// by the controller), if any: the last version of a process that has no memory of one.
+    fn accepted(&self) -> Option<Self>;
 }
 
 macro_rules! object {
@@ -325,8 +328,25 @@ macro_rules! object {
             fn same_content(&self, other: &Self) -> bool {
                 self.spec == other.spec && self.metadata.labels == other.metadata.labels
             }
+
+            fn accepted(&self) -> Option<Self> {
+                let spec = self.status.as_ref()?.accepted_spec.clone()?;
+                let mut o = self.clone();
+                o.spec = serde_json::from_value(spec).ok()?;
+                Some(o)
+            }
         })*
     };
+}
+
+/// The last accepted version of `o`: the one in force in this process, else the one its
+/// status records.
+fn previous<K: Object>(o: &K, in_force: &[K]) -> Option<K> {
+    let name = o.meta().name.as_deref();
+    (in_force.iter())
+        .find(|p| p.meta().name.as_deref() == name)
+        .cloned()
+        .or_else(|| o.accepted())
 }
 
 object!(
@@ -347,14 +367,14 @@ fn named<K: kube::Resource>(objects: &[K], name: &str) -> Vec<usize> {
 }
 
 fn restore<K: Object>(mine: &mut [K], from: &[K], name: &str) -> bool {
-    let Some(previous) = from.iter().find(|o| o.meta().name.as_deref() == Some(name)) else {
-        return false;
-    };
     match named(mine, name)[..] {
-        [i] if !mine[i].same_content(previous) => {
-            mine[i] = previous.clone();
-            true
-        }
+        [i] => match previous(&mine[i], from) {
+            Some(previous) if !mine[i].same_content(&previous) => {
+                mine[i] = previous;
+                true
+            }
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -375,11 +395,8 @@ fn remove<K: Object>(objects: &mut Vec<K>, name: &str) {
 
 /// Whether the object named `name` here has its in-force content.
 fn unchanged<K: Object>(mine: &[K], in_force: &[K], name: &str) -> bool {
-    let previous = in_force
-        .iter()
-        .find(|o| o.meta().name.as_deref() == Some(name));
-    match (named(mine, name).as_slice(), previous) {
-        (&[i], Some(p)) => mine[i].same_content(p),
+    match named(mine, name).as_slice() {
+        &[i] => previous(&mine[i], in_force).is_some_and(|p| mine[i].same_content(&p)),
         _ => false,
     }
 }
@@ -394,10 +411,7 @@ fn changes_of<K: Object>(kind: Kind, mine: &[K], in_force: &[K]) -> Vec<(Youth, 
         .filter_map(|o| {
             let m = o.meta();
             let name = m.name.clone().unwrap_or_default();
-            let previous = in_force
-                .iter()
-                .find(|p| p.meta().name.as_deref() == Some(name.as_str()));
-            let standing = match previous {
+            let standing = match previous(o, in_force) {
                 Some(p) if p.same_content(o) => return None,
                 Some(_) => 1,
                 None => 2,
