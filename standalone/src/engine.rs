@@ -59,7 +59,19 @@ impl Engine {
     /// Decides every Service of `objects`, starting from the addresses `held` records.
     pub fn step(&mut self, objects: &Objects, held: &State) -> Step {
         let mut step = Step::default();
-        let built = self.config_model.build(&objects.config);
+        // What was accepted before a restart stays the last version of each object.
+        let accepted = (held.accepted.iter())
+            .filter_map(|(key, spec)| {
+                let (kind, name) = key.split_once('/')?;
+                Some((
+                    (config::Kind::from_name(kind)?, name.to_string()),
+                    spec.clone(),
+                ))
+            })
+            .collect();
+        let built = self
+            .config_model
+            .build(&objects.config.with_accepted(&accepted));
         let config = built.config.clone();
         self.config = Some(config.clone());
         step.verdicts = built;
@@ -131,6 +143,9 @@ impl Engine {
                         },
                     )
                 })
+                .collect(),
+            accepted: (self.config_model.accepted_specs().into_iter())
+                .map(|((kind, name), spec)| (format!("{kind}/{name}"), spec))
                 .collect(),
         };
         step

@@ -32,6 +32,11 @@ pub struct State {
     pub version: u32,
     /// Assignments by `namespace/name`.
     pub services: BTreeMap<String, Held>,
+    /// The spec of every config object in force, by `Kind/name`: a file edited into something
+    /// refused while the host was down keeps its last accepted version after a restart (files
+    /// have no status to keep it in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accepted: BTreeMap<String, serde_json::Value>,
 }
 
 /// Why the state could not be loaded or saved.

@@ -361,3 +361,45 @@ fn the_running_binary_reloads_edits_live() {
     assert!(first, "the first assignment was printed");
     assert!(second, "the edit was picked up while running");
 }
+
+/// Issue 13, class 2, across a restart: the state file keeps each config object's last
+/// accepted spec, so a pool file broken while the host was down keeps its last version in
+/// force after the restart, and its Services keep their addresses (files have no status).
+#[test]
+fn a_pool_broken_while_down_keeps_its_last_version_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "pool.yaml", POOL);
+    write(dir.path(), "svcs.yaml", &(svc("web") + &svc("db")));
+    let mut config = ConfigDir::new(dir.path());
+    let mut engine = Engine::new(StalePolicy::Keep);
+    let step = engine.step(&config.scan().unwrap().objects, &state::State::default());
+    // Key order: db first.
+    assert_eq!(ip_of(&step, "db").as_deref(), Some("10.0.0.200"));
+    assert_eq!(
+        step.state.accepted.get("IPAddressPool/lab"),
+        Some(&serde_json::json!({"addresses": ["10.0.0.200-10.0.0.203"]}))
+    );
+    // The state goes through its file, as across a restart.
+    let file = dir.path().join("state.json");
+    state::save(&file, &step.state).unwrap();
+    let saved = state::load(&file).state;
+
+    // Down; the pool file is broken; a new process starts.
+    write(
+        dir.path(),
+        "pool.yaml",
+        &POOL.replace("10.0.0.200-10.0.0.203", "10.0.0.203-10.0.0.200"),
+    );
+    let mut engine = Engine::new(StalePolicy::Keep);
+    let step = engine.step(&config.scan().unwrap().objects, &saved);
+    assert_eq!(step.verdicts.kept.len(), 1, "{:?}", step.verdicts);
+    assert!(engine.config().is_some_and(|c| c.pools.contains_key("lab")));
+    assert!(
+        step.assigned.values().all(|a| a.stale.is_empty()),
+        "{:?}",
+        step.assigned
+    );
+    assert_eq!(ip_of(&step, "db").as_deref(), Some("10.0.0.200"));
+    assert_eq!(ip_of(&step, "web").as_deref(), Some("10.0.0.201"));
+    assert!(step.refused.is_empty(), "{:?}", step.refused);
+}

@@ -25,6 +25,24 @@ pub enum Kind {
     Secret,
 }
 
+impl Kind {
+    /// The kind of this name (as [`fmt::Display`] writes it).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        use Kind::*;
+        [
+            IPAddressPool,
+            L2Advertisement,
+            BGPAdvertisement,
+            BGPPeer,
+            BFDProfile,
+            Community,
+            Secret,
+        ]
+        .into_iter()
+        .find(|k| k.to_string() == name)
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)

@@ -52,9 +52,9 @@ impl Built {
 /// objects in conflict (overlapping pools, the same peer twice), the one in force and
 /// unchanged wins, then the older by creation time, then by name; a change that would make an
 /// unchanged object invalid is refused instead of it. The last accepted version is this
-/// value's memory, else the object's `status.acceptedSpec` (the controller writes it), so a
-/// restarted controller and every speaker decide alike; standalone files have no status, so
-/// there a restart while an object is refused leaves that object out.
+/// value's memory, else the object's `status.acceptedSpec` (the controller writes it; a
+/// standalone host keeps it in its state file, see [`RawConfig::with_accepted`]), so a
+/// restarted controller, every speaker and a restarted host decide alike.
 #[derive(Clone, Debug, Default)]
 pub struct LastGood {
     /// The versions in force after the last build.
@@ -62,6 +62,21 @@ pub struct LastGood {
 }
 
 impl LastGood {
+    /// The spec of every object in force, by kind and name: for a host that has no object
+    /// status to keep them in (standalone), to give back with [`RawConfig::with_accepted`]
+    /// after a restart.
+    pub fn accepted_specs(&self) -> BTreeMap<(Kind, String), serde_json::Value> {
+        let mut out = BTreeMap::new();
+        let c = &self.in_force;
+        specs_of(Kind::IPAddressPool, &c.pools, &mut out);
+        specs_of(Kind::L2Advertisement, &c.l2_advertisements, &mut out);
+        specs_of(Kind::BGPAdvertisement, &c.bgp_advertisements, &mut out);
+        specs_of(Kind::BGPPeer, &c.peers, &mut out);
+        specs_of(Kind::BFDProfile, &c.bfd_profiles, &mut out);
+        specs_of(Kind::Community, &c.communities, &mut out);
+        out
+    }
+
     /// Builds the config from `raw`, refusing invalid objects one by one.
     pub fn build(&mut self, raw: &RawConfig) -> Built {
         let mut candidates = raw.clone();
@@ -188,6 +203,32 @@ impl RawConfig {
 }
 
 impl RawConfig {
+    /// The objects, each with `status.acceptedSpec` set from `accepted` where it has none:
+    /// what [`LastGood::accepted_specs`] said before a restart.
+    pub fn with_accepted(
+        &self,
+        accepted: &BTreeMap<(Kind, String), serde_json::Value>,
+    ) -> RawConfig {
+        let mut c = self.clone();
+        let get = |kind: Kind, name: &str| accepted.get(&(kind, name.to_string())).cloned();
+        c.pools.iter_mut().for_each(|o| {
+            let spec = get(
+                Kind::IPAddressPool,
+                o.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let status = o.status.get_or_insert_with(Default::default);
+            if status.accepted_spec.is_none() {
+                status.accepted_spec = spec;
+            }
+        });
+        with_accepted(Kind::L2Advertisement, &mut c.l2_advertisements, &get);
+        with_accepted(Kind::BGPAdvertisement, &mut c.bgp_advertisements, &get);
+        with_accepted(Kind::BGPPeer, &mut c.peers, &get);
+        with_accepted(Kind::BFDProfile, &mut c.bfd_profiles, &get);
+        with_accepted(Kind::Community, &mut c.communities, &get);
+        c
+    }
+
     /// Puts `object`'s version from `from` in place of its version here. Refuses (false) when
     /// `from` has none, when it is what is here already (it would be refused again), or when
     /// several objects here share its name (duplicates in standalone files).
@@ -421,4 +462,57 @@ fn changes_of<K: Object>(kind: Kind, mine: &[K], in_force: &[K]) -> Vec<(Youth, 
             Some((youth, object_ref(kind, o)))
         })
         .collect()
+}
+
+/// The specs of `objects`, as JSON, into `out`.
+fn specs_of<K: Object + serde::Serialize>(
+    kind: Kind,
+    objects: &[K],
+    out: &mut BTreeMap<(Kind, String), serde_json::Value>,
+) {
+    for o in objects {
+        let spec = serde_json::to_value(o)
+            .ok()
+            .and_then(|v| v.get("spec").cloned());
+        if let (Some(name), Some(spec)) = (o.meta().name.clone(), spec) {
+            out.insert((kind, name), spec);
+        }
+    }
+}
+
+/// The config kinds whose status is a [`api::ConfigStatus`].
+trait WithConfigStatus: kube::Resource {
+    fn config_status(&mut self) -> &mut api::ConfigStatus;
+}
+
+macro_rules! with_config_status {
+    ($($kind:ty),*) => {
+        $(impl WithConfigStatus for $kind {
+            fn config_status(&mut self) -> &mut api::ConfigStatus {
+                self.status.get_or_insert_with(Default::default)
+            }
+        })*
+    };
+}
+
+with_config_status!(
+    api::L2Advertisement,
+    api::BGPAdvertisement,
+    api::BGPPeer,
+    api::BFDProfile,
+    api::Community
+);
+
+fn with_accepted<K: WithConfigStatus>(
+    kind: Kind,
+    objects: &mut [K],
+    get: &dyn Fn(Kind, &str) -> Option<serde_json::Value>,
+) {
+    for o in objects {
+        let spec = get(kind, o.meta().name.as_deref().unwrap_or_default());
+        let status = o.config_status();
+        if status.accepted_spec.is_none() {
+            status.accepted_spec = spec;
+        }
+    }
 }
