@@ -175,6 +175,65 @@ pub struct AgentStatus {
     pub membership: MembershipStats,
 }
 
+/// Says (once per change) which owned addresses no interface answers for, and why the
+/// interfaces their advertisements name are not used.
+fn say_unanswered(
+    node: &str,
+    want: &BTreeMap<IpAddr, Interfaces>,
+    applied: &crate::l2::responder::Applied,
+    said: &mut BTreeSet<IpAddr>,
+) {
+    let (now, line) = unanswered(want, applied);
+    if now != *said
+        && let Some(line) = line
+    {
+        tracing::warn!(node = %node, "{line}");
+    }
+    *said = now;
+}
+
+/// The owned addresses that no interface answers for, and the line that says so (missing,
+/// down, enslaved to a bond or bridge...): counts and the first few, so it stays short.
+fn unanswered(
+    want: &BTreeMap<IpAddr, Interfaces>,
+    applied: &crate::l2::responder::Applied,
+) -> (BTreeSet<IpAddr>, Option<String>) {
+    let now: BTreeSet<IpAddr> = (applied.interfaces.iter())
+        .filter(|(_, on)| on.is_empty())
+        .map(|(ip, _)| *ip)
+        .collect();
+    if now.is_empty() {
+        return (now, None);
+    }
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    for ip in &now {
+        if let Some(Interfaces::Named(names)) = want.get(ip) {
+            for name in names {
+                let reason = match applied.skipped.get(name) {
+                    Some(skip) => skip.to_string(),
+                    None => "not on this node".to_string(),
+                };
+                why.insert(name.clone(), reason);
+            }
+        }
+    }
+    let first: Vec<String> = now.iter().take(5).map(|ip| ip.to_string()).collect();
+    let reasons: Vec<String> = (why.iter().take(5))
+        .map(|(name, reason)| format!("{name}: {reason}"))
+        .collect();
+    let line = format!(
+        "{} owned address(es) answered on no interface (first: {}); the interfaces named: {}",
+        now.len(),
+        first.join(", "),
+        if reasons.is_empty() {
+            "none usable".to_string()
+        } else {
+            reasons.join("; ")
+        }
+    );
+    (now, Some(line))
+}
+
 /// A running agent (membership + responder) on its own thread.
 #[derive(Debug)]
 pub struct Agent {
@@ -309,6 +368,8 @@ fn run(
     let mut rejoins = members.rejoins();
     let mut last_apply: Option<Instant> = None;
     let mut dirty = true;
+    // Addresses this node owns but answers on no interface, last said.
+    let mut unanswered: BTreeSet<IpAddr> = BTreeSet::new();
     while !stop.load(Ordering::Relaxed) {
         if members.next_change(TICK).is_some() {
             dirty = true;
@@ -336,7 +397,8 @@ fn run(
         let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
         st.live = live;
         match result {
-            Ok(_) => {
+            Ok(applied) => {
+                say_unanswered(&node, &want, &applied, &mut unanswered);
                 dirty = false;
                 if let Some(e) = st.error.take() {
                     tracing::info!(node = %node, "layer-2 announcements applied again (after: {e})");
@@ -404,6 +466,43 @@ mod tests {
     use ferrolb_config::L2Advertisement;
 
     use super::*;
+
+    /// Issue 18: an owned address that no interface answers for (its advertisement names an
+    /// interface that is missing or enslaved) is said, with why, in one short line.
+    #[test]
+    fn an_address_answered_on_no_interface_is_said_with_why() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let want = BTreeMap::from([
+            (
+                ip("10.0.0.1"),
+                Interfaces::Named(["bond-member".to_string(), "gone".to_string()].into()),
+            ),
+            (ip("10.0.0.2"), Interfaces::All),
+        ]);
+        let applied = crate::l2::Applied {
+            interfaces: BTreeMap::from([
+                (ip("10.0.0.1"), BTreeSet::new()),
+                (ip("10.0.0.2"), BTreeSet::from(["eth0".to_string()])),
+            ]),
+            skipped: BTreeMap::from([(
+                "bond-member".to_string(),
+                crate::l2::iface::Skip::Enslaved,
+            )]),
+        };
+        let (now, line) = unanswered(&want, &applied);
+        assert_eq!(now, BTreeSet::from([ip("10.0.0.1")]));
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "1 owned address(es) answered on no interface (first: 10.0.0.1); the interfaces named: bond-member: enslaved to a bond or bridge; gone: not on this node"
+            )
+        );
+        let all_fine = crate::l2::Applied {
+            interfaces: BTreeMap::from([(ip("10.0.0.2"), BTreeSet::from(["eth0".to_string()]))]),
+            skipped: BTreeMap::new(),
+        };
+        assert_eq!(unanswered(&want, &all_fine).1, None);
+    }
 
     #[test]
     fn desired_unions_services_and_merges_interfaces() {
