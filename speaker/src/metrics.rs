@@ -1,4 +1,5 @@
-//! The speaker's BGP session metrics, per peer, served on its metrics endpoint.
+//! The speaker's metrics, served on its metrics endpoint: BGP sessions per peer, the layer-2
+//! responder's counters and the membership's.
 
 use std::collections::BTreeMap;
 
@@ -28,9 +29,38 @@ pub struct SpeakerMetrics {
     >,
     /// The last error exported per peer, so a changed or gone one is removed, not left behind.
     exported_errors: std::sync::Mutex<BTreeMap<String, String>>,
-    refused: prometheus_client::metrics::counter::Counter,
-    /// The listener's count when last recorded (the counter grows by the difference).
-    refused_seen: std::sync::atomic::AtomicU64,
+    refused: Total,
+    l2: L2Metrics,
+}
+
+/// A counter fed from a running total that another part keeps: it grows by the difference.
+#[derive(Debug, Default)]
+struct Total {
+    counter: prometheus_client::metrics::counter::Counter,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl Total {
+    fn record(&self, total: u64) {
+        let seen = self.seen.swap(total, std::sync::atomic::Ordering::Relaxed);
+        self.counter.inc_by(total.saturating_sub(seen));
+    }
+}
+
+/// The layer-2 responder's and the membership's figures.
+#[derive(Debug, Default)]
+struct L2Metrics {
+    arp_replies: Total,
+    na_replies: Total,
+    gratuitous: Total,
+    not_owned: Total,
+    undecodable: Total,
+    errors: Total,
+    announced: prometheus_client::metrics::gauge::Gauge,
+    live_members: prometheus_client::metrics::gauge::Gauge,
+    watch_downs: Total,
+    unreachable_downs: Total,
+    rejected: Total,
 }
 
 /// A BGP peer and the last error of its session.
@@ -51,8 +81,7 @@ pub struct PeerLabels {
 
 impl Default for SpeakerMetrics {
     fn default() -> Self {
-        let mut registry =
-            prometheus_client::registry::Registry::with_prefix("ferrolb_speaker_bgp");
+        let mut root = prometheus_client::registry::Registry::with_prefix("ferrolb_speaker");
         let m = SpeakerMetrics {
             registry: Default::default(),
             up: Default::default(),
@@ -66,8 +95,9 @@ impl Default for SpeakerMetrics {
             last_error: Default::default(),
             exported_errors: Default::default(),
             refused: Default::default(),
-            refused_seen: Default::default(),
+            l2: Default::default(),
         };
+        let registry = root.sub_registry_with_prefix("bgp");
         registry.register(
             "session_up",
             "1 while the session to the peer is Established",
@@ -116,17 +146,103 @@ impl Default for SpeakerMetrics {
         registry.register(
             "connections_refused",
             "Connections to the node's BGP port from addresses that are no configured peer, reset before any BGP byte",
-            m.refused.clone(),
+            m.refused.counter.clone(),
         );
-        SpeakerMetrics { registry, ..m }
+        let l2 = root.sub_registry_with_prefix("l2");
+        let c = &m.l2;
+        for (name, help, total) in [
+            (
+                "arp_replies",
+                "ARP replies sent for addresses this node announces",
+                &c.arp_replies,
+            ),
+            (
+                "na_replies",
+                "Solicited Neighbor Advertisements sent",
+                &c.na_replies,
+            ),
+            (
+                "gratuitous",
+                "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
+                &c.gratuitous,
+            ),
+            (
+                "requests_not_owned",
+                "ARP/NDP requests heard for addresses another node answers",
+                &c.not_owned,
+            ),
+            (
+                "undecodable_frames",
+                "Frames read that were not ARP or NDP requests",
+                &c.undecodable,
+            ),
+            (
+                "errors",
+                "Socket errors while receiving or sending",
+                &c.errors,
+            ),
+        ] {
+            l2.register(name, help, total.counter.clone());
+        }
+        l2.register(
+            "addresses_announced",
+            "Addresses this node answers ARP/NDP for",
+            c.announced.clone(),
+        );
+        let members = root.sub_registry_with_prefix("membership");
+        members.register(
+            "live_members",
+            "Speakers this one sees alive, itself included",
+            c.live_members.clone(),
+        );
+        for (name, help, total) in [
+            (
+                "watch_downs",
+                "Watched speakers declared down (an owner this one would succeed)",
+                &c.watch_downs,
+            ),
+            (
+                "unreachable_downs",
+                "Speakers declared down after their host answered ICMP port unreachable",
+                &c.unreachable_downs,
+            ),
+            (
+                "rejected_datagrams",
+                "Membership datagrams dropped for a bad or missing MAC",
+                &c.rejected,
+            ),
+        ] {
+            members.register(name, help, total.counter.clone());
+        }
+        SpeakerMetrics {
+            registry: root,
+            ..m
+        }
     }
 }
 
 impl SpeakerMetrics {
     /// Records the listener's count of refused connections (a running total).
     pub fn record_refused(&self, total: u64) {
-        let seen = (self.refused_seen).swap(total, std::sync::atomic::Ordering::Relaxed);
-        self.refused.inc_by(total.saturating_sub(seen));
+        self.refused.record(total);
+    }
+
+    /// Copies the layer-2 agent's state (responder and membership counters) into the metrics.
+    pub fn record_l2(&self, status: &ferrolb_announce::l2::agent::AgentStatus) {
+        let (c, r, m) = (&self.l2, &status.responder, &status.membership);
+        c.arp_replies.record(r.arp_replies);
+        c.na_replies.record(r.na_replies);
+        c.gratuitous.record(r.gratuitous);
+        c.not_owned.record(r.not_owned);
+        c.undecodable.record(r.undecodable);
+        c.errors.record(r.errors);
+        c.announced
+            .set(i64::try_from(status.announced.len()).unwrap_or(i64::MAX));
+        c.live_members
+            .set(i64::try_from(status.live.len()).unwrap_or(i64::MAX));
+        c.watch_downs.record(m.watch_downs);
+        c.unreachable_downs.record(m.unreachable_downs);
+        c.rejected.record(m.rejected);
     }
 
     /// Copies the sessions' state into the gauges; a peer no longer in `sessions` loses its
@@ -228,6 +344,34 @@ mod tests {
     use super::*;
     use ferrolb_kubernetes::serve::Exporter;
     use std::time::Duration;
+
+    /// Issue 18: the responder's and the membership's counters reach /metrics (they were
+    /// never exported), as counters that follow the agent's running totals.
+    #[test]
+    fn layer2_and_membership_metrics() {
+        let m = SpeakerMetrics::default();
+        let mut status = ferrolb_announce::l2::agent::AgentStatus::default();
+        status.responder.arp_replies = 7;
+        status.responder.gratuitous = 3;
+        status.membership.watch_downs = 1;
+        status.live = ["a".to_string(), "b".to_string()].into();
+        status
+            .announced
+            .insert("10.0.0.1".parse().unwrap(), ["eth0".to_string()].into());
+        m.record_l2(&status);
+        status.responder.arp_replies = 9;
+        m.record_l2(&status);
+        let text = m.encode();
+        for line in [
+            "ferrolb_speaker_l2_arp_replies_total 9",
+            "ferrolb_speaker_l2_gratuitous_total 3",
+            "ferrolb_speaker_l2_addresses_announced 1",
+            "ferrolb_speaker_membership_live_members 2",
+            "ferrolb_speaker_membership_watch_downs_total 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn refused_connections_count_up() {

@@ -276,6 +276,9 @@ pub async fn run(
                         m.record_refused(driver.bgp_refused_connections());
                     }
                     let Some(status) = driver.status() else { continue };
+                    if let Some(m) = &settings.metrics {
+                        m.record_l2(&status);
+                    }
                     let stale = {
                         let r = report_tx.borrow();
                         changed_inputs || r.announced != status.announced || r.live != status.live

@@ -173,6 +173,8 @@ pub struct AgentStatus {
     pub changed_at: Option<Instant>,
     /// Membership counters.
     pub membership: MembershipStats,
+    /// The responder's counters (replies, gratuitous announcements, errors).
+    pub responder: super::responder::Stats,
 }
 
 /// Says (once per change) which owned addresses no interface answers for, and why the
@@ -429,6 +431,7 @@ fn run(
             }
         }
         st.membership = members.stats();
+        st.responder = responder.stats();
     }
     if !leave.load(Ordering::Relaxed) {
         responder.stop();
