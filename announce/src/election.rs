@@ -268,17 +268,14 @@ pub fn owner(cluster: &Cluster<'_>, service: &Service, ip: IpAddr) -> Decision {
     let nodes = nodes_by_name(cluster.nodes);
     // The other Services on a shared address that need it announced: the owner must suit them
     // all, or two nodes would answer for one address.
+    // A Service that no live node can serve anyway holds nobody back.
     let others: Vec<(&Service, Vec<&L2Advertisement>)> = (cluster.shared)
         .others(ip, &service.name)
         .filter(|o| o.has_serving_endpoint)
         .map(|o| (o, matching_ads(cluster.config, o)))
         .filter(|(_, ads)| !ads.is_empty())
-        .collect();
-    let nodes_list: Vec<&&Node> = nodes.values().collect();
-    // A Service that no live node can serve anyway holds nobody back.
-    let others: Vec<(&Service, Vec<&L2Advertisement>)> = (others.into_iter())
         .filter(|(o, ads)| {
-            (nodes_list.iter())
+            (nodes.values())
                 .any(|n| cluster.live.contains(&n.name) && eligibility(cluster, o, ads, n).is_ok())
         })
         .collect();

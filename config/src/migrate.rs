@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::api::{GROUP, VERSION};
-use crate::config::{LastGood, parse_documents};
+use crate::config::{LastGood, known_fields, parse_documents};
 
 /// MetalLB's API group.
 pub const METALLB_GROUP: &str = "metallb.io";
@@ -260,19 +260,19 @@ fn convert(
     result.insert("apiVersion".into(), format!("{GROUP}/{VERSION}").into());
     result.insert("kind".into(), kind.clone().into());
     result.insert("metadata".into(), metadata(&doc, namespace));
-    let known = spec_fields(&kind);
+    let known = known_fields(&kind, &["spec"]);
     let mut spec = Map::new();
     let mut left_out = Vec::new();
     if let Some(Value::Object(given)) = doc.get("spec") {
         for (field, value) in given {
-            if means_ferrolb_default(&kind, field, value) && !known.contains(field.as_str()) {
+            if means_ferrolb_default(&kind, field, value) && !known.contains(field) {
                 // MetalLB's CRD writes its defaults into every object; these mean what
                 // ferrolb does anyway, so there is nothing to carry or to report.
                 continue;
             }
             if let Some(reason) = not_carried(&kind, field, value) {
                 left_out.push((format!("spec.{field}"), reason));
-            } else if known.contains(field.as_str()) {
+            } else if known.contains(field) {
                 spec.insert(field.clone(), value.clone());
             } else {
                 let reason = "ferrolb has no such field".to_string();
@@ -363,21 +363,6 @@ fn metadata(doc: &Value, namespace: &str) -> Value {
         }
     }
     Value::Object(meta)
-}
-
-/// The spec fields of our `kind`, from its CRD schema.
-fn spec_fields(kind: &str) -> BTreeSet<String> {
-    let crds = crate::api::crds();
-    crds.iter()
-        .find(|c| c.spec.names.kind == kind)
-        .and_then(|c| c.spec.versions.first())
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| s.properties.as_ref())
-        .and_then(|p| p.get("spec"))
-        .and_then(|s| s.properties.as_ref())
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn to_yaml(objects: &[Value]) -> String {

@@ -558,17 +558,13 @@ impl Runner {
                             (Some(IpAddr::V6(ll)), _) if self.cfg.interface.is_some() => {
                                 (n.ipv4_over_ipv6.then_some(IpAddr::V6(ll)), Some(ll))
                             }
-                            (l, o) => match (l, o) {
-                                (Some(IpAddr::V4(a)), Some(IpAddr::V6(b))) => {
-                                    (Some(a.into()), Some(b))
-                                }
-                                (Some(IpAddr::V4(a)), _) => (Some(a.into()), None),
-                                (Some(IpAddr::V6(b)), Some(IpAddr::V4(a))) => {
-                                    (Some(a.into()), Some(b))
-                                }
-                                (Some(IpAddr::V6(b)), _) => (None, Some(b)),
-                                (None, _) => (None, None),
-                            },
+                            (Some(IpAddr::V4(a)), Some(IpAddr::V6(b)))
+                            | (Some(IpAddr::V6(b)), Some(IpAddr::V4(a))) => {
+                                (Some(a.into()), Some(b))
+                            }
+                            (Some(IpAddr::V4(a)), _) => (Some(a.into()), None),
+                            (Some(IpAddr::V6(b)), _) => (None, Some(b)),
+                            (None, _) => (None, None),
                         };
                     if self.cfg.interface.is_some() && !n.ipv4_over_ipv6 {
                         tracing::warn!(

@@ -62,19 +62,18 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
         // quick recovery) and doubles up to a minute.
         fsm.idle_hold = peer.connect_time.min(Duration::from_secs(5));
     }
-    let address = match &peer.address {
-        PeerAddress::Ip(ip) => *ip,
+    let (address, interface) = match &peer.address {
+        PeerAddress::Ip(ip) => (*ip, None),
         // Learned from the peer's router advertisements when the session connects.
-        PeerAddress::Interface(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        PeerAddress::Interface(name) => (
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            Some(name.clone()),
+        ),
     };
-    if let PeerAddress::Interface(_) = &peer.address {
-        fsm.ipv4_over_ipv6 = true;
-    }
+    // An unnumbered session sends IPv4 routes with its IPv6 link-local next hop.
+    fsm.ipv4_over_ipv6 = interface.is_some();
     let mut cfg = PeerConfig::new(fsm, address);
-    cfg.interface = match &peer.address {
-        PeerAddress::Interface(name) => Some(name.clone()),
-        PeerAddress::Ip(_) => None,
-    };
+    cfg.interface = interface;
     cfg.peer_port = peer.port;
     cfg.source_address = peer.source_address;
     cfg.password = peer.password.clone().filter(|p| !p.is_empty());

@@ -10,4 +10,5 @@ mod yaml;
 pub use build::{Built, DEFAULT_CONNECT_TIME, DEFAULT_HOLD_TIME, LastGood, RawConfig, build};
 pub use error::{ConfigError, ConfigErrors, Kind, ObjectRef, Reason};
 pub use model::*;
+pub(crate) use yaml::known_fields;
 pub use yaml::{Documents, YamlError, parse_documents};

@@ -160,7 +160,7 @@ fn unknown_field(kind: &str, path: &str) -> String {
 
 /// The property names the kind's CRD schema allows under `parents` (sequence indices step
 /// into the items); empty where the schema does not say (metadata).
-fn known_fields(kind: &str, parents: &[&str]) -> Vec<String> {
+pub(crate) fn known_fields(kind: &str, parents: &[&str]) -> Vec<String> {
     let crds = crate::api::crds();
     let Some(mut schema) = crds
         .iter()

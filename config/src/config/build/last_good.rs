@@ -170,17 +170,7 @@ impl LastGood {
 /// name. So an edit or a new object that conflicts is refused, never what it conflicts with.
 pub(super) fn oldest_first(raw: &mut RawConfig, in_force: &RawConfig) {
     fn sort<K: Object>(objects: &mut [K], in_force: &[K]) {
-        objects.sort_by_cached_key(|o| {
-            let m = o.meta();
-            let name = m.name.clone().unwrap_or_default();
-            let standing = match previous(o, in_force) {
-                Some(previous) if previous.same_content(o) => 0,
-                Some(_) => 1,
-                None => 2,
-            };
-            let created = m.creation_timestamp.as_ref().map(|t| t.0);
-            (standing, created.is_none(), created, name)
-        });
+        objects.sort_by_cached_key(|o| youth(o, in_force));
     }
     sort(&mut raw.pools, &in_force.pools);
     sort(&mut raw.l2_advertisements, &in_force.l2_advertisements);
@@ -200,9 +190,7 @@ impl RawConfig {
             + self.bfd_profiles.len()
             + self.communities.len()
     }
-}
 
-impl RawConfig {
     /// The objects, each with `status.acceptedSpec` set from `accepted` where it has none:
     /// what [`LastGood::accepted_specs`] said before a restart.
     pub fn with_accepted(
@@ -210,22 +198,12 @@ impl RawConfig {
         accepted: &BTreeMap<(Kind, String), serde_json::Value>,
     ) -> RawConfig {
         let mut c = self.clone();
-        let get = |kind: Kind, name: &str| accepted.get(&(kind, name.to_string())).cloned();
-        c.pools.iter_mut().for_each(|o| {
-            let spec = get(
-                Kind::IPAddressPool,
-                o.metadata.name.as_deref().unwrap_or_default(),
-            );
-            let status = o.status.get_or_insert_with(Default::default);
-            if status.accepted_spec.is_none() {
-                status.accepted_spec = spec;
-            }
-        });
-        with_accepted(Kind::L2Advertisement, &mut c.l2_advertisements, &get);
-        with_accepted(Kind::BGPAdvertisement, &mut c.bgp_advertisements, &get);
-        with_accepted(Kind::BGPPeer, &mut c.peers, &get);
-        with_accepted(Kind::BFDProfile, &mut c.bfd_profiles, &get);
-        with_accepted(Kind::Community, &mut c.communities, &get);
+        with_accepted(Kind::IPAddressPool, &mut c.pools, accepted);
+        with_accepted(Kind::L2Advertisement, &mut c.l2_advertisements, accepted);
+        with_accepted(Kind::BGPAdvertisement, &mut c.bgp_advertisements, accepted);
+        with_accepted(Kind::BGPPeer, &mut c.peers, accepted);
+        with_accepted(Kind::BFDProfile, &mut c.bfd_profiles, accepted);
+        with_accepted(Kind::Community, &mut c.communities, accepted);
         c
     }
 
@@ -361,6 +339,12 @@ trait Object: kube::Resource + Clone {
     /// This object with the spec its status says was last accepted (`acceptedSpec`, written
     /// by the controller), if any: the last version of a process that has no memory of one.
     fn accepted(&self) -> Option<Self>;
+
+    /// Its `status.acceptedSpec`, to set.
+    fn accepted_spec_mut(&mut self) -> &mut Option<serde_json::Value>;
+
+    /// Its spec, as JSON.
+    fn spec_json(&self) -> Option<serde_json::Value>;
 }
 
 macro_rules! object {
@@ -375,6 +359,14 @@ macro_rules! object {
                 let mut o = self.clone();
                 o.spec = serde_json::from_value(spec).ok()?;
                 Some(o)
+            }
+
+            fn accepted_spec_mut(&mut self) -> &mut Option<serde_json::Value> {
+                &mut self.status.get_or_insert_with(Default::default).accepted_spec
+            }
+
+            fn spec_json(&self) -> Option<serde_json::Value> {
+                serde_json::to_value(&self.spec).ok()
             }
         })*
     };
@@ -442,77 +434,54 @@ fn unchanged<K: Object>(mine: &[K], in_force: &[K], name: &str) -> bool {
     }
 }
 
-/// How young a change is (greater: younger): new over edited, then creation time (none
-/// counts as the youngest), then name.
+/// How young an object is (greater: younger): its standing (0 in force and unchanged, 1
+/// edited, 2 new), then creation time (none counts as the youngest), then name.
 type Youth = (u8, bool, Option<k8s_openapi::jiff::Timestamp>, String);
+
+fn youth<K: Object>(o: &K, in_force: &[K]) -> Youth {
+    let m = o.meta();
+    let standing = match previous(o, in_force) {
+        Some(p) if p.same_content(o) => 0,
+        Some(_) => 1,
+        None => 2,
+    };
+    let created = m.creation_timestamp.as_ref().map(|t| t.0);
+    let name = m.name.clone().unwrap_or_default();
+    (standing, created.is_none(), created, name)
+}
 
 /// The objects of one kind that are new or edited, with their youth.
 fn changes_of<K: Object>(kind: Kind, mine: &[K], in_force: &[K]) -> Vec<(Youth, ObjectRef)> {
-    mine.iter()
-        .filter_map(|o| {
-            let m = o.meta();
-            let name = m.name.clone().unwrap_or_default();
-            let standing = match previous(o, in_force) {
-                Some(p) if p.same_content(o) => return None,
-                Some(_) => 1,
-                None => 2,
-            };
-            let created = m.creation_timestamp.as_ref().map(|t| t.0);
-            let youth = (standing, created.is_none(), created, name);
-            Some((youth, object_ref(kind, o)))
-        })
+    (mine.iter())
+        .map(|o| (youth(o, in_force), object_ref(kind, o)))
+        .filter(|((standing, ..), _)| *standing > 0)
         .collect()
 }
 
 /// The specs of `objects`, as JSON, into `out`.
-fn specs_of<K: Object + serde::Serialize>(
+fn specs_of<K: Object>(
     kind: Kind,
     objects: &[K],
     out: &mut BTreeMap<(Kind, String), serde_json::Value>,
 ) {
     for o in objects {
-        let spec = serde_json::to_value(o)
-            .ok()
-            .and_then(|v| v.get("spec").cloned());
-        if let (Some(name), Some(spec)) = (o.meta().name.clone(), spec) {
+        if let (Some(name), Some(spec)) = (o.meta().name.clone(), o.spec_json()) {
             out.insert((kind, name), spec);
         }
     }
 }
 
-/// The config kinds whose status is a [`api::ConfigStatus`].
-trait WithConfigStatus: kube::Resource {
-    fn config_status(&mut self) -> &mut api::ConfigStatus;
-}
-
-macro_rules! with_config_status {
-    ($($kind:ty),*) => {
-        $(impl WithConfigStatus for $kind {
-            fn config_status(&mut self) -> &mut api::ConfigStatus {
-                self.status.get_or_insert_with(Default::default)
-            }
-        })*
-    };
-}
-
-with_config_status!(
-    api::L2Advertisement,
-    api::BGPAdvertisement,
-    api::BGPPeer,
-    api::BFDProfile,
-    api::Community
-);
-
-fn with_accepted<K: WithConfigStatus>(
+/// Sets each object's `status.acceptedSpec` from `accepted` where it has none.
+fn with_accepted<K: Object>(
     kind: Kind,
     objects: &mut [K],
-    get: &dyn Fn(Kind, &str) -> Option<serde_json::Value>,
+    accepted: &BTreeMap<(Kind, String), serde_json::Value>,
 ) {
     for o in objects {
-        let spec = get(kind, o.meta().name.as_deref().unwrap_or_default());
-        let status = o.config_status();
-        if status.accepted_spec.is_none() {
-            status.accepted_spec = spec;
+        let name = o.meta().name.clone().unwrap_or_default();
+        let slot = o.accepted_spec_mut();
+        if slot.is_none() {
+            *slot = accepted.get(&(kind, name)).cloned();
         }
     }
 }
