@@ -44,7 +44,8 @@ fn one_crd_per_kind_in_the_ferrolb_group() {
             "BGPAdvertisement",
             "BGPPeer",
             "BFDProfile",
-            "Community"
+            "Community",
+            "BGPSessionState"
         ]
     );
     for crd in api::crds() {

@@ -12,6 +12,7 @@ use ferrolb_announce::l2::agent::Inputs;
 use ferrolb_announce::l2::{Burst, ResponderConfig};
 use ferrolb_announce::membership::{MembershipConfig, Timing};
 use ferrolb_config as config;
+use ferrolb_config::api::BGPSessionState;
 use ferrolb_kubernetes::config_source::{self, Scope};
 use ferrolb_kubernetes::events::Publisher;
 use futures::StreamExt;
@@ -24,8 +25,8 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::SpeakerMetrics;
-use crate::report::{self, Report, WriterSettings};
-use crate::views;
+use crate::report::{self, Report, SessionSeen, SessionsSeen, WriterSettings};
+use crate::{sessions, views};
 
 /// How the speaker runs in a cluster.
 #[derive(Clone, Debug)]
@@ -149,8 +150,13 @@ pub async fn run(
     let (slice_store, b) = reflect(Api::<EndpointSlice>::all(client.clone()));
     let (node_store, c) = reflect(Api::<Node>::all(client.clone()));
     let (config_stores, d) = config_source::watch(&client, &settings.namespace, Scope::Namespace);
+    // Every node's BGPSessionStates: what the Announced condition says about BGP.
+    let (session_store, e) = reflect(Api::<BGPSessionState>::namespaced(
+        client.clone(),
+        &settings.namespace,
+    ));
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut changes = futures::stream::select_all([a, b, c, d.boxed()]);
+    let mut changes = futures::stream::select_all([a, b, c, d.boxed(), e]);
     tokio::spawn(async move {
         while changes.next().await.is_some() {
             if tx.send(()).is_err() {
@@ -163,6 +169,7 @@ pub async fn run(
             && slice_store.wait_until_ready().await.is_ok()
             && node_store.wait_until_ready().await.is_ok()
             && config_stores.wait_until_ready().await
+            && session_store.wait_until_ready().await.is_ok()
     };
     match or_shutdown(&mut shutdown, ready).await {
         None => return Ok(()),
@@ -213,6 +220,20 @@ pub async fn run(
         },
         membership,
     );
+
+    let (sessions_tx, sessions_rx) = watch::channel(Default::default());
+    let node_uid = (node_store.state().iter())
+        .find(|n| n.name_any() == settings.node)
+        .and_then(|n| n.metadata.uid.clone());
+    let session_writer = tokio::spawn(sessions::write(
+        client.clone(),
+        sessions::Writer {
+            node: settings.node.clone(),
+            node_uid,
+            namespace: settings.namespace.clone(),
+        },
+        sessions_rx,
+    ));
 
     let (report_tx, report_rx) = watch::channel(Report::default());
     let writer = tokio::spawn(report::write(
@@ -271,17 +292,35 @@ pub async fn run(
                     break;
                 }
                 _ = tick.tick() => {
+                    let bgp_status = driver.bgp_status();
                     if let Some(m) = &settings.metrics {
-                        m.record(&driver.bgp_status());
+                        m.record(&bgp_status);
                         m.record_refused(driver.bgp_refused_connections());
                     }
+                    if let Some(inputs) = driver.inputs() {
+                        let wanted = sessions::desired(&settings.node, &bgp_status, &inputs.config);
+                        sessions_tx.send_if_modified(|w| {
+                            let changed = *w != wanted;
+                            if changed {
+                                *w = wanted;
+                            }
+                            changed
+                        });
+                    }
+                    let established: std::collections::BTreeSet<String> = (bgp_status.iter())
+                        .filter(|(_, s)| s.is_up())
+                        .map(|(p, _)| p.clone())
+                        .collect();
                     let Some(status) = driver.status() else { continue };
                     if let Some(m) = &settings.metrics {
                         m.record_l2(&status);
                     }
                     let stale = {
                         let r = report_tx.borrow();
-                        changed_inputs || r.announced != status.announced || r.live != status.live
+                        changed_inputs
+                            || r.announced != status.announced
+                            || r.live != status.live
+                            || r.established != established
                     };
                     if stale {
                         report_tx.send_replace(Report {
@@ -289,6 +328,8 @@ pub async fn run(
                             live: status.live,
                             inputs: driver.inputs().cloned().map(Arc::new),
                             services: services.clone(),
+                            sessions: Arc::new(sessions_seen(&session_store)),
+                            established,
                         });
                         changed_inputs = false;
                     }
@@ -297,9 +338,16 @@ pub async fn run(
                     driver.leave().await;
                     // Then tell users this node no longer announces; bounded, so that an API
                     // server that does not answer cannot hold the exit.
-                    report_tx.send_modify(|r| r.announced.clear());
+                    report_tx.send_modify(|r| {
+                        r.announced.clear();
+                        r.established.clear();
+                    });
                     drop(report_tx);
-                    let withdrawn = tokio::time::timeout(report::SHUTDOWN_REPORT_DEADLINE, writer);
+                    drop(sessions_tx);
+                    let withdrawn = tokio::time::timeout(
+                        report::SHUTDOWN_REPORT_DEADLINE,
+                        futures::future::join(writer, session_writer),
+                    );
                     if withdrawn.await.is_err() {
                         tracing::warn!("could not report the withdrawals before exiting");
                     }
@@ -308,4 +356,18 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Every node's sessions as their `BGPSessionState` objects say.
+fn sessions_seen(store: &Store<BGPSessionState>) -> SessionsSeen {
+    (store.state().iter())
+        .filter_map(|o| {
+            let s = o.status.as_ref()?;
+            let seen = SessionSeen {
+                state: s.bgp_status.clone(),
+                last_error: s.last_error.clone(),
+            };
+            Some(((s.node.clone(), s.peer_name.clone()), seen))
+        })
+        .collect()
 }

@@ -745,12 +745,12 @@ fn controller_rbac_matches_the_code() {
 /// token in tests/tests/k8s_lab.rs, where a missing permission is a 403.)
 #[test]
 fn speaker_rbac_matches_the_list() {
-    use ferrolb_kubernetes::rbac::speaker::{CLUSTER_RULES, NAMESPACE_RULES};
+    use ferrolb_kubernetes::rbac::speaker::{CLUSTER_RULES, namespace_rules};
     assert_roles_grant(
         &manifest(),
         "ferrolb-speaker",
         code_triples(CLUSTER_RULES),
-        code_triples(NAMESPACE_RULES),
+        code_triples(&namespace_rules()),
     );
 }
 

@@ -101,7 +101,7 @@ fn every_crd_installs_and_every_rule_refuses_with_its_message() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(names, expected, "all six CRDs are served");
+    assert_eq!(names, expected, "every CRD is served");
     c.create_namespace("ferrolb-system", &[]).unwrap();
 
     // Every rule in the CRDs, found by walking their schemas: each must have a case below.

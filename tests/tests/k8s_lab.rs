@@ -325,7 +325,16 @@ fn l2_and_bgp_traffic_reaches_pods_through_kube_proxy() {
         || env.served_by(api[0]).as_deref() == Some("api-0"),
     )
     .unwrap();
-    // (The Announced condition covers L2 only so far: BGP in it is issue 18.)
+    eventually(
+        "api's condition to name its BGP announcers",
+        Duration::from_secs(20),
+        || {
+            env.condition("api").is_some_and(|(s, r, m)| {
+                s == "True" && r == "BGP" && m.contains("advertised over BGP")
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.condition("api")));
 
     // externalTrafficPolicy Local follows the real EndpointSlices: only web-0's node (node1)
     // answers, and only api-0's node (node0) advertises.
@@ -778,4 +787,150 @@ fn sixty_seconds_without_the_api_server_lose_nothing() {
         vec![web],
         "web kept its address"
     );
+}
+
+/// The `BGPSessionState` objects in the speakers' namespace: (node, peer name, BGP state,
+/// last error), sorted.
+fn session_states(cluster: &Cluster) -> Vec<(String, String, String, String)> {
+    let out = cluster
+        .kubectl(&["get", "bgpsessionstates", "-n", NAMESPACE, "-o", "json"])
+        .unwrap_or_default();
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let mut states: Vec<_> = (list["items"].as_array().into_iter().flatten())
+        .map(|o| {
+            let s = &o["status"];
+            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (
+                text("node"),
+                text("peerName"),
+                text("bgpStatus"),
+                text("lastError"),
+            )
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+#[test]
+fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
+    if !ready() {
+        return;
+    }
+    let mut env = Env::start(2);
+    env.pod(0, "api-0", "api");
+    let api = env.service("api", json!({"ferrolb.io/address-pool": "routed"}));
+    let nodes: Vec<String> = env.lab.nodes().iter().map(|n| n.name.clone()).collect();
+
+    // One object per node and peer, Established, listed with printer columns.
+    let r = eventually(
+        "a BGPSessionState per node, Established",
+        Duration::from_secs(30),
+        || {
+            let s = session_states(&env.cluster);
+            s.len() == 2
+                && s.iter()
+                    .all(|(_, p, state, _)| p == "router" && state == "Established")
+        },
+    );
+    let logs = env.logs();
+    r.unwrap_or_else(|e| panic!("{e}: {:?}\n{logs}", session_states(&env.cluster)));
+    let table = env
+        .cluster
+        .kubectl(&["get", "bgpsessionstates", "-n", NAMESPACE])
+        .unwrap();
+    eprintln!("{table}");
+    assert!(
+        table.contains("NODE") && table.contains("BGP") && table.contains("Established"),
+        "{table}"
+    );
+    let mut seen: Vec<String> = session_states(&env.cluster)
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    let mut expected = nodes.clone();
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "one object per node");
+
+    // The BGP-only Service's condition names its nodes and peer; each node says so in an Event.
+    let r = eventually(
+        "api's Announced condition to name both nodes and the peer",
+        Duration::from_secs(20),
+        || {
+            env.condition("api").is_some_and(|(s, reason, m)| {
+                s == "True"
+                    && reason == "BGP"
+                    && !m.contains("not yet")
+                    && nodes
+                        .iter()
+                        .all(|n| m.contains(&format!("node {n} to peer router")))
+            })
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}: {:?}", env.condition("api")));
+    eprintln!("announced: {:?}", env.condition("api"));
+    eventually(
+        "a BGP nodeAssigned Event per node",
+        Duration::from_secs(20),
+        || {
+            let events = env.cluster.events_about("shop", "api");
+            nodes.iter().all(|n| {
+                events.iter().any(|(r, note)| {
+                    r == "nodeAssigned"
+                        && note.contains("protocol bgp")
+                        && note.contains(n.as_str())
+                })
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.cluster.events_about("shop", "api")));
+
+    // The router goes down: every session object leaves Established and says why; the
+    // condition turns False, naming the sessions; the nodes withdraw in Events.
+    env.bird.stop();
+    let r = eventually(
+        "the session objects to leave Established",
+        Duration::from_secs(30),
+        || {
+            let s = session_states(&env.cluster);
+            s.len() == 2 && s.iter().all(|(_, _, state, _)| state != "Established")
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
+    eprintln!("router down: {:?}", session_states(&env.cluster));
+    eventually(
+        "api's condition to say no session is established",
+        Duration::from_secs(20),
+        || {
+            env.condition("api").is_some_and(|(s, reason, m)| {
+                s == "False"
+                    && reason == "noEstablishedSession"
+                    && m.contains(&format!("no node announces {}", api[0]))
+                    && nodes
+                        .iter()
+                        .all(|n| m.contains(&format!("node {n} to peer router (")))
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.condition("api")));
+    eprintln!("router down: {:?}", env.condition("api"));
+    eventually("BGP nodeWithdrawn Events", Duration::from_secs(20), || {
+        let events = env.cluster.events_about("shop", "api");
+        events
+            .iter()
+            .any(|(r, note)| r == "nodeWithdrawn" && note.contains("over BGP"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.cluster.events_about("shop", "api")));
+
+    // The peer goes: its objects go with it.
+    env.cluster
+        .kubectl(&["delete", "bgppeer", "router", "-n", NAMESPACE])
+        .unwrap();
+    eventually(
+        "the session objects to be deleted with the peer",
+        Duration::from_secs(20),
+        || session_states(&env.cluster).is_empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
 }

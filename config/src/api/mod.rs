@@ -11,6 +11,7 @@
 pub mod bfdprofile;
 pub mod bgpadvertisement;
 pub mod bgppeer;
+pub mod bgpsessionstate;
 pub mod community;
 pub mod ipaddresspool;
 pub mod l2advertisement;
@@ -18,6 +19,7 @@ pub mod l2advertisement;
 pub use bfdprofile::{BFDProfile, BFDProfileSpec};
 pub use bgpadvertisement::{BGPAdvertisement, BGPAdvertisementSpec};
 pub use bgppeer::{BGPPeer, BGPPeerSpec, DynamicAsn, SecretReference};
+pub use bgpsessionstate::{BGPSessionState, BGPSessionStateSpec, BGPSessionStateStatus};
 pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
@@ -81,6 +83,7 @@ pub fn crds()
         BGPPeer::crd(),
         BFDProfile::crd(),
         Community::crd(),
+        BGPSessionState::crd(),
     ];
     for crd in &mut crds {
         let kind = crd.spec.names.kind.clone();

@@ -36,7 +36,24 @@ pub const CLUSTER_RULES: &[Rule] = &[
     },
 ];
 
+/// This node's `BGPSessionState` objects (written, and deleted when a peer goes), and every
+/// node's (read, for the Announced condition), in the speaker's namespace.
+pub const SESSION_STATE_RULES: &[Rule] = &[
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpsessionstates",
+        verbs: &["get", "list", "watch", "create", "delete"],
+    },
+    Rule {
+        group: "ferrolb.io",
+        resource: "bgpsessionstates/status",
+        verbs: &["patch"],
+    },
+];
+
 /// Rules in the speaker's own namespace (Role): the config objects and the Secrets BGPPeers
 /// refer to (`passwordSecret`), read through the same `ferrolb_kubernetes::config_source` as the
-/// controller.
-pub const NAMESPACE_RULES: &[Rule] = CONFIG_SOURCE_RULES;
+/// controller, and the [`SESSION_STATE_RULES`].
+pub fn namespace_rules() -> Vec<Rule> {
+    [CONFIG_SOURCE_RULES, SESSION_STATE_RULES].concat()
+}
