@@ -5,6 +5,9 @@
 //! - [`election`]: pure; which node announces each address in layer 2, and why others do not.
 //! - [`l2`]: layer 2 mode: ARP/NDP codecs, interface choice, the raw-socket responder, the agent.
 //! - [`bgp`]: BGP mode: messages, the session state machine, sessions, what each peer is sent.
+//! - [`status`]: pure; who announces a Service cluster-wide, or why nobody does (the
+//!   Announced condition, `ferrolb explain`).
+//! - [`views`]: pure; Kubernetes Nodes, Services and EndpointSlices as the announcer's inputs.
 //! - [`driver`]: the one announcer both modes feed: the L2 agent and the BGP sessions, given
 //!   new inputs as they change.
 
@@ -13,3 +16,5 @@ pub mod driver;
 pub mod election;
 pub mod l2;
 pub mod membership;
+pub mod status;
+pub mod views;

@@ -25,8 +25,10 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::SpeakerMetrics;
-use crate::report::{self, Report, SessionSeen, SessionsSeen, WriterSettings};
-use crate::{sessions, views};
+use crate::report::{self, Report, WriterSettings};
+use crate::sessions;
+use ferrolb_announce::status::{SessionSeen, SessionsSeen};
+use ferrolb_announce::views;
 
 /// How the speaker runs in a cluster.
 #[derive(Clone, Debug)]

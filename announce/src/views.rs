@@ -1,16 +1,24 @@
-//! What the speaker reads from the cluster, as the announcer's inputs: Nodes and Services with
-//! their EndpointSlices turned into the election's view. Pure.
+//! Kubernetes objects as the announcer's inputs: Nodes and Services with their EndpointSlices
+//! turned into the election's view (k8s-openapi types only, no client). Pure. The speaker feeds
+//! the driver with these; `ferrolb explain` reads the same objects through kubectl.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ferrolb_announce::election::{self, TrafficPolicy};
+use crate::election::{self, TrafficPolicy};
 use ferrolb_config::annotations;
 use ferrolb_config::service::{SERVICE_NAME_LABEL, is_ours};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
+
+fn namespace_of(svc: &Service) -> &str {
+    svc.metadata.namespace.as_deref().unwrap_or_default()
+}
+
+fn name_of(svc: &Service) -> &str {
+    svc.metadata.name.as_deref().unwrap_or_default()
+}
 
 /// The election's view of a Node.
 pub fn node(n: &Node) -> election::Node {
@@ -83,10 +91,10 @@ pub fn service(
         }
     }
     Some(election::Service {
-        name: format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any()),
+        name: format!("{}/{}", namespace_of(svc), name_of(svc)),
         ips,
         pool,
-        labels: svc.labels().clone(),
+        labels: svc.metadata.labels.clone().unwrap_or_default(),
         traffic_policy: TrafficPolicy::of(svc),
         local_endpoint_nodes,
         has_serving_endpoint,
@@ -101,9 +109,12 @@ pub fn services(
 ) -> Vec<election::Service> {
     let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
     for s in slices {
-        if let Some(name) = s.labels().get(SERVICE_NAME_LABEL) {
+        if let Some(name) = (s.metadata.labels.as_ref()).and_then(|l| l.get(SERVICE_NAME_LABEL)) {
             by_service
-                .entry((s.namespace().unwrap_or_default(), name.clone()))
+                .entry((
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    name.clone(),
+                ))
                 .or_default()
                 .push(s);
         }
@@ -112,7 +123,7 @@ pub fn services(
     let mut out: Vec<election::Service> = services
         .iter()
         .filter_map(|svc| {
-            let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+            let key = (namespace_of(svc).to_string(), name_of(svc).to_string());
             service(svc, by_service.get(&key).unwrap_or(&none), lb_class)
         })
         .collect();
