@@ -5,9 +5,13 @@
 //!   when an edit breaks it.
 //! - [`state`]: the assignments, persisted atomically so a restart moves no address.
 //! - [`engine`]: one pure step from (objects, held assignments) to (assignments, refusals).
+//! - [`explain`]: pure; why a Service's address is pending, stale or announced, and by whom
+//!   (`ferrolb explain`), from a cluster's objects ([`kubectl`] reads them) or a directory.
 
 pub mod announce;
 pub mod config_dir;
 pub mod engine;
+pub mod explain;
+pub mod kubectl;
 pub mod migrate;
 pub mod state;

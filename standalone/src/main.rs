@@ -12,6 +12,7 @@ use ferrolb_allocator::StalePolicy;
 use ferrolb_standalone::announce::{self, HostSettings};
 use ferrolb_standalone::config_dir::ConfigDir;
 use ferrolb_standalone::engine::{Engine, Step};
+use ferrolb_standalone::explain;
 use ferrolb_standalone::state;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -21,6 +22,23 @@ enum Stale {
     Keep,
     /// Give the Service a new address.
     Reassign,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    /// Words, one line per fact.
+    Text,
+    /// The same as JSON.
+    Json,
+}
+
+impl Stale {
+    fn policy(self) -> StalePolicy {
+        match self {
+            Stale::Keep => StalePolicy::Keep,
+            Stale::Reassign => StalePolicy::Reassign,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -50,6 +68,42 @@ enum Command {
         /// ferrolb's namespace: where the objects go.
         #[arg(long, default_value = "ferrolb-system")]
         namespace: String,
+    },
+    /// Why a Service's address is pending, stale or announced: which pool and why, who
+    /// announces it over ARP/NDP and BGP, and the state of those sessions. Reads the cluster
+    /// through kubectl (also installed as `kubectl ferrolb`: link this binary as
+    /// `kubectl-ferrolb` on PATH), or a standalone directory with --config.
+    Explain {
+        /// The Service: NAME (in --namespace) or NAMESPACE/NAME.
+        service: String,
+        /// The Service's namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Words, or JSON.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+        /// Explain from a standalone config directory (and --state) instead of a cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The standalone state file, with --config.
+        #[arg(
+            long,
+            default_value = "/var/lib/ferrolb/state.json",
+            requires = "config"
+        )]
+        state: PathBuf,
+        /// The kubectl to run (its usual KUBECONFIG applies).
+        #[arg(long, default_value = "kubectl")]
+        kubectl: PathBuf,
+        /// ferrolb's namespace in the cluster.
+        #[arg(long, default_value = "ferrolb-system")]
+        ferrolb_namespace: String,
+        /// The loadBalancerClass the controller serves (its --lb-class), if any.
+        #[arg(long)]
+        lb_class: Option<String>,
+        /// The stale policy the controller (or host) runs with.
+        #[arg(long, value_enum, default_value = "keep")]
+        stale_policy: Stale,
     },
     /// Assign addresses to the Services of a directory of YAML, and keep them.
     Standalone {
@@ -89,6 +143,26 @@ enum Command {
         #[arg(long, default_value_t = 179, requires = "node")]
         bgp_listen_port: u16,
     },
+}
+
+/// A standalone directory and state file, as `explain` reads them.
+fn read_directory(
+    dir: &std::path::Path,
+    state_file: &std::path::Path,
+    policy: StalePolicy,
+) -> Result<(explain::World, Vec<String>), String> {
+    let scan = ConfigDir::new(dir)
+        .scan()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut notes: Vec<String> = scan.errors.iter().map(|e| e.to_string()).collect();
+    let loaded = state::load(state_file);
+    notes.extend(loaded.warnings.iter().map(|w| w.to_string()));
+    let world = explain::World {
+        objects: scan.objects,
+        source: explain::Source::Standalone { held: loaded.state },
+        stale_policy: policy,
+    };
+    Ok((world, notes))
 }
 
 fn report(step: &Step) {
@@ -194,6 +268,62 @@ async fn main() -> ExitCode {
             &namespace,
         );
     }
+    if let Command::Explain {
+        service,
+        namespace,
+        output,
+        config,
+        state,
+        kubectl,
+        ferrolb_namespace,
+        lb_class,
+        stale_policy,
+    } = command
+    {
+        let (namespace, name) = match service.split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => (namespace, service),
+        };
+        let read = match config {
+            Some(dir) => read_directory(&dir, &state, stale_policy.policy()),
+            None => ferrolb_standalone::kubectl::read_world(
+                &kubectl,
+                &namespace,
+                &ferrolb_namespace,
+                lb_class,
+                stale_policy.policy(),
+            ),
+        };
+        let (world, notes) = match read {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("ferrolb explain: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for n in notes {
+            eprintln!("note: {n}");
+        }
+        return match explain::explain(&world, &namespace, &name) {
+            Ok(e) => {
+                match output {
+                    Output::Text => print!("{}", e.text()),
+                    Output::Json => match serde_json::to_string_pretty(&e) {
+                        Ok(j) => println!("{j}"),
+                        Err(err) => {
+                            eprintln!("ferrolb explain: {err}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ferrolb explain: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Command::Standalone {
         config,
         state: state_file,
@@ -256,10 +386,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut stop = false;
-    let policy = match stale_policy {
-        Stale::Keep => StalePolicy::Keep,
-        Stale::Reassign => StalePolicy::Reassign,
-    };
+    let policy = stale_policy.policy();
     let loaded = state::load(&state_file);
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}; continuing from the previous good state");

@@ -403,3 +403,63 @@ fn a_pool_broken_while_down_keeps_its_last_version_after_a_restart() {
     assert_eq!(ip_of(&step, "web").as_deref(), Some("10.0.0.201"));
     assert!(step.refused.is_empty(), "{:?}", step.refused);
 }
+
+/// `ferrolb explain` against a standalone directory: the host's assignment (from the state
+/// file) and why, a pending Service, a stale address after a pool edit, and JSON.
+#[test]
+fn explain_answers_from_the_directory_and_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    let state_file = dir.path().join("state.json");
+    std::fs::create_dir_all(&conf).unwrap();
+    write(&conf, "pool.yaml", POOL);
+    let lost = "---\napiVersion: v1\nkind: Service\nmetadata: {name: lost, annotations: {ferrolb.io/address-pool: nowhere}}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+    write(&conf, "svcs.yaml", &(svc("web") + lost));
+    run_once(&conf, &state_file);
+    let explain = |service: &str, json: bool| -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrolb"));
+        cmd.args(["explain", service, "--config"])
+            .arg(&conf)
+            .arg("--state")
+            .arg(&state_file);
+        if json {
+            cmd.args(["-o", "json"]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let web = explain("web", false);
+    assert!(web.starts_with("Service default/web: "), "{web}");
+    assert!(web.contains("Addresses:  10.0.0.200"), "{web}");
+    assert!(web.contains("pool lab comes first"), "{web}");
+    let lost: serde_json::Value = serde_json::from_str(&explain("default/lost", true)).unwrap();
+    assert_eq!(lost["verdict"], "pending");
+    assert!(
+        lost["pendingReason"].as_str().unwrap().contains("nowhere"),
+        "{lost}"
+    );
+    // The pool moves: web keeps 10.0.0.200 (stale policy keep), and explain says it is stale.
+    write(
+        &conf,
+        "pool.yaml",
+        "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lab}\nspec: {addresses: [10.0.1.0/30]}\n",
+    );
+    let web: serde_json::Value = serde_json::from_str(&explain("web", true)).unwrap();
+    assert_eq!(web["verdict"], "stale", "{web}");
+    assert_eq!(web["addresses"][0], "10.0.0.200");
+    // An unknown Service is an error naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(["explain", "nope", "--config"])
+        .arg(&conf)
+        .arg("--state")
+        .arg(&state_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Service default/nope"));
+}

@@ -886,6 +886,45 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", env.cluster.events_about("shop", "api")));
 
+    // `kubectl ferrolb explain`: announced (pool and why, each session), and pending.
+    let text = env
+        .cluster
+        .kubectl_ferrolb(&["explain", "api", "-n", "shop"])
+        .unwrap();
+    eprintln!("{text}");
+    assert!(text.starts_with("Service shop/api: announced"), "{text}");
+    assert!(
+        text.contains("the address-pool annotation names pool routed"),
+        "{text}"
+    );
+    for n in &nodes {
+        assert!(
+            text.contains(&format!("node {n} to peer router: Established")),
+            "{text}"
+        );
+    }
+    env.cluster
+        .apply_service(
+            "shop",
+            "lost",
+            json!({}),
+            json!({"ferrolb.io/address-pool": "nowhere"}),
+        )
+        .unwrap();
+    let explain_json = |name: &str| -> serde_json::Value {
+        let out = env
+            .cluster
+            .kubectl_ferrolb(&["explain", &format!("shop/{name}"), "-o", "json"])
+            .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let lost = explain_json("lost");
+    assert_eq!(lost["verdict"], "pending", "{lost}");
+    assert!(
+        lost["pendingReason"].as_str().unwrap().contains("nowhere"),
+        "{lost}"
+    );
+
     // The router goes down: every session object leaves Established and says why; the
     // condition turns False, naming the sessions; the nodes withdraw in Events.
     env.bird.stop();
@@ -923,6 +962,16 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", env.cluster.events_about("shop", "api")));
 
+    let text = env
+        .cluster
+        .kubectl_ferrolb(&["explain", "api", "-n", "shop"])
+        .unwrap();
+    eprintln!("{text}");
+    assert!(
+        text.starts_with("Service shop/api: assigned, but no node announces it"),
+        "{text}"
+    );
+
     // The peer goes: its objects go with it.
     env.cluster
         .kubectl(&["delete", "bgppeer", "router", "-n", NAMESPACE])
@@ -933,4 +982,24 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
         || session_states(&env.cluster).is_empty(),
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
+
+    // The pool moves: api keeps its address (stale policy keep), and explain says it is stale.
+    env.cluster
+        .apply_yaml(
+            "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: routed, namespace: ferrolb-system}\nspec: {addresses: [\"10.100.1.0/28\"], autoAssign: false}\n",
+        )
+        .unwrap();
+    eventually("explain to call api stale", Duration::from_secs(20), || {
+        explain_json("api")["verdict"] == "stale"
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", explain_json("api")));
+    let stale = explain_json("api");
+    eprintln!("{stale}");
+    assert!(
+        stale["staleReason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} is in no pool in force", api[0])),
+        "{stale}"
+    );
 }

@@ -42,6 +42,38 @@ impl Cluster {
         )
     }
 
+    /// `kubectl ferrolb ARGS` as cluster admin: the `ferrolb` binary installed as the kubectl
+    /// plugin `kubectl-ferrolb` (a link on PATH, as a user would install it), found and run
+    /// by the real kubectl, which the plugin runs in turn; its stdout.
+    pub fn kubectl_ferrolb(&self, args: &[&str]) -> Result<String, LabError> {
+        let dir = self.dir().join("plugins");
+        let plugin = dir.join("kubectl-ferrolb");
+        let kubectl = dir.join("kubectl");
+        if !plugin.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating plugins", e))?;
+            std::os::unix::fs::symlink(ferrolb_binary("ferrolb")?, &plugin)
+                .map_err(|e| LabError::io("linking kubectl-ferrolb", e))?;
+            std::os::unix::fs::symlink(&self.tools().kubectl, &kubectl)
+                .map_err(|e| LabError::io("linking kubectl", e))?;
+        }
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let env = [
+            ("PATH".to_string(), path),
+            (
+                "KUBECONFIG".to_string(),
+                self.admin_kubeconfig().display().to_string(),
+            ),
+        ];
+        let kubectl = kubectl.display().to_string();
+        let mut argv = vec![kubectl.as_str(), "ferrolb"];
+        argv.extend_from_slice(args);
+        super::run_with_stdin(&argv, &env, None, Duration::from_secs(60))
+    }
+
     /// Creates (or replaces the spec of) a LoadBalancer Service `namespace/name` selecting pods
     /// labelled `app=<name>`, port 80 to the pods' [`super::nodes::POD_PORT`]; `extra` is merged
     /// into its spec, `annotations` into its metadata.
