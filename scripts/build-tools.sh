@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-proxy,
-# kubectl), etcd (and etcdctl) and Helm from the pinned Go modules in tools/, into a per-machine
+# kubectl), etcd (and etcdctl), Helm and Prometheus's promtool from the pinned Go modules in tools/, into a per-machine
 # cache outside the checkout, and prints the directory that holds the binaries. What is already built is reused:
 # the cache key is the module files' hash, so a change of pin builds anew and nothing stale is
 # used.
@@ -132,6 +132,15 @@ if [ ! -f "$eout/.complete" ]; then
     touch "$eout/.complete"
 fi
 
+pver=$(module_version tools/prometheus github.com/prometheus/prometheus)
+pflags="-s -w"
+pout="$cache/prometheus-$pver-$(key tools/prometheus "$pflags")"
+if [ ! -f "$pout/.complete" ]; then
+    mkdir -p "$pout"
+    build_module tools/prometheus "$pout" "$pflags" promtool=github.com/prometheus/prometheus/cmd/promtool
+    touch "$pout/.complete"
+fi
+
 if [ "${1:-}" = "--metallb" ]; then
     mver=$(module_version tools/metallb go.universe.tf/metallb)
     mflags="-s -w"
@@ -146,12 +155,13 @@ if [ "${1:-}" = "--metallb" ]; then
 fi
 
 # One directory of links, so that tests need one path (FERROLB_TOOLS_BIN).
-bin="$cache/bin-$kver-$(for d in "$kout" "$hout" "$eout"; do basename "$d"; done | sha256sum | cut -c1-12)"
+bin="$cache/bin-$kver-$(for d in "$kout" "$hout" "$eout" "$pout"; do basename "$d"; done | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
 for f in kube-apiserver kube-controller-manager kube-proxy kubectl; do ln -sf "$kout/$f" "$bin/$f"; done
 ln -sf "$hout/helm" "$bin/helm"
 ln -sf "$eout/etcd" "$bin/etcd"
 ln -sf "$eout/etcdctl" "$bin/etcdctl"
+ln -sf "$pout/promtool" "$bin/promtool"
 if [ -n "${mout:-}" ]; then
     ln -sf "$mout/metallb-controller" "$bin/metallb-controller"
     ln -sf "$mout/metallb-speaker" "$bin/metallb-speaker"

@@ -206,11 +206,11 @@ pub fn announced_condition(
             reason = Some(r.tag().to_string());
         }
     }
-    if let Err(r) = &l2 {
-        if l2_applies || !bgp.applies {
-            parts.push(format!("over ARP/NDP: {r}"));
-            reason.get_or_insert_with(|| r.tag().to_string());
-        }
+    if let Err(r) = &l2
+        && (l2_applies || !bgp.applies)
+    {
+        parts.push(format!("over ARP/NDP: {r}"));
+        reason.get_or_insert_with(|| r.tag().to_string());
     }
     Some(Announced {
         writer,

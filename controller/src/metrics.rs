@@ -18,6 +18,82 @@ pub struct PoolLabels {
     pub family: String,
 }
 
+/// A pool, as MetalLB labels it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetallbPoolLabels {
+    /// Pool name.
+    pub pool: String,
+}
+
+/// The series MetalLB's controller exports, under MetalLB's names and labels, so that its
+/// dashboards and alerts work unchanged (README "Metrics" lists them side by side with ours).
+#[derive(Default)]
+struct Metallb {
+    registry: Registry,
+    addresses_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    addresses_in_use_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    ipv4_addresses_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    ipv4_addresses_in_use_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    ipv6_addresses_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    ipv6_addresses_in_use_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
+    config_loaded: Gauge,
+    config_stale: Gauge,
+}
+
+impl Metallb {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("metallb");
+        let m = Metallb::default();
+        let allocator = registry.sub_registry_with_prefix("allocator");
+        for (name, help, family) in [
+            (
+                "addresses_total",
+                "Number of usable IP addresses, per pool",
+                &m.addresses_total,
+            ),
+            (
+                "addresses_in_use_total",
+                "Number of IP addresses in use, per pool",
+                &m.addresses_in_use_total,
+            ),
+            (
+                "ipv4_addresses_total",
+                "Number of usable IPv4 addresses, per pool",
+                &m.ipv4_addresses_total,
+            ),
+            (
+                "ipv4_addresses_in_use_total",
+                "Number of IPv4 addresses in use, per pool",
+                &m.ipv4_addresses_in_use_total,
+            ),
+            (
+                "ipv6_addresses_total",
+                "Number of usable IPv6 addresses, per pool",
+                &m.ipv6_addresses_total,
+            ),
+            (
+                "ipv6_addresses_in_use_total",
+                "Number of IPv6 addresses in use, per pool",
+                &m.ipv6_addresses_in_use_total,
+            ),
+        ] {
+            allocator.register(name, help, family.clone());
+        }
+        let client = registry.sub_registry_with_prefix("k8s_client");
+        client.register(
+            "config_loaded_bool",
+            "1 if the configuration was loaded at least once",
+            m.config_loaded.clone(),
+        );
+        client.register(
+            "config_stale_bool",
+            "1 if some configuration object is refused (its last accepted version, or nothing, is in force)",
+            m.config_stale.clone(),
+        );
+        Metallb { registry, ..m }
+    }
+}
+
 /// A refusal reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -54,6 +130,7 @@ pub struct Metrics {
     /// 1 on the replica that holds the lease.
     pub leader: Gauge,
     ready: AtomicBool,
+    metallb: Metallb,
 }
 
 impl Default for Metrics {
@@ -78,6 +155,7 @@ impl Metrics {
             leader: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
+            metallb: Metallb::new(),
         };
         registry.register(
             "pool_addresses",
@@ -133,13 +211,67 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// The metrics in the Prometheus text format.
+    /// The metrics in the Prometheus text format: ours, then MetalLB's names.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.metallb.registry))
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out
+    }
+
+    /// A pool's size and use, per family (ours) and in MetalLB's series.
+    pub fn set_pool(&self, pool: &str, counters: &ferrolb_allocator::PoolCounters) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let v4_total = counters.assigned_v4.saturating_add(counters.available_v4);
+        let v6_total = counters.assigned_v6.saturating_add(counters.available_v6);
+        for (family, total, used) in [
+            ("ipv4", v4_total, counters.assigned_v4),
+            ("ipv6", v6_total, counters.assigned_v6),
+        ] {
+            let labels = PoolLabels {
+                pool: pool.to_string(),
+                family: family.into(),
+            };
+            self.pool_addresses.get_or_create(&labels).set(clamp(total));
+            self.pool_addresses_in_use
+                .get_or_create(&labels)
+                .set(clamp(used));
+        }
+        let m = &self.metallb;
+        let l = MetallbPoolLabels {
+            pool: pool.to_string(),
+        };
+        let used = counters.assigned_v4.saturating_add(counters.assigned_v6);
+        m.addresses_total
+            .get_or_create(&l)
+            .set(clamp(v4_total.saturating_add(v6_total)));
+        m.addresses_in_use_total.get_or_create(&l).set(clamp(used));
+        m.ipv4_addresses_total
+            .get_or_create(&l)
+            .set(clamp(v4_total));
+        m.ipv4_addresses_in_use_total
+            .get_or_create(&l)
+            .set(clamp(counters.assigned_v4));
+        m.ipv6_addresses_total
+            .get_or_create(&l)
+            .set(clamp(v6_total));
+        m.ipv6_addresses_in_use_total
+            .get_or_create(&l)
+            .set(clamp(counters.assigned_v6));
+    }
+
+    /// The configuration's state after a build: how many objects are refused.
+    pub fn set_config(&self, refused: usize) {
+        self.config_valid.set(i64::from(refused == 0));
+        self.config_objects_refused
+            .set(i64::try_from(refused).unwrap_or(i64::MAX));
+        self.metallb.config_loaded.set(1);
+        self.metallb.config_stale.set(i64::from(refused > 0));
     }
 
     /// Counts a failed API call.
@@ -177,11 +309,34 @@ mod tests {
                 family: "ipv4".into(),
             })
             .set(256);
+        m.set_pool(
+            "lan",
+            &ferrolb_allocator::PoolCounters {
+                assigned_v4: 3,
+                available_v4: 13,
+                assigned_v6: 1,
+                available_v6: 9,
+            },
+        );
+        m.set_config(2);
         let text = m.encode();
         assert!(
             text.contains("ferrolb_controller_allocations_total 1"),
             "{text}"
         );
+        for line in [
+            "ferrolb_controller_pool_addresses_in_use{pool=\"lan\",family=\"ipv4\"} 3",
+            "ferrolb_controller_config_objects_refused 2",
+            "metallb_allocator_addresses_total{pool=\"lan\"} 26",
+            "metallb_allocator_addresses_in_use_total{pool=\"lan\"} 4",
+            "metallb_allocator_ipv4_addresses_total{pool=\"lan\"} 16",
+            "metallb_allocator_ipv6_addresses_in_use_total{pool=\"lan\"} 1",
+            "metallb_k8s_client_config_loaded_bool 1",
+            "metallb_k8s_client_config_stale_bool 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         assert!(
             text.contains(
                 "ferrolb_controller_pool_addresses{pool=\"default\",family=\"ipv4\"} 256"

@@ -80,6 +80,8 @@ pub struct WriterSettings {
     pub l2: bool,
     /// The split-brain guard's quorum.
     pub quorum: usize,
+    /// Where the count of Services nobody announces goes (those this node writes for).
+    pub metrics: Option<Arc<crate::metrics::SpeakerMetrics>>,
 }
 
 /// Writes what [`Report`]s say until the sender is dropped; then reports the final one (the
@@ -163,6 +165,8 @@ async fn conditions(client: &Client, settings: &WriterSettings, report: &Report)
         field_manager: Some("ferrolb-speaker".into()),
         ..Default::default()
     };
+    let mut not_announced = 0;
+    let mut patches = Vec::new();
     for view in &inputs.services {
         let Some(a) = announced_condition(&cluster, view, &report.sessions) else {
             continue;
@@ -170,6 +174,15 @@ async fn conditions(client: &Client, settings: &WriterSettings, report: &Report)
         if a.writer != settings.node {
             continue;
         }
+        if !a.status {
+            not_announced += 1;
+        }
+        patches.push((view, a));
+    }
+    if let Some(m) = &settings.metrics {
+        m.record_not_announced(not_announced);
+    }
+    for (view, a) in patches {
         let Some((namespace, name)) = view.name.split_once('/') else {
             continue;
         };

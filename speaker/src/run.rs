@@ -244,6 +244,7 @@ pub async fn run(
             node: settings.node.clone(),
             l2: settings.l2,
             quorum: settings.l2_quorum,
+            metrics: settings.metrics.clone(),
         },
         Publisher::new(client.clone(), "ferrolb-speaker", &settings.node, 1024),
         report_rx,
@@ -256,6 +257,9 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         let built = config_model.build(&config_stores.snapshot());
+        if let Some(m) = &settings.metrics {
+            m.record_config(built.refused().len());
+        }
         if built.errors != refused {
             if !built.errors.0.is_empty() {
                 tracing::warn!(
@@ -295,8 +299,11 @@ pub async fn run(
                 }
                 _ = tick.tick() => {
                     let bgp_status = driver.bgp_status();
-                    if let Some(m) = &settings.metrics {
-                        m.record(&bgp_status);
+                    if let (Some(m), Some(inputs)) = (&settings.metrics, driver.inputs()) {
+                        let addresses = (inputs.config.peers.iter())
+                            .map(|(name, p)| (name.clone(), p.address.to_string()))
+                            .collect();
+                        m.record(&bgp_status, &addresses);
                         m.record_refused(driver.bgp_refused_connections());
                     }
                     if let Some(inputs) = driver.inputs() {
@@ -325,6 +332,14 @@ pub async fn run(
                             || r.established != established
                     };
                     if stale {
+                        if let (Some(m), Some(inputs)) = (&settings.metrics, driver.inputs()) {
+                            m.record_announced(&announcing(
+                                &settings.node,
+                                inputs,
+                                &status.announced,
+                                &established,
+                            ));
+                        }
                         report_tx.send_replace(Report {
                             announced: status.announced,
                             live: status.live,
@@ -372,4 +387,27 @@ fn sessions_seen(store: &Store<BGPSessionState>) -> SessionsSeen {
             Some(((s.node.clone(), s.peer_name.clone()), seen))
         })
         .collect()
+}
+
+/// What this node announces, per mode, with the Services holding each address (for metrics).
+fn announcing(
+    node: &str,
+    inputs: &Inputs,
+    layer2: &std::collections::BTreeMap<IpAddr, std::collections::BTreeSet<String>>,
+    established: &std::collections::BTreeSet<String>,
+) -> crate::metrics::Announcing {
+    let bgp = ferrolb_announce::status::advertised_over_bgp(inputs, node, established);
+    let mut services: std::collections::BTreeMap<IpAddr, std::collections::BTreeSet<String>> =
+        Default::default();
+    for s in &inputs.services {
+        for ip in &s.ips {
+            services.entry(*ip).or_default().insert(s.name.clone());
+        }
+    }
+    crate::metrics::Announcing {
+        node: node.to_string(),
+        layer2: layer2.keys().copied().collect(),
+        bgp: bgp.into_keys().collect(),
+        services,
+    }
 }

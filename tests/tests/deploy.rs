@@ -138,6 +138,8 @@ struct Objects {
     crds: Vec<CustomResourceDefinition>,
     kinds: Vec<String>,
     config_yaml: String,
+    rules: Vec<Value>,
+    config_maps: Vec<k8s_openapi::api::core::v1::ConfigMap>,
 }
 
 fn parse_objects(text: &str, source: &str) -> Objects {
@@ -176,6 +178,21 @@ fn parse_objects(text: &str, source: &str) -> Objects {
             // The Prometheus Operator's kinds: no Rust types here; check their shape by hand.
             ("monitoring.coreos.com/v1", "ServiceMonitor") => monitor(&doc, "endpoints"),
             ("monitoring.coreos.com/v1", "PodMonitor") => monitor(&doc, "podMetricsEndpoints"),
+            ("monitoring.coreos.com/v1", "PrometheusRule") => {
+                let groups = doc["spec"]["groups"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if groups.is_empty() {
+                    Err("a PrometheusRule without groups".into())
+                } else {
+                    o.rules.push(doc.clone());
+                    Ok(())
+                }
+            }
+            ("v1", "ConfigMap") => {
+                strict::<k8s_openapi::api::core::v1::ConfigMap>(&doc).map(|x| o.config_maps.push(x))
+            }
             _ => Err("a kind this test does not know: add it here with its type".to_string()),
         };
         if let Err(e) = result {
@@ -1140,4 +1157,233 @@ fn metrics_tls_is_wired_when_enabled() {
         assert_eq!(get.scheme, None);
     }
     // Enabled without a Secret name is refused: chart_renders_with_every_values_file.
+}
+
+/// The chart with every optional part on (rules and dashboard included).
+const ALL_FEATURES: &str = "deploy/helm/ferrolb/ci/all-features-values.yaml";
+
+/// The chart's alerts, evaluated by Prometheus's own rule engine (`promtool test rules`, built
+/// from the Go module proxy by scripts/build-tools.sh): on series that fire each alert after its
+/// `for`, and on series that must not fire it (the other node's session, a roomy pool, a pool
+/// with no address of a family, the time before `for` has passed).
+#[test]
+fn alerts_fire_in_prometheus_rule_tests() {
+    let Some(helm) = helm() else { return };
+    let promtool = ferrolb_tests::cluster::tools().unwrap().promtool.clone();
+    let o = render_with(&helm, ALL_FEATURES);
+    assert_eq!(o.rules.len(), 1, "one PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = serde_json::json!({"groups": o.rules[0]["spec"]["groups"]});
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml::to_string(&rules).unwrap(),
+    )
+    .unwrap();
+    let check = Command::new(&promtool)
+        .args(["check", "rules", "rules.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let ns = "ferrolb-system";
+    let tests = format!(
+        r#"rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'ferrolb_speaker_bgp_session_up{{instance="node0",peer="router"}}'
+        values: '1 1 0 0 0 0 0'
+      - series: 'ferrolb_speaker_bgp_session_up{{instance="node1",peer="router"}}'
+        values: '1x6'
+      - series: 'ferrolb_controller_pool_addresses{{instance="c0",pool="lan",family="ipv4"}}'
+        values: '16x14'
+      - series: 'ferrolb_controller_pool_addresses_in_use{{instance="c0",pool="lan",family="ipv4"}}'
+        values: '10 10 15 15 15 15 15 15 16 16 16 16 16 16 16'
+      - series: 'ferrolb_controller_pool_addresses{{instance="c0",pool="lan",family="ipv6"}}'
+        values: '0x14'
+      - series: 'ferrolb_controller_pool_addresses_in_use{{instance="c0",pool="lan",family="ipv6"}}'
+        values: '0x14'
+      - series: 'ferrolb_controller_pool_addresses{{instance="c0",pool="big",family="ipv4"}}'
+        values: '1000x14'
+      - series: 'ferrolb_controller_pool_addresses_in_use{{instance="c0",pool="big",family="ipv4"}}'
+        values: '10x14'
+      - series: 'ferrolb_controller_config_objects_refused{{instance="c0"}}'
+        values: '0 0 2 2 2 2 2 2 2'
+      - series: 'ferrolb_speaker_services_not_announced{{instance="node0"}}'
+        values: '0 0 1 1 1 1'
+      - series: 'ferrolb_speaker_services_not_announced{{instance="node1"}}'
+        values: '0x5'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: FerrolbBGPSessionDown
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: FerrolbBGPSessionDown
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: node0, peer: router}}
+            exp_annotations:
+              summary: "BGP session of node0 with peer router is down"
+              description: "The node advertises nothing to this router; `kubectl get bgpsessionstates -n {ns}` shows the session's state and last error."
+      - eval_time: 6m
+        alertname: FerrolbAddressPoolNearlyExhausted
+        exp_alerts: []
+      - eval_time: 7m
+        alertname: FerrolbAddressPoolNearlyExhausted
+        exp_alerts:
+          - exp_labels: {{severity: warning, pool: lan, family: ipv4}}
+            exp_annotations:
+              summary: "Pool lan is 93.75% used (ipv4)"
+      - eval_time: 12m
+        alertname: FerrolbAddressPoolExhausted
+        exp_alerts: []
+      - eval_time: 13m
+        alertname: FerrolbAddressPoolExhausted
+        exp_alerts:
+          - exp_labels: {{severity: critical, pool: lan, family: ipv4}}
+            exp_annotations:
+              summary: "Pool lan has no free ipv4 address"
+              description: "New LoadBalancer Services of this family that this pool would serve stay pending."
+      - eval_time: 6m
+        alertname: FerrolbConfigInvalid
+        exp_alerts: []
+      - eval_time: 7m
+        alertname: FerrolbConfigInvalid
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations:
+              summary: "2 ferrolb configuration object(s) refused"
+              description: "Each refused object keeps its last accepted version, if any; its Valid condition says why (`kubectl get ipaddresspools,l2advertisements,bgpadvertisements,bgppeers -n {ns}`)."
+      - eval_time: 3m
+        alertname: FerrolbAddressNotAnnounced
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: FerrolbAddressNotAnnounced
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations:
+              summary: "1 LoadBalancer Service(s) have an address no node announces"
+              description: "Their ferrolb.io/Announced condition says why; `kubectl ferrolb explain SERVICE` shows pools, nodes and sessions."
+"#
+    );
+    std::fs::write(dir.path().join("tests.yaml"), tests).unwrap();
+    let run = Command::new(&promtool)
+        .args(["test", "rules", "tests.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Every series the shipped alerts and the Grafana dashboard query is one ferrolb exports (the
+/// speaker's and the controller's metrics, with every family populated), so a renamed metric
+/// cannot leave a silent alert or an empty panel behind.
+#[test]
+fn alerts_and_dashboard_query_exported_series() {
+    let Some(helm) = helm() else { return };
+    let o = render_with(&helm, ALL_FEATURES);
+    let mut queries: Vec<String> = Vec::new();
+    for group in o.rules[0]["spec"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            queries.push(rule["expr"].as_str().unwrap().to_string());
+        }
+    }
+    let dashboard = (o.config_maps.iter())
+        .find_map(|c| c.data.as_ref()?.get("ferrolb.json").cloned())
+        .expect("the dashboard ConfigMap");
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(queries.len() >= 15, "{queries:?}");
+    let exported = exported_series();
+    let mut missing = Vec::new();
+    for q in &queries {
+        for name in q
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|w| w.starts_with("ferrolb_") || w.starts_with("metallb_"))
+        {
+            if !exported.contains(name) {
+                missing.push(format!("{name} (in {q})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:#?}\nexported: {exported:#?}"
+    );
+}
+
+/// The names of every series the speaker and the controller export, every family populated.
+fn exported_series() -> BTreeSet<String> {
+    use ferrolb_kubernetes::serve::Exporter;
+    let speaker = ferrolb_speaker::metrics::SpeakerMetrics::default();
+    let mut status = ferrolb_announce::l2::agent::AgentStatus::default();
+    status
+        .responder
+        .interfaces
+        .insert("eth0".into(), Default::default());
+    status
+        .responder
+        .addresses
+        .insert("10.0.0.1".parse().unwrap(), Default::default());
+    speaker.record_l2(&status);
+    let session = ferrolb_announce::bgp::SessionStatus {
+        state: ferrolb_announce::bgp::State::Established,
+        established_at: None,
+        prefixes_sent: 1,
+        updates_sent: 1,
+        flaps: 0,
+        last_error: Some("x".into()),
+        failures: 0,
+        updates_received: 0,
+        updates_treated_as_withdraw: 0,
+        last_notification: None,
+    };
+    speaker.record(
+        &BTreeMap::from([("tor".to_string(), session)]),
+        &BTreeMap::from([("tor".to_string(), "10.0.0.254".to_string())]),
+    );
+    speaker.record_refused(1);
+    speaker.record_announced(&ferrolb_speaker::metrics::Announcing {
+        node: "n".into(),
+        layer2: ["10.0.0.1".parse().unwrap()].into(),
+        services: [("10.0.0.1".parse().unwrap(), ["a/b".to_string()].into())].into(),
+        ..Default::default()
+    });
+    speaker.record_not_announced(0);
+    speaker.record_config(0);
+    let controller = ferrolb_controller::metrics::Metrics::new();
+    controller.set_pool("p", &Default::default());
+    controller.set_config(0);
+    controller.allocations.inc();
+    controller.api_error("x");
+    controller
+        .allocation_failures
+        .get_or_create(&ferrolb_controller::metrics::ReasonLabels { reason: "x".into() })
+        .inc();
+    controller.reconcile_seconds.observe(0.1);
+    let mut names = BTreeSet::new();
+    for text in [Exporter::encode(&speaker), controller.encode()] {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            names.insert(name.to_string());
+        }
+    }
+    names
 }

@@ -886,6 +886,31 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", env.cluster.events_about("shop", "api")));
 
+    // The speaker's metrics say the same, under our names and MetalLB's.
+    let wanted = [
+        format!(
+            "ferrolb_speaker_addresses_announced{{node=\"{}\",mode=\"bgp\"}} 1",
+            nodes[0]
+        ),
+        "metallb_bgp_session_up{peer=\"10.0.0.1\"} 1".to_string(),
+        format!(
+            "metallb_speaker_announced{{service=\"shop/api\",protocol=\"bgp\",node=\"{}\",ip=\"{}\"}} 1",
+            nodes[0], api[0]
+        ),
+        "metallb_k8s_client_config_stale_bool 0".to_string(),
+    ];
+    let metrics = || {
+        (env.speakers[0].as_ref())
+            .and_then(|s| s.http_get(7473, "/metrics"))
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    eventually("the speaker's metrics", Duration::from_secs(10), || {
+        let m = metrics();
+        wanted.iter().all(|w| m.contains(w.as_str()))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {wanted:?} in\n{}", metrics()));
+
     // `kubectl ferrolb explain`: announced (pool and why, each session), and pending.
     let text = env
         .cluster

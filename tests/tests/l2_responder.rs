@@ -288,18 +288,28 @@ fn arp_only_the_elected_owner_answers() {
         );
     }
     // Each responder heard the other's VIP asked for and kept quiet.
-    for r in &responders {
+    for (r, vip) in responders.iter().zip(&vips) {
         // 6 rounds (1 + 5 repeats) of request + reply, and no more.
-        lab::wait_until("the burst ends", T, || r.stats().gratuitous >= 12).unwrap();
+        lab::wait_until("the burst ends", T, || r.stats().total.gratuitous >= 12).unwrap();
         thread::sleep(Duration::from_millis(300));
         let s = r.stats();
-        assert_eq!(s.gratuitous, 12, "{}: {s:?}", r.name);
-        assert!(s.arp_replies >= 1, "{}: {s:?}", r.name);
+        assert_eq!(s.total.gratuitous, 12, "{}: {s:?}", r.name);
+        assert!(s.total.arp_replies >= 1, "{}: {s:?}", r.name);
         assert!(
-            s.not_owned >= 1,
+            s.total.not_owned >= 1,
             "{} heard the other VIP's request: {s:?}",
             r.name
         );
+        // The same per interface (the node's one LAN interface) and per address it owns.
+        assert_eq!(s.interfaces.len(), 1, "{s:?}");
+        assert_eq!(s.interfaces.values().next(), Some(&s.total), "{s:?}");
+        let own = s.addresses.get(vip).copied().unwrap_or_default();
+        assert_eq!(own.gratuitous, 12, "{}: {s:?}", r.name);
+        assert!(
+            own.requests >= 1 && own.responses == s.total.arp_replies,
+            "{s:?}"
+        );
+        assert_eq!(s.addresses.len(), 1, "only its own address: {s:?}");
     }
 }
 
@@ -344,11 +354,17 @@ fn ndp_only_the_elected_owner_answers() {
         );
     }
     for r in &responders {
-        lab::wait_until("the burst ends", T, || r.stats().gratuitous >= 6).unwrap();
+        lab::wait_until("the burst ends", T, || r.stats().total.gratuitous >= 6).unwrap();
         thread::sleep(Duration::from_millis(300));
         let s = r.stats();
-        assert_eq!(s.gratuitous, 6, "{}: 6 unsolicited NAs: {s:?}", r.name);
-        assert!(s.na_replies >= 1, "{}: {s:?}", r.name);
+        assert_eq!(
+            s.total.gratuitous, 6,
+            "{}: 6 unsolicited NAs: {s:?}",
+            r.name
+        );
+        assert!(s.total.na_replies >= 1, "{}: {s:?}", r.name);
+        let own: u64 = s.addresses.values().map(|a| a.responses).sum();
+        assert_eq!(own, s.total.na_replies, "{s:?}");
     }
 }
 

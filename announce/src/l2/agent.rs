@@ -177,6 +177,98 @@ pub struct AgentStatus {
     pub responder: super::responder::Stats,
 }
 
+/// The addresses answered, each with its interfaces.
+type Announced = BTreeMap<IpAddr, BTreeSet<String>>;
+
+/// How many names a change line quotes before it counts the rest: a log line must not grow with
+/// the number of Services or nodes.
+const NAMED: usize = 5;
+
+fn first_few<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+    let total = items.len();
+    let mut out: Vec<String> = items.take(NAMED).map(|i| i.to_string()).collect();
+    if total > NAMED {
+        out.push(format!("and {} more", total - NAMED));
+    }
+    out.join(", ")
+}
+
+/// The log lines for a change of the live members and of the addresses this node answers for:
+/// who joined or left, which addresses were taken on, and which were let go with the election's
+/// reason (another node owns it, no endpoint, no advertisement...). Bounded. Pure.
+pub fn change_lines(
+    node: &str,
+    inputs: &Inputs,
+    live: (&BTreeSet<String>, &BTreeSet<String>),
+    announced: (&Announced, &Announced),
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let (before, after) = live;
+    if before != after {
+        let joined: Vec<&String> = after.difference(before).collect();
+        let left: Vec<&String> = before.difference(after).collect();
+        let mut parts = Vec::new();
+        if !joined.is_empty() {
+            parts.push(format!("joined: {}", first_few(joined.into_iter())));
+        }
+        if !left.is_empty() {
+            parts.push(format!("left or down: {}", first_few(left.into_iter())));
+        }
+        lines.push(format!(
+            "membership: {}; {} live",
+            parts.join("; "),
+            after.len()
+        ));
+    }
+    let (was, now) = announced;
+    let taken: Vec<&IpAddr> = now.keys().filter(|ip| !was.contains_key(*ip)).collect();
+    if !taken.is_empty() {
+        lines.push(format!(
+            "layer 2: now answering for {} (elected owner)",
+            first_few(taken.into_iter())
+        ));
+    }
+    let dropped: Vec<IpAddr> = was
+        .keys()
+        .filter(|ip| !now.contains_key(*ip))
+        .copied()
+        .collect();
+    if !dropped.is_empty() {
+        let shared = SharedAddresses::of(&inputs.services);
+        let cluster = Cluster {
+            shared: &shared,
+            config: &inputs.config,
+            nodes: &inputs.nodes,
+            live: after,
+            ignore_exclude_label: inputs.ignore_exclude_label,
+        };
+        let why = |ip: &IpAddr| -> String {
+            let reason = (inputs.services.iter())
+                .filter(|s| s.ips.contains(ip))
+                .find_map(|s| {
+                    election::decide(&cluster, s, node)
+                        .into_iter()
+                        .find(|(i, _)| i == ip)
+                        .and_then(|(_, d)| d.err())
+                });
+            match reason {
+                Some(r) => format!("{ip} ({r})"),
+                None if !has_quorum(inputs.quorum, after) => format!("{ip} (no quorum)"),
+                None => format!("{ip} (no Service holds it)"),
+            }
+        };
+        let mut said: Vec<String> = dropped.iter().take(NAMED).map(why).collect();
+        if dropped.len() > NAMED {
+            said.push(format!("and {} more", dropped.len() - NAMED));
+        }
+        lines.push(format!(
+            "layer 2: stopped answering for {}",
+            said.join(", ")
+        ));
+    }
+    lines
+}
+
 /// Says (once per change) which owned addresses no interface answers for, and why the
 /// interfaces their advertisements name are not used.
 fn say_unanswered(
@@ -397,7 +489,7 @@ fn run(
         let result = responder.announce(&want);
         last_apply = Some(Instant::now());
         let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-        st.live = live;
+        let live_before = std::mem::replace(&mut st.live, live);
         match result {
             Ok(applied) => {
                 say_unanswered(&node, &want, &applied, &mut unanswered);
@@ -406,6 +498,15 @@ fn run(
                     tracing::info!(node = %node, "layer-2 announcements applied again (after: {e})");
                 }
                 let announced = responder.announced();
+                let lines = change_lines(
+                    &node,
+                    &inputs,
+                    (&live_before, &st.live),
+                    (&st.announced, &announced),
+                );
+                for line in lines {
+                    tracing::info!(node = %node, "{line}");
+                }
                 if announced != st.announced {
                     st.announced = announced;
                     st.changed_at = Some(Instant::now());
@@ -423,6 +524,10 @@ fn run(
             }
             // Retried on the next tick; said once per distinct error, not on every retry.
             Err(e) => {
+                let same = &st.announced;
+                for line in change_lines(&node, &inputs, (&live_before, &st.live), (same, same)) {
+                    tracing::info!(node = %node, "{line}");
+                }
                 let e = e.to_string();
                 if st.error.as_deref() != Some(e.as_str()) {
                     tracing::warn!(node = %node, "applying layer-2 announcements failed (retrying): {e}");
@@ -505,6 +610,75 @@ mod tests {
             skipped: BTreeMap::new(),
         };
         assert_eq!(unanswered(&want, &all_fine).1, None);
+    }
+
+    /// Issue 18: membership and ownership changes are logged with their reason, in lines that
+    /// stay short whatever the number of addresses.
+    #[test]
+    fn changes_are_said_with_their_reason_and_bounded() {
+        let ad = L2Advertisement {
+            name: "a".into(),
+            pools: BTreeSet::from(["p".to_string()]),
+            node_selectors: vec![],
+            interfaces: BTreeSet::new(),
+            service_selectors: vec![],
+        };
+        let node = |n: &str| Node {
+            name: n.into(),
+            labels: Default::default(),
+            network_unavailable: false,
+        };
+        let services: Vec<Service> = (1..=20)
+            .map(|i| Service {
+                name: format!("shop/s{i}"),
+                ips: vec![format!("10.0.0.{i}").parse().unwrap()],
+                pool: "p".into(),
+                has_serving_endpoint: i != 1,
+                ..Default::default()
+            })
+            .collect();
+        let inputs = Inputs {
+            config: Config {
+                l2_advertisements: vec![ad],
+                ..Default::default()
+            },
+            nodes: vec![node("a"), node("b")],
+            services,
+            ignore_exclude_label: false,
+            quorum: 0,
+        };
+        let alone = BTreeSet::from(["a".to_string()]);
+        let both = BTreeSet::from(["a".to_string(), "b".to_string()]);
+        let all: BTreeMap<IpAddr, BTreeSet<String>> = (1..=20)
+            .map(|i| (format!("10.0.0.{i}").parse().unwrap(), BTreeSet::new()))
+            .collect();
+        let mine: BTreeMap<IpAddr, BTreeSet<String>> = desired("a", &inputs, &both)
+            .into_keys()
+            .map(|ip| (ip, BTreeSet::new()))
+            .collect();
+        // b joins: a lets go of b's addresses (notOwner, naming b) and of s1's (no endpoint).
+        let lines = change_lines("a", &inputs, (&alone, &both), (&all, &mine));
+        assert_eq!(lines[0], "membership: joined: b; 2 live");
+        assert!(
+            lines[1].starts_with("layer 2: stopped answering for 10.0.0.1 (noEndpoints)"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("(notOwner (announced by b))"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains(" more"), "bounded: {lines:?}");
+        assert!(lines.iter().all(|l| l.len() < 300), "{lines:?}");
+        // b leaves: a takes them on.
+        let lines = change_lines("a", &inputs, (&both, &alone), (&mine, &all));
+        assert_eq!(lines[0], "membership: left or down: b; 1 live");
+        assert!(
+            lines[1].starts_with("layer 2: now answering for 10.0.0."),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("more (elected owner)"), "{lines:?}");
+        // Nothing changed: nothing said.
+        assert!(change_lines("a", &inputs, (&both, &both), (&mine, &mine)).is_empty());
     }
 
     #[test]

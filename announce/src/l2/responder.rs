@@ -10,7 +10,7 @@
 //! stop flag, drains at most [`MAX_FRAMES_PER_WAKE`] frames per socket per wake-up, and
 //! [`Responder::stop`] (or drop) joins every thread it started.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,9 +88,40 @@ pub enum ResponderError {
     },
 }
 
-/// Counters since the responder started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters since the responder started: in total, per interface, and per address it answers
+/// for now (MetalLB exports the last per IP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Every interface together, since start.
+    pub total: Counts,
+    /// Each interface, since start (kept when its worker restarts).
+    pub interfaces: BTreeMap<String, Counts>,
+    /// Each address answered for now, over every interface (since it was last taken on).
+    pub addresses: BTreeMap<IpAddr, AddressCounts>,
+}
+
+/// One address's requests, replies and gratuitous announcements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressCounts {
+    /// ARP requests and Neighbor Solicitations received for it.
+    pub requests: u64,
+    /// Replies sent.
+    pub responses: u64,
+    /// Gratuitous ARPs and unsolicited NAs sent.
+    pub gratuitous: u64,
+}
+
+impl AddressCounts {
+    fn add(&mut self, o: &AddressCounts) {
+        self.requests += o.requests;
+        self.responses += o.responses;
+        self.gratuitous += o.gratuitous;
+    }
+}
+
+/// Frames handled by the responder, of one interface or all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
     /// ARP replies sent.
     pub arp_replies: u64,
     /// Solicited Neighbor Advertisements sent.
@@ -133,7 +164,8 @@ pub struct Applied {
 pub struct Responder {
     config: ResponderConfig,
     workers: BTreeMap<String, Worker>,
-    counters: Arc<Counters>,
+    /// Per interface, kept across its worker's restarts so that its counts only grow.
+    counters: BTreeMap<String, Arc<Counters>>,
 }
 
 impl Responder {
@@ -142,7 +174,7 @@ impl Responder {
         Responder {
             config,
             workers: BTreeMap::new(),
-            counters: Arc::default(),
+            counters: BTreeMap::new(),
         }
     }
 
@@ -202,7 +234,8 @@ impl Responder {
         }
         for (name, (link, has_v6, ips)) in per_link {
             if !self.workers.contains_key(&name) {
-                let w = Worker::start(link, has_v6, &self.config, &self.counters)?;
+                let counters = self.counters.entry(name.clone()).or_default();
+                let w = Worker::start(link, has_v6, &self.config, counters)?;
                 self.workers.insert(name.clone(), w);
             }
             if let Some(w) = self.workers.get(&name) {
@@ -233,16 +266,32 @@ impl Responder {
 
     /// Counters since start.
     pub fn stats(&self) -> Stats {
-        let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            arp_replies: get(&c.arp_replies),
-            na_replies: get(&c.na_replies),
-            gratuitous: get(&c.gratuitous),
-            not_owned: get(&c.not_owned),
-            undecodable: get(&c.undecodable),
-            errors: get(&c.errors),
+        let mut stats = Stats::default();
+        for (name, c) in &self.counters {
+            let counts = Counts {
+                arp_replies: get(&c.arp_replies),
+                na_replies: get(&c.na_replies),
+                gratuitous: get(&c.gratuitous),
+                not_owned: get(&c.not_owned),
+                undecodable: get(&c.undecodable),
+                errors: get(&c.errors),
+            };
+            let t = &mut stats.total;
+            t.arp_replies += counts.arp_replies;
+            t.na_replies += counts.na_replies;
+            t.gratuitous += counts.gratuitous;
+            t.not_owned += counts.not_owned;
+            t.undecodable += counts.undecodable;
+            t.errors += counts.errors;
+            stats.interfaces.insert(name.clone(), counts);
         }
+        for w in self.workers.values() {
+            for (ip, c) in &lock(&w.shared.state).per_address {
+                stats.addresses.entry(*ip).or_default().add(c);
+            }
+        }
+        stats
     }
 
     /// Stops answering on every interface and joins every thread (within one tick).
@@ -273,6 +322,8 @@ struct Shared {
 struct State {
     owned: BTreeSet<IpAddr>,
     bursts: Vec<Pending>,
+    /// Counts of the owned addresses (dropped with them).
+    per_address: HashMap<IpAddr, AddressCounts>,
 }
 
 /// A gratuitous round still to send.
@@ -359,6 +410,7 @@ impl Worker {
                 ndp.multicast(Mac::ipv6_multicast(packet::solicited_node(*v6)), false)?;
             }
             state.owned.remove(ip);
+            state.per_address.remove(ip);
             state.bursts.retain(|b| b.ip != *ip);
         }
         let now = Instant::now();
@@ -374,7 +426,8 @@ impl Worker {
 
     /// The first gratuitous round for `ip` at once, the rest of the burst scheduled.
     fn announce_now(&self, state: &mut State, ip: IpAddr, burst: Burst, now: Instant) {
-        send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+        let sent = send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+        state.per_address.entry(ip).or_default().gratuitous += sent;
         if burst.repeats > 0 {
             state.bursts.push(Pending {
                 ip,
@@ -480,9 +533,14 @@ impl Run {
                 return;
             }
         };
-        if !lock(&self.shared.state).owned.contains(&req.target()) {
-            bump(&self.counters.not_owned);
-            return;
+        let target = req.target();
+        {
+            let mut state = lock(&self.shared.state);
+            if !state.owned.contains(&target) {
+                bump(&self.counters.not_owned);
+                return;
+            }
+            state.per_address.entry(target).or_default().requests += 1;
         }
         let (reply, counter) = match req {
             Request::Arp(r) => (
@@ -495,7 +553,12 @@ impl Run {
             ),
         };
         match sock.send(&reply) {
-            Ok(()) => bump(counter),
+            Ok(()) => {
+                bump(counter);
+                if let Some(c) = lock(&self.shared.state).per_address.get_mut(&target) {
+                    c.responses += 1;
+                }
+            }
             Err(_) => bump(&self.counters.errors),
         }
     }
@@ -513,21 +576,30 @@ impl Run {
             state.bursts.retain(|b| b.rounds_left > 0);
             due
         };
-        for ip in due {
-            send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+        let sent: Vec<(IpAddr, u64)> = (due.into_iter())
+            .map(|ip| {
+                let n = send_gratuitous(self.mac, ip, &self.arp, self.ndp.as_ref(), &self.counters);
+                (ip, n)
+            })
+            .collect();
+        let mut state = lock(&self.shared.state);
+        for (ip, n) in sent {
+            if state.owned.contains(&ip) {
+                state.per_address.entry(ip).or_default().gratuitous += n;
+            }
         }
     }
 }
 
 /// One gratuitous round for `ip`: an ARP request and reply, or an unsolicited NA (only where
-/// the interface has IPv6).
+/// the interface has IPv6). Returns the frames sent.
 fn send_gratuitous(
     mac: Mac,
     ip: IpAddr,
     arp: &PacketSocket,
     ndp: Option<&Arc<PacketSocket>>,
     counters: &Counters,
-) {
+) -> u64 {
     let frames = match ip {
         IpAddr::V4(v4) => vec![
             (
@@ -541,10 +613,15 @@ fn send_gratuitous(
             None => vec![],
         },
     };
+    let mut sent = 0;
     for (sock, frame) in frames {
         match sock.send(&frame) {
-            Ok(()) => bump(&counters.gratuitous),
+            Ok(()) => {
+                bump(&counters.gratuitous);
+                sent += 1;
+            }
             Err(_) => bump(&counters.errors),
         }
     }
+    sent
 }

@@ -44,31 +44,7 @@ impl Reconciler {
                 status.assigned_ipv6 = counters.assigned_v6;
                 status.available_ipv4 = counters.available_v4;
                 status.available_ipv6 = counters.available_v6;
-                for (family, total, used) in [
-                    (
-                        "ipv4",
-                        counters.assigned_v4.saturating_add(counters.available_v4),
-                        counters.assigned_v4,
-                    ),
-                    (
-                        "ipv6",
-                        counters.assigned_v6.saturating_add(counters.available_v6),
-                        counters.assigned_v6,
-                    ),
-                ] {
-                    let labels = PoolLabels {
-                        pool: object.name.clone(),
-                        family: family.into(),
-                    };
-                    self.metrics
-                        .pool_addresses
-                        .get_or_create(&labels)
-                        .set(clamp(total));
-                    self.metrics
-                        .pool_addresses_in_use
-                        .get_or_create(&labels)
-                        .set(clamp(used));
-                }
+                self.metrics.set_pool(&object.name, &counters);
             }
             set_valid(
                 &mut status.conditions,
@@ -291,10 +267,6 @@ pub(super) fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 pub(super) fn object_ref<K: Resource>(kind: Kind, obj: &K) -> ObjectRef {

@@ -25,7 +25,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::{Metrics, PoolLabels, ReasonLabels};
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::service_status::{self, Desired, Outcome};
 use ferrolb_allocator::from_service;
 use ferrolb_allocator::{Allocator, Refusal, ServiceKey, StalePolicy};
@@ -420,13 +420,8 @@ impl Reconciler {
         }
         let raw = self.stores.snapshot();
         let built = self.config_model.build(&raw);
-        self.metrics
-            .config_valid
-            .set(i64::from(built.errors.0.is_empty()));
         let refused = built.refused();
-        self.metrics
-            .config_objects_refused
-            .set(refused.len() as i64);
+        self.metrics.set_config(refused.len());
         let previous = self.built.take();
         if previous.as_ref().map(|b| &b.errors) != Some(&built.errors) && !refused.is_empty() {
             // Each refused object alone; everything else is in force.

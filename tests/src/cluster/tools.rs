@@ -23,6 +23,8 @@ pub struct Tools {
     pub etcd: PathBuf,
     /// `etcdctl`.
     pub etcdctl: PathBuf,
+    /// Prometheus's `promtool` (the chart's alerting rules are evaluated with it).
+    pub promtool: PathBuf,
     /// `openssl`, for the cluster's certificates.
     pub openssl: PathBuf,
     /// MetalLB's binaries and chart, when built (`scripts/build-tools.sh --metallb`).
@@ -83,6 +85,7 @@ fn find() -> Result<Tools, String> {
         helm: go_built("helm")?,
         etcd: go_built("etcd")?,
         etcdctl: go_built("etcdctl")?,
+        promtool: go_built("promtool")?,
         openssl: debian("openssl", "openssl")?,
         metallb: Some(MetallbTools {
             controller: bin.join("metallb-controller"),
