@@ -164,6 +164,11 @@ impl Driver {
         self.bgp.status()
     }
 
+    /// Each BFD session's state, by peer name (peers with a `bfdProfile`).
+    pub fn bfd_status(&self) -> BTreeMap<String, crate::bfd::BfdStatus> {
+        self.bgp.bfd_status()
+    }
+
     /// Connections to the BGP port refused (not from a configured peer), since start.
     pub fn bgp_refused_connections(&self) -> u64 {
         self.bgp.refused_connections()

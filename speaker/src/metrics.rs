@@ -216,6 +216,9 @@ pub struct SpeakerMetrics {
     refused: Total,
     l2: L2Metrics,
     interface_frames: Totals<InterfaceLabels>,
+    bfd_up: Family<PeerLabels, Gauge>,
+    bfd_flaps: Family<PeerLabels, Gauge>,
+    bfd_peers: std::sync::Mutex<BTreeSet<String>>,
     announced: Family<ModeLabels, Gauge>,
     services_not_announced: Gauge,
     metallb: Metallb,
@@ -287,6 +290,9 @@ impl Default for SpeakerMetrics {
             refused: Default::default(),
             l2: Default::default(),
             interface_frames: Default::default(),
+            bfd_up: Default::default(),
+            bfd_flaps: Default::default(),
+            bfd_peers: Default::default(),
             announced: Default::default(),
             services_not_announced: Default::default(),
             metallb: Metallb::new(),
@@ -387,6 +393,17 @@ impl Default for SpeakerMetrics {
             "interface_frames",
             "Frames per interface: replies (arp_reply, na_reply), gratuitous, requests for others' addresses (request_not_owned), undecodable, errors",
             m.interface_frames.family.clone(),
+        );
+        let bfd = root.sub_registry_with_prefix("bfd");
+        bfd.register(
+            "session_up",
+            "1 while the BFD session with the peer is Up (peers with a bfdProfile)",
+            m.bfd_up.clone(),
+        );
+        bfd.register(
+            "session_flaps",
+            "Times the BFD session went down from Up",
+            m.bfd_flaps.clone(),
         );
         root.register(
             "addresses_announced",
@@ -539,6 +556,23 @@ impl SpeakerMetrics {
             mm.announced.get_or_create(l).set(1);
         }
         *before = now;
+    }
+
+    /// Each BFD session's state; a peer no longer with BFD loses its series.
+    pub fn record_bfd(&self, sessions: &BTreeMap<String, ferrolb_announce::bfd::BfdStatus>) {
+        let mut before = self.bfd_peers.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in before.iter().filter(|p| !sessions.contains_key(*p)) {
+            let l = PeerLabels { peer: gone.clone() };
+            self.bfd_up.remove(&l);
+            self.bfd_flaps.remove(&l);
+        }
+        for (peer, s) in sessions {
+            let l = PeerLabels { peer: peer.clone() };
+            let up = s.state == ferrolb_announce::bfd::State::Up;
+            self.bfd_up.get_or_create(&l).set(i64::from(up));
+            self.bfd_flaps.get_or_create(&l).set(count(s.flaps));
+        }
+        *before = sessions.keys().cloned().collect();
     }
 
     /// How many Services this node, as their condition's writer, finds announced by nobody.

@@ -307,7 +307,12 @@ pub async fn run(
                         m.record_refused(driver.bgp_refused_connections());
                     }
                     if let Some(inputs) = driver.inputs() {
-                        let wanted = sessions::desired(&settings.node, &bgp_status, &inputs.config);
+                        let bfd = driver.bfd_status();
+                        if let Some(m) = &settings.metrics {
+                            m.record_bfd(&bfd);
+                        }
+                        let wanted =
+                            sessions::desired(&settings.node, &bgp_status, &bfd, &inputs.config);
                         sessions_tx.send_if_modified(|w| {
                             let changed = *w != wanted;
                             if changed {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use ferrolb_announce::bfd::BfdStatus;
 use ferrolb_announce::bgp::SessionStatus;
 use ferrolb_config::Config;
 use ferrolb_config::api::bgpsessionstate::{NODE_LABEL, PEER_LABEL, object_name};
@@ -20,7 +21,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-/// What `bfdStatus` says while BFD is not run for the peer (MetalLB's words).
+/// What `bfdStatus` says when the peer has no BFD profile (MetalLB's words).
 pub const BFD_NOT_RUN: &str = "N/A";
 
 /// How long to wait before retrying writes that failed when nothing else changes.
@@ -30,6 +31,7 @@ const RETRY: Duration = Duration::from_secs(5);
 pub fn desired(
     node: &str,
     sessions: &BTreeMap<String, SessionStatus>,
+    bfd: &BTreeMap<String, BfdStatus>,
     config: &Config,
 ) -> BTreeMap<String, BGPSessionStateStatus> {
     sessions
@@ -42,7 +44,9 @@ pub fn desired(
                 peer_name: peer_name.clone(),
                 vrf: peer.and_then(|p| p.vrf.clone()),
                 bgp_status: format!("{:?}", s.state),
-                bfd_status: BFD_NOT_RUN.into(),
+                bfd_status: bfd
+                    .get(peer_name)
+                    .map_or_else(|| BFD_NOT_RUN.to_string(), |b| b.state.to_string()),
                 established_since: s
                     .is_up()
                     .then_some(s.established_at)
@@ -256,12 +260,21 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             ..idle()
         };
         let sessions = BTreeMap::from([("tor".to_string(), up)]);
-        let d = desired("node0", &sessions, &config());
+        let bfd = BTreeMap::from([(
+            "tor".to_string(),
+            BfdStatus {
+                state: ferrolb_announce::bfd::State::Up,
+                diag: ferrolb_announce::bfd::packet::Diag::None,
+                up_since: None,
+                flaps: 0,
+            },
+        )]);
+        let d = desired("node0", &sessions, &bfd, &config());
         let (name, s) = d.iter().next().unwrap();
         assert_eq!(name, &object_name("node0", "tor"));
         assert_eq!(s.peer, "10.0.0.254");
         assert_eq!(s.bgp_status, "Established");
-        assert_eq!(s.bfd_status, "N/A");
+        assert_eq!(s.bfd_status, "Up");
         assert_eq!(s.prefixes_advertised, 3);
         assert_eq!(
             s.established_since.as_ref().map(|t| t.0.as_second()),
@@ -276,8 +289,9 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             ..idle()
         };
         let sessions = BTreeMap::from([("tor".to_string(), down)]);
-        let d = desired("node0", &sessions, &config());
+        let d = desired("node0", &sessions, &BTreeMap::new(), &config());
         let s = d.values().next().unwrap();
+        assert_eq!(s.bfd_status, "N/A", "no BFD profile");
         assert_eq!(s.bgp_status, "Active");
         assert_eq!(s.established_since, None, "not up: no uptime");
         assert_eq!(s.last_error.as_deref(), Some("connection refused"));

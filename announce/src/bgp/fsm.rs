@@ -139,7 +139,14 @@ pub struct FsmConfig {
     pub families: Vec<(u16, u8)>,
     /// Offer IPv4 routes with IPv6 next hops (RFC 8950; unnumbered sessions).
     pub ipv4_over_ipv6: bool,
+    /// Graceful Restart (RFC 4724): announce the capability with this restart time (seconds)
+    /// and the forwarding state kept for every family; send End-of-RIB after the initial table.
+    pub graceful_restart: Option<u16>,
 }
+
+/// The restart time ferrolb announces with Graceful Restart: how long a helper keeps a
+/// restarting node's routes as stale (FRR's default).
+pub const GRACEFUL_RESTART_TIME: u16 = 120;
 
 impl FsmConfig {
     pub fn new(local_asn: u32, peer_asn: impl Into<PeerAsn>, router_id: Ipv4Addr) -> Self {
@@ -155,6 +162,7 @@ impl FsmConfig {
             idle_hold_max: Duration::from_secs(60),
             families: vec![(AFI_IPV4, SAFI_UNICAST), (AFI_IPV6, SAFI_UNICAST)],
             ipv4_over_ipv6: false,
+            graceful_restart: None,
         }
     }
 
@@ -187,6 +195,19 @@ impl FsmConfig {
             open.capabilities
                 .push(super::message::Capability::ExtendedNextHop(vec![triple]));
         }
+        if let Some(restart_time) = self.graceful_restart {
+            // Forwarding is kube-proxy's, in the kernel: it goes on while the speaker restarts.
+            let families = self.families.iter().map(|&(a, s)| (a, s, true)).collect();
+            open.capabilities
+                .push(super::message::Capability::GracefulRestart(
+                    super::message::GracefulRestart {
+                        restarted: false,
+                        notification: false,
+                        restart_time,
+                        families,
+                    },
+                ));
+        }
         open
     }
 }
@@ -205,6 +226,8 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// Both sides take IPv4 routes with IPv6 next hops (RFC 8950).
     pub ipv4_over_ipv6: bool,
+    /// Both sides announced Graceful Restart (RFC 4724): End-of-RIB follows the initial table.
+    pub graceful_restart: bool,
 }
 
 /// The session state machine.
@@ -286,6 +309,7 @@ pub fn negotiate(cfg: &FsmConfig, open: &Open) -> Negotiated {
         ipv6_unicast: ours(AFI_IPV6, SAFI_UNICAST) && open.has_family(AFI_IPV6, SAFI_UNICAST),
         route_refresh: open.has_route_refresh(),
         ipv4_over_ipv6: cfg.ipv4_over_ipv6 && open.has_ipv4_over_ipv6(),
+        graceful_restart: cfg.graceful_restart.is_some() && open.graceful_restart().is_some(),
     }
 }
 

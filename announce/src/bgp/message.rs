@@ -155,8 +155,36 @@ pub enum Capability {
     /// RFC 8950, code 5: (NLRI AFI, NLRI SAFI, next-hop AFI) triples the speaker accepts,
     /// e.g. (1, 1, 2): IPv4 unicast with IPv6 next hops.
     ExtendedNextHop(Vec<(u16, u16, u16)>),
+    /// RFC 4724, code 64: the speaker keeps forwarding across a restart of its BGP.
+    GracefulRestart(GracefulRestart),
     /// Anything else, kept as received.
     Unknown { code: u8, data: Vec<u8> },
+}
+
+/// The Graceful Restart capability's value (RFC 4724 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestart {
+    /// R: the sender has just restarted (its peer must not wait for its End-of-RIB before
+    /// sending its own routes).
+    pub restarted: bool,
+    /// N (RFC 8538): the sender also keeps routes across a NOTIFICATION other than a Hard
+    /// Reset.
+    pub notification: bool,
+    /// Seconds the sender needs to come back (12 bits).
+    pub restart_time: u16,
+    /// (AFI, SAFI, F): the families it restarts gracefully, F when their forwarding state was
+    /// kept across the restart.
+    pub families: Vec<(u16, u8, bool)>,
+}
+
+impl Open {
+    /// The Graceful Restart capability, if announced.
+    pub fn graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(g) => Some(g),
+            _ => None,
+        })
+    }
 }
 
 /// ORIGIN values.
@@ -952,7 +980,20 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
                         })
                         .collect(),
                 ),
-                (1 | 2 | 5 | 65, _) => return Err(DecodeError::MalformedOpen("capability length")),
+                (64, [f, t, rest @ ..]) if rest.len() % 4 == 0 => {
+                    Capability::GracefulRestart(GracefulRestart {
+                        restarted: f & 0x80 != 0,
+                        notification: f & 0x40 != 0,
+                        restart_time: u16::from_be_bytes([f & 0x0f, *t]),
+                        families: rest
+                            .chunks_exact(4)
+                            .map(|a| (u16::from_be_bytes([a[0], a[1]]), a[2], a[3] & 0x80 != 0))
+                            .collect(),
+                    })
+                }
+                (1 | 2 | 5 | 64 | 65, _) => {
+                    return Err(DecodeError::MalformedOpen("capability length"));
+                }
                 (code, v) => Capability::Unknown {
                     code,
                     data: v.to_vec(),

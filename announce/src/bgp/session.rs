@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::fsm::{Action, Conn, Event, Fsm, FsmConfig, State, Timer};
@@ -137,7 +137,12 @@ impl SessionStatus {
 
 enum Command {
     SetRoutes(Table),
+    /// Follow this BFD session (none: stop following).
+    FollowBfd(Option<watch::Receiver<crate::bfd::State>>),
     Stop,
+    /// The process restarts with Graceful Restart: close without a NOTIFICATION, so the peer
+    /// keeps our routes as stale until the new process sends its table and End-of-RIB.
+    StopForRestart,
 }
 
 /// A running session. Dropping it aborts the task without a Cease; call [`Session::stop`].
@@ -185,6 +190,12 @@ impl Session {
         let _ = self.commands.send(Command::SetRoutes(table));
     }
 
+    /// Follows a BFD session with the peer: when it goes down after having been up, the BGP
+    /// connection is closed at once (RFC 5882), without waiting for the hold timer.
+    pub fn follow_bfd(&self, bfd: Option<watch::Receiver<crate::bfd::State>>) {
+        let _ = self.commands.send(Command::FollowBfd(bfd));
+    }
+
     pub fn status(&self) -> SessionStatus {
         match self.status.lock() {
             Ok(s) => s.clone(),
@@ -195,6 +206,16 @@ impl Session {
     /// Graceful stop: Cease / Administrative Shutdown to the peer, then the task ends.
     pub async fn stop(mut self) {
         let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+
+    /// The process stops to restart: with Graceful Restart negotiated the connection is only
+    /// closed (the peer keeps the routes as stale for the restart time); without, as
+    /// [`Session::stop`].
+    pub async fn stop_for_restart(mut self) {
+        let _ = self.commands.send(Command::StopForRestart);
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
@@ -228,6 +249,12 @@ struct Link {
 }
 
 impl Link {
+    /// Closes at once, sending nothing more (a restart that the peer is to ride out).
+    fn abort(self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+
     /// Stops reading at once and lets the writer send what is queued for at most
     /// [`CLOSE_FLUSH`], then closes. The returned task ends when the connection is gone.
     fn close(self) -> JoinHandle<()> {
@@ -264,6 +291,8 @@ struct Runner {
     closing: Vec<JoinHandle<()>>,
     /// Unnumbered: the router at the other end of the interface, once started.
     link_peer: Option<LinkPeer>,
+    /// The established session negotiated Graceful Restart.
+    negotiated_gr: bool,
 }
 
 impl Runner {
@@ -286,7 +315,12 @@ impl Runner {
             pending: Default::default(),
             closing: Vec::new(),
             link_peer: None,
+            negotiated_gr: false,
         }
+    }
+
+    fn graceful_restart_negotiated(&self) -> bool {
+        self.negotiated_gr && self.fsm.state() == State::Established
     }
 
     /// Updates the published status (and returns what `f` returns).
@@ -309,6 +343,10 @@ impl Runner {
     ) {
         self.pending.push_back(Event::Start);
         let mut stopping = false;
+        // The BFD session followed, and whether it has been up since (a session that never
+        // came up says nothing about the path).
+        let mut bfd: Option<watch::Receiver<crate::bfd::State>> = None;
+        let mut bfd_was_up = false;
         loop {
             while let Some(ev) = self.pending.pop_front() {
                 let actions = self.fsm.handle(ev);
@@ -323,7 +361,18 @@ impl Runner {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::SetRoutes(t)) => self.set_routes(t),
-                    Some(Command::Stop) | None => {
+                    Some(Command::FollowBfd(b)) => {
+                        bfd_was_up = b.as_ref().is_some_and(|b| *b.borrow() == crate::bfd::State::Up);
+                        bfd = b;
+                    }
+                    Some(Command::StopForRestart) if self.graceful_restart_negotiated() => {
+                        tracing::info!(peer = %self.cfg.peer_address, "closing without NOTIFICATION: graceful restart");
+                        for (_, l) in self.links.drain() {
+                            l.abort();
+                        }
+                        break;
+                    }
+                    Some(Command::Stop | Command::StopForRestart) | None => {
                         self.pending.push_back(Event::Stop);
                         stopping = true;
                     }
@@ -344,6 +393,15 @@ impl Runner {
                         self.pending.push_back(Event::TimerExpired(t));
                     }
                 }
+                state = bfd_changed(bfd.as_mut()) => match state {
+                    Some(crate::bfd::State::Up) => bfd_was_up = true,
+                    Some(crate::bfd::State::Down | crate::bfd::State::Init) if bfd_was_up => {
+                        bfd_was_up = false;
+                        self.bfd_down();
+                    }
+                    Some(_) => {}
+                    None => bfd = None,
+                },
                 stream = accepted(incoming.as_mut()) => match stream {
                     Some(stream) => {
                         if self.links.contains_key(&Conn::Incoming) {
@@ -413,6 +471,17 @@ impl Runner {
                 self.drop_link(c, Some(format!("writing: {e}")));
             }
             _ => {}
+        }
+    }
+
+    /// BFD says the path is down: every connection is closed at once, as failed.
+    fn bfd_down(&mut self) {
+        let conns: Vec<Conn> = self.links.keys().copied().collect();
+        if !conns.is_empty() {
+            tracing::warn!(peer = %self.cfg.peer_address, "BFD session down: closing the BGP connection");
+        }
+        for c in conns {
+            self.drop_link(c, Some("BFD session down".into()));
         }
     }
 
@@ -592,10 +661,29 @@ impl Runner {
                     };
                     tracing::info!(peer = %self.cfg.peer_address, hold = n.hold_time, "session established");
                     self.status(|s| s.established_at = Some(SystemTime::now()));
-                    self.view = Some((c, view));
+                    self.view = Some((c, view.clone()));
                     self.sent.clear();
                     let desired = self.desired.clone();
                     self.send_diff(&desired);
+                    if n.graceful_restart {
+                        // End-of-RIB (RFC 4724 2): the initial table is complete; a helper
+                        // drops whatever stale route of ours it did not get again.
+                        let mut eor = Vec::new();
+                        if n.ipv4_unicast {
+                            eor.push(super::message::Update::default());
+                        }
+                        if n.ipv6_unicast {
+                            eor.push(super::message::Update {
+                                attrs: super::message::PathAttrs {
+                                    mp_unreach: Some(Vec::new()),
+                                    ..Default::default()
+                                },
+                                ..Default::default()
+                            });
+                        }
+                        self.send_updates(c, eor);
+                    }
+                    self.negotiated_gr = n.graceful_restart;
                 }
                 Action::TreatedAsWithdraw(e) => {
                     let n = self.status(|s| {
@@ -634,6 +722,7 @@ impl Runner {
                 } => {
                     tracing::warn!(peer = %self.cfg.peer_address, was_established, "session down: {error}");
                     self.view = None;
+                    self.negotiated_gr = false;
                     self.sent.clear();
                     self.codec = Codec::default();
                     let stopped = matches!(error, super::fsm::SessionError::Stopped);
@@ -723,6 +812,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// The next connection the listener accepted for this peer; `None` when it is gone.
+/// The followed BFD session's next state (`None` when its sender is gone).
+async fn bfd_changed(
+    bfd: Option<&mut watch::Receiver<crate::bfd::State>>,
+) -> Option<crate::bfd::State> {
+    match bfd {
+        Some(b) => match b.changed().await {
+            Ok(()) => Some(*b.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 async fn accepted(incoming: Option<&mut Incoming>) -> Option<TcpStream> {
     match incoming {
         Some(i) => i.next().await,

@@ -23,6 +23,7 @@ use super::fsm::FsmConfig;
 use super::listener::Listener;
 use super::session::{PeerConfig, Session, SessionStatus};
 use super::update::Table;
+use crate::bfd::{Bfd, BfdSettings, BfdStatus, Timers};
 use crate::election::{Node, Service};
 
 /// Why a selected peer gets no session.
@@ -72,6 +73,9 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
     };
     // An unnumbered session sends IPv4 routes with its IPv6 link-local next hop.
     fsm.ipv4_over_ipv6 = interface.is_some();
+    fsm.graceful_restart = peer
+        .graceful_restart
+        .then_some(super::fsm::GRACEFUL_RESTART_TIME);
     let mut cfg = PeerConfig::new(fsm, address);
     cfg.interface = interface;
     cfg.peer_port = peer.port;
@@ -81,6 +85,23 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
     cfg.dual_stack = peer.dual_stack;
     cfg.vrf = peer.vrf.clone();
     Ok(cfg)
+}
+
+/// The BFD session a peer asks for with its `bfdProfile` (none without one, or when the profile
+/// is missing: the config model refuses that). Single hop unless the peer is `ebgpMultiHop`.
+pub fn bfd_settings(peer: &Peer, config: &Config) -> Option<BfdSettings> {
+    let profile = config.bfd_profiles.get(peer.bfd_profile.as_deref()?)?;
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    Some(BfdSettings {
+        timers: Timers {
+            desired_min_tx: ms(profile.transmit_interval_ms),
+            required_min_rx: ms(profile.receive_interval_ms),
+            detect_mult: u8::try_from(profile.detect_multiplier).unwrap_or(u8::MAX),
+        },
+        passive: profile.passive_mode,
+        multihop: peer.ebgp_multihop,
+        minimum_ttl: u8::try_from(profile.minimum_ttl).unwrap_or(u8::MAX),
+    })
 }
 
 /// What one [`NodeSpeaker::apply`] did.
@@ -102,6 +123,8 @@ struct Running {
     cfg: PeerConfig,
     session: Session,
     table: Table,
+    /// The BFD session it follows, if any.
+    bfd: Option<BfdSettings>,
 }
 
 /// One node's BGP sessions.
@@ -116,6 +139,8 @@ pub struct NodeSpeaker {
     listen_error: Option<String>,
     /// Addresses no session carries (only peers of the other family), logged when they change.
     no_peer_of_family: BTreeSet<IpAddr>,
+    /// The BFD sessions, once a peer asks for one.
+    bfd: Option<Bfd>,
 }
 
 impl NodeSpeaker {
@@ -129,6 +154,7 @@ impl NodeSpeaker {
             listener: None,
             listen_error: None,
             no_peer_of_family: BTreeSet::new(),
+            bfd: None,
         }
     }
 
@@ -238,6 +264,9 @@ impl NodeSpeaker {
                 continue;
             }
             if let Some(r) = self.sessions.remove(&name) {
+                if let (Some(b), Some(_)) = (&self.bfd, &r.bfd) {
+                    b.remove(r.cfg.peer_address);
+                }
                 out.stopped.push(name);
                 stopping.push(r.session);
             }
@@ -262,14 +291,55 @@ impl NodeSpeaker {
                             cfg,
                             session,
                             table,
+                            bfd: None,
                         },
                     );
                     out.started.push(name);
                 }
             }
         }
+        self.apply_bfd(config);
         out.plan = plan;
         out
+    }
+
+    /// Starts, changes or ends each session's BFD session as its peer's profile says, and has
+    /// the BGP session follow it.
+    fn apply_bfd(&mut self, config: &Config) {
+        for (name, r) in self.sessions.iter_mut() {
+            // An unnumbered peer's address is learned later; the config model refuses BFD there.
+            let want = (config.peers.get(name))
+                .and_then(|p| bfd_settings(p, config))
+                .filter(|_| !r.cfg.peer_address.is_unspecified());
+            if want == r.bfd {
+                continue;
+            }
+            if let (Some(b), Some(_)) = (&self.bfd, &r.bfd) {
+                b.remove(r.cfg.peer_address);
+            }
+            match &want {
+                Some(settings) => {
+                    let bfd = self.bfd.get_or_insert_with(Bfd::start);
+                    let state = bfd.add(r.cfg.peer_address, settings.clone());
+                    r.session.follow_bfd(Some(state));
+                }
+                None => r.session.follow_bfd(None),
+            }
+            r.bfd = want;
+        }
+    }
+
+    /// Each BFD session's state, by peer name (only peers with a `bfdProfile`).
+    pub fn bfd_status(&self) -> BTreeMap<String, BfdStatus> {
+        let Some(bfd) = &self.bfd else {
+            return BTreeMap::new();
+        };
+        let all = bfd.status();
+        self.sessions
+            .iter()
+            .filter(|(_, r)| r.bfd.is_some())
+            .filter_map(|(n, r)| Some((n.clone(), all.get(&r.cfg.peer_address)?.clone())))
+            .collect()
     }
 
     /// Each session's state, by peer name.
@@ -302,13 +372,21 @@ impl NodeSpeaker {
             .collect()
     }
 
-    /// Stops every session with a Cease (shutdown), concurrently.
+    /// Stops every session (shutdown), concurrently: with a Cease, so the routers withdraw at
+    /// once, except where Graceful Restart was negotiated: there the connection is only
+    /// closed and the routers keep the routes until the next process sends them again. Then
+    /// the BFD sessions (AdminDown, so the routers do not count a failure).
     pub async fn stop(mut self) {
-        let all = std::mem::take(&mut self.sessions)
+        let handles: Vec<_> = std::mem::take(&mut self.sessions)
             .into_values()
-            .map(|r| r.session)
+            .map(|r| tokio::spawn(r.session.stop_for_restart()))
             .collect();
-        stop_all(all).await;
+        for h in handles {
+            let _ = h.await;
+        }
+        if let Some(b) = self.bfd.take() {
+            b.stop().await;
+        }
     }
 }
 

@@ -273,12 +273,11 @@ pub enum Reason {
         /// The shared AS number.
         asn: u32,
     },
-    /// A BFD profile with echo mode on a peer reached over IPv6 (echo is IPv4 only, as in
-    /// MetalLB).
-    #[error("BFDProfile {profile:?} has echoMode, which works over IPv4 only; this peer is IPv6")]
-    BfdEchoOverIpv6 {
-        /// The profile.
-        profile: String,
+    /// A field or value ferrolb does not honour: refused rather than accepted and ignored.
+    #[error("not supported: {why}")]
+    NotSupported {
+        /// Why, and what to do instead.
+        why: &'static str,
     },
     /// An advertisement that picks Services and also aggregates their addresses.
     #[error(
@@ -458,9 +457,6 @@ impl Reason {
                 port,
             },
             InvalidInterface { value } => InvalidInterface { value: c(value) },
-            BfdEchoOverIpv6 { profile } => BfdEchoOverIpv6 {
-                profile: c(profile),
-            },
             ConflictingLocalPref {
                 other,
                 pool,
@@ -485,6 +481,7 @@ impl Reason {
             | PeerAsnChoice { .. }
             | PeerAddressChoice { .. }
             | NotWithInterface { .. }
+            | NotSupported { .. }
             | PasswordConflict
             | PasswordLength { .. }
             | InvalidSelector(_)) => r,

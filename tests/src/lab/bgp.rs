@@ -124,8 +124,9 @@ pub struct Neighbor {
     pub passive: bool,
     /// The family carried (defaults to the neighbor address's family).
     pub afi: Afi,
-    /// Ask for BFD on this session (FRR only, and only with bfdd running).
-    pub bfd: bool,
+    /// BFD on this session: BIRD runs `protocol bfd` (300 ms x 3) and `bfd on`; FRR runs zebra
+    /// and bfdd next to bgpd and `neighbor X bfd` (its defaults, 300 ms x 3).
+    pub bfd: Bfd,
     /// Carry both families over this session, not only `afi` (MP-BGP, RFC 4760).
     pub both_families: bool,
     /// Unnumbered: the router's interface toward the neighbor (FRR: an interface peer,
@@ -133,6 +134,16 @@ pub struct Neighbor {
     /// link-local address on it, and BIRD advertises itself with `radv`). Both families,
     /// IPv4 with IPv6 next hops (RFC 8950).
     pub interface: Option<String>,
+}
+
+/// Whether and how a neighbor runs BFD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bfd {
+    Off,
+    /// Starts the BFD session (sends first).
+    Active,
+    /// Waits for the other side's first packet (BIRD only).
+    Passive,
 }
 
 impl Neighbor {
@@ -146,7 +157,7 @@ impl Neighbor {
             port: None,
             passive: false,
             afi: Afi::of(address),
-            bfd: false,
+            bfd: Bfd::Off,
             both_families: false,
             interface: None,
         }
@@ -168,6 +179,12 @@ impl Neighbor {
         self
     }
 
+    /// BFD on this session.
+    pub fn bfd(mut self, bfd: Bfd) -> Self {
+        self.bfd = bfd;
+        self
+    }
+
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_string());
         self
@@ -185,11 +202,6 @@ impl Neighbor {
 
     pub fn afi(mut self, afi: Afi) -> Self {
         self.afi = afi;
-        self
-    }
-
-    pub fn bfd(mut self) -> Self {
-        self.bfd = true;
         self
     }
 }

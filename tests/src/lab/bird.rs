@@ -195,6 +195,22 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
         }
         let _ = writeln!(s, "}}");
     }
+    // BFD for the neighbors that ask for it (300 ms x 3, ferrolb's and FRR's default).
+    let bfd: Vec<&super::bgp::Neighbor> = (config.neighbors.iter())
+        .filter(|n| n.bfd != super::bgp::Bfd::Off)
+        .collect();
+    if let Some(first) = bfd.first() {
+        // BIRD sets session options per interface: the first BFD neighbor's role for all.
+        let passive = if first.bfd == super::bgp::Bfd::Passive {
+            "on"
+        } else {
+            "off"
+        };
+        let _ = writeln!(
+            s,
+            "protocol bfd {{\n  interface \"*\" {{ min rx interval 300 ms; min tx interval 300 ms; idle tx interval 1 s; multiplier 3; passive {passive}; }};\n}}"
+        );
+    }
     for (i, n) in config.neighbors.iter().enumerate() {
         let _ = writeln!(s, "protocol bgp {} {{", Bird::protocol_name(i));
         match config.listen_port {
@@ -223,6 +239,9 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
         }
         if n.passive {
             let _ = writeln!(s, "  passive on;");
+        }
+        if n.bfd != super::bgp::Bfd::Off {
+            let _ = writeln!(s, "  bfd on;");
         }
         let _ = writeln!(
             s,

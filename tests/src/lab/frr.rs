@@ -52,7 +52,10 @@ impl Frr {
         let port = config.listen_port.unwrap_or(179).to_string();
         // Interface (unnumbered) peers need zebra: it sends and reads the router
         // advertisements that give bgpd the peer's link-local address.
+        // BFD too: bgpd registers its sessions with bfdd through zebra.
         let unnumbered = config.neighbors.iter().any(|n| n.interface.is_some());
+        let with_bfd = (config.neighbors.iter()).any(|n| n.bfd != super::bgp::Bfd::Off);
+        let unnumbered = unnumbered || with_bfd;
         let zserv = home.path_str("zserv.api")?;
         let zebra = if unnumbered {
             // zebra drops to the frr user (it has no bgpd's -S): its files go here too.
@@ -131,17 +134,22 @@ impl Frr {
                     .trim_start()
                     .starts_with('{'))
         })?;
-        Ok(Frr {
+        let mut frr = Frr {
             home,
             bgpd,
             bfdd: None,
             zebra,
             vty_dir,
-        })
+        };
+        if with_bfd {
+            // Sessions come from bgpd (`neighbor X bfd`), through zebra.
+            frr.start_bfdd(&[])?;
+        }
+        Ok(frr)
     }
 
-    /// Starts bfdd with single-hop sessions to `peers` (sessions are configured in bfdd itself,
-    /// since bgpd runs without zebra and cannot register them).
+    /// Starts bfdd with single-hop sessions to `peers` configured in bfdd itself (without
+    /// zebra bgpd cannot register them); with zebra it also takes bgpd's sessions.
     pub fn start_bfdd(&mut self, peers: &[IpAddr]) -> Result<(), LabError> {
         let mut text = String::from("frr defaults traditional\nbfd\n");
         for p in peers {
@@ -157,21 +165,33 @@ impl Frr {
         let ctl = self.home.path_str("bfdd.sock")?;
         // bfdd has no -S: it switches to the frr user, which must own the private dir.
         cmd::run_ok(&["chown", "frr:frr", &self.vty_dir], COMMAND_TIMEOUT)?;
-        let mut bfdd = self.home.host.spawn(&[
-            BFDD,
-            "-f",
-            &conf,
-            "-i",
-            &pid,
-            "--vty_socket",
-            &self.vty_dir,
-            "-A",
-            "127.0.0.1",
-            "--bfdctl",
-            &ctl,
-            "--log",
-            &log_arg,
-        ])?;
+        let zserv = self.home.path_str("zserv.api")?;
+        let zebra: &[&str] = if self.zebra.is_some() {
+            &["-z", zserv.as_str()]
+        } else {
+            &[]
+        };
+        let mut bfdd = self.home.host.spawn(
+            &[
+                &[BFDD][..],
+                zebra,
+                &[
+                    "-f",
+                    &conf,
+                    "-i",
+                    &pid,
+                    "--vty_socket",
+                    &self.vty_dir,
+                    "-A",
+                    "127.0.0.1",
+                    "--bfdctl",
+                    &ctl,
+                    "--log",
+                    &log_arg,
+                ],
+            ]
+            .concat(),
+        )?;
         let logs = [self.home.path("bfdd.log")];
         let vty = self.vty_dir.clone();
         self.home.wait_ready(&mut bfdd, &logs, || {
@@ -334,7 +354,7 @@ pub fn render_config(config: &BgpConfig, hostname: &str) -> String {
         if n.passive {
             let _ = writeln!(s, " neighbor {a} passive");
         }
-        if n.bfd {
+        if n.bfd != super::bgp::Bfd::Off {
             let _ = writeln!(s, " neighbor {a} bfd");
         }
         let _ = writeln!(s, " neighbor {a} timers connect 1");

@@ -31,7 +31,7 @@ mod topology;
 mod wait;
 
 pub use bgp::{
-    Afi, BgpConfig, BgpDaemon, Community, LargeCommunity, Neighbor, Origin, Route, Session,
+    Afi, Bfd, BgpConfig, BgpDaemon, Community, LargeCommunity, Neighbor, Origin, Route, Session,
     SessionState,
 };
 pub use bird::Bird;

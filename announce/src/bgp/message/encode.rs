@@ -263,6 +263,16 @@ pub(super) fn encode_open(o: &Open) -> Result<Vec<u8>, EncodeError> {
                     .flatten()
                     .collect(),
             ),
+            Capability::GracefulRestart(g) => {
+                let time = g.restart_time.min(0x0fff).to_be_bytes();
+                let flags = (u8::from(g.restarted) << 7) | (u8::from(g.notification) << 6);
+                let mut v = vec![flags | time[0], time[1]];
+                for (afi, safi, forwarding) in &g.families {
+                    v.extend_from_slice(&afi.to_be_bytes());
+                    v.extend_from_slice(&[*safi, u8::from(*forwarding) << 7]);
+                }
+                (64, v)
+            }
             Capability::Unknown { code, data } => (*code, data.clone()),
         };
         let len = u8::try_from(value.len())

@@ -110,17 +110,12 @@ impl Builder {
                     Reason::EbgpMultiHopOnIbgp { asn: s.my_asn },
                 );
             }
-            let over_ipv6 = address
-                .as_ref()
-                .is_some_and(|a| !matches!(a, PeerAddress::Ip(IpAddr::V4(_))));
-            if let (Some(name), true) = (&s.bfd_profile, over_ipv6)
-                && bfd_profiles.get(name).is_some_and(|p| p.echo_mode)
-            {
+            if s.bfd_profile.is_some() && s.vrf.is_some() {
                 self.error(
                     &r,
                     "spec.bfdProfile",
-                    Reason::BfdEchoOverIpv6 {
-                        profile: name.clone(),
+                    Reason::NotSupported {
+                        why: "BFD for a peer in a VRF is not supported yet",
                     },
                 );
             }
@@ -366,6 +361,11 @@ impl Builder {
                 s.dual_stack_address_family == Some(true),
                 "spec.dualStackAddressFamily",
                 "an unnumbered session carries both families already",
+            ),
+            (
+                s.bfd_profile.is_some(),
+                "spec.bfdProfile",
+                "BFD over an unnumbered session is not supported yet",
             ),
         ];
         for (set, field, why) in refuse {

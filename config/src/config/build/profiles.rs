@@ -59,6 +59,25 @@ impl Builder {
                 echo_mode: s.echo_mode.unwrap_or(false),
                 passive_mode: s.passive_mode.unwrap_or(false),
             };
+            // No field accepted and then ignored: BFD runs in asynchronous mode only.
+            if s.echo_mode == Some(true) {
+                self.error(
+                    &r,
+                    "spec.echoMode",
+                    Reason::NotSupported {
+                        why: "ferrolb does not send BFD echo packets; the asynchronous mode detects a failure within receiveInterval x detectMultiplier",
+                    },
+                );
+            }
+            if s.echo_interval.is_some() {
+                self.error(
+                    &r,
+                    "spec.echoInterval",
+                    Reason::NotSupported {
+                        why: "BFD echo is not run (see echoMode), so an echo interval would do nothing; remove it",
+                    },
+                );
+            }
             profiles.insert(r.name.clone(), profile);
         }
         profiles
