@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 runs=${RUNS:-10000000}
 seconds=${SECONDS_EACH:-1800}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(bgp_message bgp_stream l2_frame membership_datagram config_yaml state_file)
+[ ${#targets[@]} -eq 0 ] && targets=(bgp_message bgp_stream l2_frame membership_datagram config_yaml state_file bfd_packet)
 for t in "${targets[@]}"; do
   corpus=../target/fuzz-corpus/$t
   mkdir -p "$corpus"

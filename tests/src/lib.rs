@@ -1,6 +1,7 @@
 //! ferrolb integration tests and harnesses.
 
 pub mod bench;
+pub mod bgp_host;
 pub mod bgp_session;
 pub mod cluster;
 pub mod demo;

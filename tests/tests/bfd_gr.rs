@@ -16,98 +16,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ferrolb_tests::bgp_host::{self, HostConfig, NODE_ASN as ASN, ROUTER_ASN};
 use ferrolb_tests::l2bench::ferrolb_bin;
 use ferrolb_tests::lab::{
-    self, Afi, Bfd, BgpConfig, BgpDaemon, Bird, Frr, Host, Lab, LabSpec, Neighbor, Process,
-    wait_until,
+    self, Bfd, BgpConfig, BgpDaemon, Bird, Frr, Host, Lab, LabSpec, Neighbor, Process, wait_until,
 };
 
-const ROUTER_ASN: u32 = 64500;
-const ASN: u32 = 64512;
 const PREFIX: &str = "10.100.0.0/32";
 
-/// The host's directory: a pool, a BGPAdvertisement, the router as BGPPeer (hold time 90 s),
-/// optionally a BFDProfile (`passive`) and graceful restart, the Node and one Service.
-fn write_config(dir: &Path, router: IpAddr, node: &str, bfd_passive: Option<bool>, gr: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    let profile = match bfd_passive {
-        Some(p) => format!(
-            "---\napiVersion: ferrolb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast}}\nspec: {{passiveMode: {p}}}\n"
-        ),
-        None => String::new(),
-    };
-    let mut peer = format!(
-        "myASN: {ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router}, holdTime: 90s, connectTime: 1s"
-    );
-    if bfd_passive.is_some() {
-        peer += ", bfdProfile: fast";
-    }
-    if gr {
-        peer += ", enableGracefulRestart: true";
-    }
-    let yaml = format!(
-        r#"apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {{name: routed}}
-spec: {{addresses: ["10.100.0.0/28"]}}
----
-apiVersion: ferrolb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {{name: routed}}
-spec: {{ipAddressPools: [routed]}}
-{profile}---
-apiVersion: ferrolb.io/v1beta1
-kind: BGPPeer
-metadata: {{name: router}}
-spec: {{{peer}}}
----
-apiVersion: v1
-kind: Node
-metadata: {{name: {node}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
-"#
-    );
-    std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-}
-
-/// `ferrolb standalone` announcing from `node`.
-fn spawn(node: &Host, bin: &Path, conf: &Path) -> Process {
-    let secret = node.workdir().join("secret");
-    std::fs::write(&secret, "bfd-gr-test-secret-0123456789abcdef").unwrap();
-    let state = node.workdir().join("state.json");
-    let addr = format!("{}:7946", node.ipv4);
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    node.spawn(&[
-        &s(bin),
-        "standalone",
-        "--interval-ms",
-        "100",
-        "--config",
-        &s(conf),
-        "--state",
-        &s(&state),
-        "--node",
-        &node.name,
-        "--membership-addr",
-        &addr,
-        "--membership-secret-file",
-        &s(&secret),
-        "--bgp-listen-port",
-        "0",
-    ])
-    .unwrap()
-}
-
 fn has_route(router: &dyn BgpDaemon) -> bool {
-    router
-        .routes(Afi::Ipv4)
-        .unwrap_or_default()
-        .iter()
-        .any(|r| r.prefix.to_string() == PREFIX)
+    bgp_host::has_route(router, PREFIX)
+}
+
+/// The host's directory: the router as BGPPeer (hold time 90 s), optionally a BFDProfile
+/// (`passive`) and graceful restart.
+fn write_config(dir: &Path, router: IpAddr, node: &str, bfd_passive: Option<bool>, gr: bool) {
+    let mut c = HostConfig::new(router);
+    c.bfd_profile = bfd_passive.map(|p| format!("{{passiveMode: {p}}}"));
+    c.graceful_restart = gr;
+    c.write(dir, node).unwrap();
+}
+
+fn spawn(node: &Host, bin: &Path, conf: &Path) -> Process {
+    bgp_host::spawn(node, bin, conf).unwrap()
 }
 
 /// The router's BFD session with `node` is up.

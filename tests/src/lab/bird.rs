@@ -81,6 +81,11 @@ impl Bird {
         Ok(out)
     }
 
+    /// The control socket (for `birdc -s` from another thread).
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
     /// The private directory (config, socket, pid file, log).
     pub fn dir(&self) -> &std::path::Path {
         &self.home.dir
