@@ -149,7 +149,7 @@ enum Speaker {
     Ferrolb(Process),
     /// Kept for its lifetime (dropping it stops the daemons).
     Frr {
-        _daemons: Frr,
+        _daemons: Box<Frr>,
     },
 }
 
@@ -182,7 +182,7 @@ fn detection_round(mode: Mode, n: usize) -> Result<Vec<Duration>, LabError> {
                             .map_err(|e| LabError::Invalid(format!("{e}")))?,
                     ));
                 Speaker::Frr {
-                    _daemons: Frr::start(node, &c)?,
+                    _daemons: Box::new(Frr::start(node, &c)?),
                 }
             }
             _ => {
