@@ -39,6 +39,13 @@ pub struct Announced {
 
 /// The reason when no BGP session that should carry a Service is established.
 pub const NO_ESTABLISHED_SESSION: &str = "noEstablishedSession";
+/// The reason when the ARP/NDP owner answers for the address on no interface (those its
+/// advertisement names are missing, down or enslaved).
+pub const NO_USABLE_INTERFACE: &str = "noUsableInterface";
+
+/// What the writing node knows of its own responder: the owned addresses it answers on no
+/// interface, with why.
+pub type Unanswered = BTreeMap<IpAddr, String>;
 
 /// How many (node, peer) pairs a message names before it counts the rest.
 const NAMED_PAIRS: usize = 6;
@@ -62,7 +69,11 @@ fn bgp_side(
     svc: &election::Service,
     sessions: &SessionsSeen,
 ) -> BgpSide {
-    let mut side = BgpSide::default();
+    // The mode applies when some BGPAdvertisement covers the Service's pool.
+    let mut side = BgpSide {
+        applies: (cluster.config.bgp_advertisements.iter()).any(|a| a.pools.contains(&svc.pool)),
+        ..BgpSide::default()
+    };
     let mut nodes: Vec<&election::Node> = cluster.nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     for node in nodes {
@@ -75,9 +86,7 @@ fn bgp_side(
         for d in bgp::announce::explain(&local, svc) {
             match d.decision {
                 Ok(a) => peers.extend(a.peers.into_keys()),
-                Err(bgp::announce::Reason::NoMatchingAdvertisement) => {}
                 Err(r) => {
-                    side.applies = true;
                     if side.reason.is_none() && r != bgp::announce::Reason::NodeNotSelected {
                         side.reason = Some(r);
                     }
@@ -85,7 +94,6 @@ fn bgp_side(
             }
         }
         for peer in peers {
-            side.applies = true;
             let seen = sessions.get(&(node.name.clone(), peer.clone()));
             if !cluster.live.contains(&node.name) {
                 side.down
@@ -131,15 +139,24 @@ pub fn announced_condition(
     cluster: &election::Cluster<'_>,
     svc: &election::Service,
     sessions: &SessionsSeen,
+    local: Option<(&str, &Unanswered)>,
 ) -> Option<Announced> {
     let ip = *svc.ips.first()?;
     let ips: Vec<String> = svc.ips.iter().map(|ip| ip.to_string()).collect();
     let ips = ips.join(", ");
     let l2 = election::owner(cluster, svc, ip);
-    let l2_applies = !matches!(l2, Err(election::Reason::NoMatchingAdvertisement));
+    // A mode applies when one of its advertisements covers the Service's pool.
+    let l2_applies = (cluster.config.l2_advertisements.iter()).any(|a| a.pools.contains(&svc.pool));
     let bgp = bgp_side(cluster, svc, sessions);
     let mut parts = Vec::new();
+    // The owner writes; when that is this node and its responder answers on no interface,
+    // the address is owned but not announced.
+    let no_interface = match (&l2, local) {
+        (Ok(a), Some((node, unanswered))) if a.node == node => unanswered.get(&ip),
+        _ => None,
+    };
     let writer = match &l2 {
+        Ok(a) if no_interface.is_some() => a.node.clone(),
         Ok(a) => {
             let interfaces = match &a.interfaces {
                 election::Interfaces::All => "every suitable interface".to_string(),
@@ -153,7 +170,11 @@ pub fn announced_condition(
         }
         Err(_) => cluster.live.iter().next()?.clone(),
     };
-    let announced_l2 = l2.is_ok();
+    let announced_l2 = l2.is_ok() && no_interface.is_none();
+    let no_interface_part = no_interface.map(|why| {
+        let owner = l2.as_ref().map(|a| a.node.as_str()).unwrap_or_default();
+        format!("node {owner} owns {ip} but answers ARP/NDP on no interface ({why})")
+    });
     let announced_bgp = !bgp.up.is_empty();
     if announced_bgp {
         parts.push(format!(
@@ -164,6 +185,9 @@ pub fn announced_condition(
     if announced_l2 || announced_bgp {
         if let (Err(reason), true) = (&l2, l2_applies) {
             parts.push(format!("not over ARP/NDP: {reason}"));
+        }
+        if let Some(p) = &no_interface_part {
+            parts.push(format!("not over ARP/NDP: {p}"));
         }
         if !bgp.down.is_empty() {
             parts.push(format!(
@@ -211,6 +235,10 @@ pub fn announced_condition(
     {
         parts.push(format!("over ARP/NDP: {r}"));
         reason.get_or_insert_with(|| r.tag().to_string());
+    }
+    if let Some(p) = no_interface_part {
+        parts.push(format!("over ARP/NDP: {p}"));
+        reason.get_or_insert_with(|| NO_USABLE_INTERFACE.to_string());
     }
     Some(Announced {
         writer,
@@ -345,7 +373,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             live: &live,
             ignore_exclude_label: false,
         };
-        announced_condition(&cluster, &svc, &sessions(&nodes, state)).unwrap()
+        announced_condition(&cluster, &svc, &sessions(&nodes, state), None).unwrap()
     }
 
     #[test]
@@ -422,6 +450,43 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             "BGP does not cover lan, so it is not mentioned"
         );
         assert!(!a.message.contains("BGP"), "{}", a.message);
+    }
+
+    #[test]
+    fn an_owner_answering_on_no_interface_says_so() {
+        let config = config();
+        let nodes = nodes(2);
+        let live: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let svc = service("lan", "10.0.0.1");
+        let shared = election::SharedAddresses::of(std::slice::from_ref(&svc));
+        let cluster = election::Cluster {
+            shared: &shared,
+            config: &config,
+            nodes: &nodes,
+            live: &live,
+            ignore_exclude_label: false,
+        };
+        let seen = sessions(&nodes, "Established");
+        let owner = announced_condition(&cluster, &svc, &seen, None)
+            .unwrap()
+            .writer;
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let unanswered = Unanswered::from([(ip, "eth9: not on this node".to_string())]);
+        let a = announced_condition(&cluster, &svc, &seen, Some((&owner, &unanswered))).unwrap();
+        assert!(!a.status, "{a:?}");
+        assert_eq!(a.reason, NO_USABLE_INTERFACE);
+        assert_eq!(a.writer, owner);
+        assert!(
+            a.message.contains(&format!(
+                "node {owner} owns 10.0.0.1 but answers ARP/NDP on no interface (eth9: not on this node)"
+            )),
+            "{}",
+            a.message
+        );
+        // Another node's responder says nothing about the owner's.
+        let a =
+            announced_condition(&cluster, &svc, &seen, Some(("elsewhere", &unanswered))).unwrap();
+        assert!(a.status, "{a:?}");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct Report {
     pub sessions: Arc<SessionsSeen>,
     /// This node's BGP peers whose session is established.
     pub established: BTreeSet<String>,
+    /// Addresses this node owns but answers on no interface, with why.
+    pub unanswered: ferrolb_announce::status::Unanswered,
 }
 
 /// What the writer needs to know about this speaker.
@@ -168,7 +170,8 @@ async fn conditions(client: &Client, settings: &WriterSettings, report: &Report)
     let mut not_announced = 0;
     let mut patches = Vec::new();
     for view in &inputs.services {
-        let Some(a) = announced_condition(&cluster, view, &report.sessions) else {
+        let local = Some((settings.node.as_str(), &report.unanswered));
+        let Some(a) = announced_condition(&cluster, view, &report.sessions, local) else {
             continue;
         };
         if a.writer != settings.node {

@@ -335,6 +335,7 @@ pub async fn run(
                             || r.announced != status.announced
                             || r.live != status.live
                             || r.established != established
+                            || r.unanswered != status.unanswered
                     };
                     if stale {
                         if let (Some(m), Some(inputs)) = (&settings.metrics, driver.inputs()) {
@@ -352,6 +353,7 @@ pub async fn run(
                             services: services.clone(),
                             sessions: Arc::new(sessions_seen(&session_store)),
                             established,
+                            unanswered: status.unanswered,
                         });
                         changed_inputs = false;
                     }

@@ -275,7 +275,7 @@ pub fn explain(world: &World, namespace: &str, name: &str) -> Result<Explanation
     out.bgp_reason = reason;
     match &sessions {
         Some(seen) => {
-            if let Some(a) = status::announced_condition(&cluster, view, seen) {
+            if let Some(a) = status::announced_condition(&cluster, view, seen, None) {
                 out.verdict = match (out.verdict, a.status) {
                     (Verdict::Stale, _) => Verdict::Stale,
                     (_, true) => Verdict::Announced,
@@ -549,7 +549,7 @@ fn bgp_lines(
     use ferrolb_announce::bgp::announce::{Local, Reason, explain};
     let mut lines = Vec::new();
     let mut reason = None;
-    let mut applies = false;
+    let applies = (cluster.config.bgp_advertisements.iter()).any(|a| a.pools.contains(&view.pool));
     for node in cluster.nodes {
         let local = Local {
             config: cluster.config,
@@ -560,9 +560,7 @@ fn bgp_lines(
         for d in explain(&local, view) {
             match d.decision {
                 Ok(a) => peers.extend(a.peers.into_keys()),
-                Err(Reason::NoMatchingAdvertisement) => {}
                 Err(r) => {
-                    applies = true;
                     if reason.is_none() && r != Reason::NodeNotSelected {
                         reason = Some(r.tag().to_string());
                     }

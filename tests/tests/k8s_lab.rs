@@ -819,6 +819,7 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
     }
     let mut env = Env::start(2);
     env.pod(0, "api-0", "api");
+    env.pod(1, "web-0", "web");
     let api = env.service("api", json!({"ferrolb.io/address-pool": "routed"}));
     let nodes: Vec<String> = env.lab.nodes().iter().map(|n| n.name.clone()).collect();
 
@@ -949,6 +950,28 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
         lost["pendingReason"].as_str().unwrap().contains("nowhere"),
         "{lost}"
     );
+
+    // Layer 2 on an interface the owner does not have: owned, answered nowhere, and said so.
+    let web = env.service("web", json!({}));
+    env.cluster
+        .apply_yaml(
+            "apiVersion: ferrolb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan, namespace: ferrolb-system}\nspec: {ipAddressPools: [lan], interfaces: [eth9]}\n",
+        )
+        .unwrap();
+    eventually(
+        "web's condition to say its owner answers on no interface",
+        Duration::from_secs(20),
+        || {
+            env.condition("web").is_some_and(|(s, r, m)| {
+                s == "False"
+                    && r == "noUsableInterface"
+                    && m.contains(&format!("owns {}", web[0]))
+                    && m.contains("eth9: not on this node")
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", env.condition("web")));
+    eprintln!("no interface: {:?}", env.condition("web"));
 
     // The router goes down: every session object leaves Established and says why; the
     // condition turns False, naming the sessions; the nodes withdraw in Events.

@@ -175,6 +175,9 @@ pub struct AgentStatus {
     pub membership: MembershipStats,
     /// The responder's counters (replies, gratuitous announcements, errors).
     pub responder: super::responder::Stats,
+    /// Owned addresses answered on no interface, with why (a named interface missing, down or
+    /// enslaved): the Announced condition says so.
+    pub unanswered: BTreeMap<IpAddr, String>,
 }
 
 /// The addresses answered, each with its interfaces.
@@ -288,6 +291,32 @@ fn say_unanswered(
 
 /// The owned addresses that no interface answers for, and the line that says so (missing,
 /// down, enslaved to a bond or bridge...): counts and the first few, so it stays short.
+/// Each owned address that no interface answers for, with why (each named interface's reason,
+/// or that no interface is usable). Pure.
+pub fn unanswered_reasons(
+    want: &BTreeMap<IpAddr, Interfaces>,
+    applied: &crate::l2::responder::Applied,
+) -> BTreeMap<IpAddr, String> {
+    (applied.interfaces.iter())
+        .filter(|(_, on)| on.is_empty())
+        .map(|(ip, _)| {
+            let why = match want.get(ip) {
+                Some(Interfaces::Named(names)) => {
+                    let reasons: Vec<String> = (names.iter().take(5))
+                        .map(|name| match applied.skipped.get(name) {
+                            Some(skip) => format!("{name}: {skip}"),
+                            None => format!("{name}: not on this node"),
+                        })
+                        .collect();
+                    reasons.join("; ")
+                }
+                _ => "no usable interface".to_string(),
+            };
+            (*ip, why)
+        })
+        .collect()
+}
+
 fn unanswered(
     want: &BTreeMap<IpAddr, Interfaces>,
     applied: &crate::l2::responder::Applied,
@@ -493,6 +522,7 @@ fn run(
         match result {
             Ok(applied) => {
                 say_unanswered(&node, &want, &applied, &mut unanswered);
+                st.unanswered = unanswered_reasons(&want, &applied);
                 dirty = false;
                 if let Some(e) = st.error.take() {
                     tracing::info!(node = %node, "layer-2 announcements applied again (after: {e})");
