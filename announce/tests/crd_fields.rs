@@ -498,17 +498,9 @@ fn build(case: &str) -> Result<config::Config, config::ConfigErrors> {
     config::build(&docs.config)
 }
 
-/// What runs: the config, and each peer's session and BFD settings as a node starts them.
+/// What runs: the config, and what a node starts from it ([`runtime`]).
 fn effect(c: &config::Config) -> String {
-    let mut out = format!("{c:?}");
-    for p in c.peers.values() {
-        out += &format!(
-            "\n{:?}\n{:?}",
-            peer_config(p, Some(Ipv4Addr::new(10, 0, 0, 5))),
-            bfd_settings(p, c)
-        );
-    }
-    out
+    format!("{c:?}\n{}", runtime(c))
 }
 
 /// The runtime part only (BGPPeer and BFDProfile fields must reach it): which peers a node

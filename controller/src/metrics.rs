@@ -36,8 +36,7 @@ struct Metallb {
     ipv4_addresses_in_use_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
     ipv6_addresses_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
     ipv6_addresses_in_use_total: Family<MetallbPoolLabels, Gauge<i64, AtomicI64>>,
-    config_loaded: Gauge,
-    config_stale: Gauge,
+    config: ferrolb_kubernetes::metrics::MetallbConfigGauges,
 }
 
 impl Metallb {
@@ -79,17 +78,7 @@ impl Metallb {
         ] {
             allocator.register(name, help, family.clone());
         }
-        let client = registry.sub_registry_with_prefix("k8s_client");
-        client.register(
-            "config_loaded_bool",
-            "1 if the configuration was loaded at least once",
-            m.config_loaded.clone(),
-        );
-        client.register(
-            "config_stale_bool",
-            "1 if some configuration object is refused (its last accepted version, or nothing, is in force)",
-            m.config_stale.clone(),
-        );
+        m.config.register(&mut registry);
         Metallb { registry, ..m }
     }
 }
@@ -213,15 +202,7 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format: ours, then MetalLB's names.
     pub fn encode(&self) -> String {
-        use prometheus_client::encoding::text::{encode_eof, encode_registry};
-        let mut out = String::new();
-        let encoded = encode_registry(&mut out, &self.registry)
-            .and_then(|()| encode_registry(&mut out, &self.metallb.registry))
-            .and_then(|()| encode_eof(&mut out));
-        if encoded.is_err() {
-            out.clear();
-        }
-        out
+        ferrolb_kubernetes::metrics::encode(&[&self.registry, &self.metallb.registry])
     }
 
     /// A pool's size and use, per family (ours) and in MetalLB's series.
@@ -270,8 +251,7 @@ impl Metrics {
         self.config_valid.set(i64::from(refused == 0));
         self.config_objects_refused
             .set(i64::try_from(refused).unwrap_or(i64::MAX));
-        self.metallb.config_loaded.set(1);
-        self.metallb.config_stale.set(i64::from(refused > 0));
+        self.metallb.config.set(refused);
     }
 
     /// Counts a failed API call.

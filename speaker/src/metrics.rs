@@ -125,8 +125,7 @@ struct Metallb {
     ips: std::sync::Mutex<BTreeSet<MetallbIpLabels>>,
     announced: Family<MetallbAnnouncedLabels, Gauge>,
     announced_now: std::sync::Mutex<BTreeSet<MetallbAnnouncedLabels>>,
-    config_loaded: Gauge,
-    config_stale: Gauge,
+    config: ferrolb_kubernetes::metrics::MetallbConfigGauges,
 }
 
 impl Metallb {
@@ -170,17 +169,7 @@ impl Metallb {
             "Services being announced from this node",
             m.announced.clone(),
         );
-        let client = registry.sub_registry_with_prefix("k8s_client");
-        client.register(
-            "config_loaded_bool",
-            "1 if the configuration was loaded at least once",
-            m.config_loaded.clone(),
-        );
-        client.register(
-            "config_stale_bool",
-            "1 if some configuration object is refused (its last accepted version, or nothing, is in force)",
-            m.config_stale.clone(),
-        );
+        m.config.register(&mut registry);
         Metallb { registry, ..m }
     }
 }
@@ -583,8 +572,7 @@ impl SpeakerMetrics {
 
     /// The configuration's state after a build: how many objects are refused.
     pub fn record_config(&self, refused: usize) {
-        self.metallb.config_loaded.set(1);
-        self.metallb.config_stale.set(i64::from(refused > 0));
+        self.metallb.config.set(refused);
     }
 
     /// Copies the sessions' state into the gauges; a peer no longer in `sessions` loses its
@@ -703,15 +691,7 @@ impl SpeakerMetrics {
 
 impl ferrolb_kubernetes::serve::Exporter for SpeakerMetrics {
     fn encode(&self) -> String {
-        use prometheus_client::encoding::text::{encode_eof, encode_registry};
-        let mut out = String::new();
-        let encoded = encode_registry(&mut out, &self.registry)
-            .and_then(|()| encode_registry(&mut out, &self.metallb.registry))
-            .and_then(|()| encode_eof(&mut out));
-        if encoded.is_err() {
-            out.clear();
-        }
-        out
+        ferrolb_kubernetes::metrics::encode(&[&self.registry, &self.metallb.registry])
     }
 
     fn is_ready(&self) -> bool {

@@ -236,28 +236,13 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
         ferrolb_config::build(&docs.config).unwrap()
     }
 
-    fn idle() -> SessionStatus {
-        SessionStatus {
-            state: State::Idle,
-            established_at: None,
-            prefixes_sent: 0,
-            updates_sent: 0,
-            flaps: 0,
-            last_error: None,
-            failures: 0,
-            updates_received: 0,
-            updates_treated_as_withdraw: 0,
-            last_notification: None,
-        }
-    }
-
     #[test]
     fn an_established_session_says_since_when_and_a_down_one_why() {
         let up = SessionStatus {
             state: State::Established,
             established_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)),
             prefixes_sent: 3,
-            ..idle()
+            ..SessionStatus::idle()
         };
         let sessions = BTreeMap::from([("tor".to_string(), up)]);
         let bfd = BTreeMap::from([(
@@ -286,7 +271,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
             established_at: Some(SystemTime::UNIX_EPOCH),
             last_error: Some("connection refused".into()),
             flaps: 1,
-            ..idle()
+            ..SessionStatus::idle()
         };
         let sessions = BTreeMap::from([("tor".to_string(), down)]);
         let d = desired("node0", &sessions, &BTreeMap::new(), &config());

@@ -124,6 +124,22 @@ pub struct SessionStatus {
 }
 
 impl SessionStatus {
+    /// A session that has not started yet: Idle, nothing sent or seen.
+    pub fn idle() -> SessionStatus {
+        SessionStatus {
+            state: State::Idle,
+            established_at: None,
+            prefixes_sent: 0,
+            updates_sent: 0,
+            flaps: 0,
+            last_error: None,
+            failures: 0,
+            updates_received: 0,
+            updates_treated_as_withdraw: 0,
+            last_notification: None,
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.state == State::Established
     }
@@ -164,18 +180,7 @@ impl Session {
     /// accepted (collisions resolved as RFC 4271 6.8 says).
     pub fn spawn_accepting(cfg: PeerConfig, routes: Table, incoming: Option<Incoming>) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
-        let status = Arc::new(Mutex::new(SessionStatus {
-            state: State::Idle,
-            established_at: None,
-            prefixes_sent: 0,
-            updates_sent: 0,
-            flaps: 0,
-            last_error: None,
-            failures: 0,
-            updates_received: 0,
-            updates_treated_as_withdraw: 0,
-            last_notification: None,
-        }));
+        let status = Arc::new(Mutex::new(SessionStatus::idle()));
         let runner = Runner::new(cfg, routes, status.clone());
         let task = tokio::spawn(runner.run(rx, incoming));
         Session {
