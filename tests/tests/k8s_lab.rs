@@ -1031,6 +1031,34 @@ fn bgp_sessions_and_announcers_are_visible_from_kubectl() {
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
 
+    // The peer back: its objects are back. A node that dies and is deleted (its speaker killed,
+    // so it cannot clean up) loses its object through the garbage collector: each is owned by
+    // its Node.
+    env.cluster
+        .apply_yaml(
+            "apiVersion: ferrolb.io/v1beta1\nkind: BGPPeer\nmetadata: {name: router, namespace: ferrolb-system}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1, holdTime: 9s}\n",
+        )
+        .unwrap();
+    eventually("the session objects back", Duration::from_secs(20), || {
+        session_states(&env.cluster).len() == 2
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
+    if let Some(mut s) = env.speakers[1].take() {
+        s.process.kill();
+    }
+    env.cluster
+        .kubectl(&["delete", "node", &nodes[1], "--wait=false"])
+        .unwrap();
+    eventually(
+        "the dead node's object to go with its Node",
+        Duration::from_secs(30),
+        || {
+            let s = session_states(&env.cluster);
+            s.len() == 1 && s[0].0 == nodes[0]
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", session_states(&env.cluster)));
+
     // The pool moves: api keeps its address (stale policy keep), and explain says it is stale.
     env.cluster
         .apply_yaml(
