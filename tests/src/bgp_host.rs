@@ -26,6 +26,8 @@ pub struct HostConfig {
     pub graceful_restart: bool,
     /// `holdTime`.
     pub hold_time: String,
+    /// `ebgpMultiHop` (the router is not on the node's link).
+    pub ebgp_multihop: bool,
 }
 
 impl HostConfig {
@@ -37,6 +39,7 @@ impl HostConfig {
             bfd_profile: None,
             graceful_restart: false,
             hold_time: "90s".into(),
+            ebgp_multihop: false,
         }
     }
 
@@ -58,6 +61,9 @@ impl HostConfig {
         }
         if self.graceful_restart {
             peer += ", enableGracefulRestart: true";
+        }
+        if self.ebgp_multihop {
+            peer += ", ebgpMultiHop: true";
         }
         let pool = &self.pool;
         let yaml = format!(

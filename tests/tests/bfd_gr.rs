@@ -185,6 +185,62 @@ fn bfd_with_frr_both_ways_and_a_cut_link_drops_the_route() {
     bfd_case("frr", false, Bfd::Active);
 }
 
+/// Multihop BFD (RFC 5883, port 4784, `minimumTtl`): the router's BGP address is on its
+/// loopback, reached through its LAN address; BIRD runs a multihop BGP session and BFD from it.
+#[test]
+fn multihop_bfd_with_bird_and_a_cut_link_drops_the_route() {
+    if !lab::require_lab() {
+        return;
+    }
+    let n = Node::new();
+    let router_host = n.lab.router();
+    let loopback: IpAddr = "10.99.0.1".parse().unwrap();
+    router_host
+        .exec_ok(&["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"])
+        .unwrap();
+    let via = router_host.ipv4.to_string();
+    n.host()
+        .exec_ok(&["ip", "route", "add", "10.99.0.1/32", "via", &via])
+        .unwrap();
+    let mut c = HostConfig::new(loopback);
+    c.bfd_profile = Some("{}".into());
+    c.ebgp_multihop = true;
+    c.write(&n.conf, &n.host().name).unwrap();
+    let cfg = BgpConfig::new(ROUTER_ASN, router_host.ipv4).neighbor(
+        Neighbor::new(n.ip(), ASN)
+            .passive()
+            .bfd(Bfd::Active)
+            .multihop_from(loopback),
+    );
+    let router = Router::Bird(Bird::start(router_host, &cfg).unwrap());
+    let mut p = spawn(n.host(), &n.bin, &n.conf);
+    wait_until(
+        "the route and multihop BFD up",
+        Duration::from_secs(30),
+        || has_route(router.daemon()) && bfd_up(&router, n.ip()),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n[ferrolb]\n{}\n[router]\n{}",
+            lab::tail(&p.log(), 30),
+            router.daemon().log_tail()
+        )
+    });
+    assert!(
+        p.log().contains("multihop=true"),
+        "{}",
+        lab::tail(&p.log(), 30)
+    );
+    n.host().link_down().unwrap();
+    wait_until(
+        "the router to drop the route",
+        Duration::from_secs(10),
+        || !has_route(router.daemon()),
+    )
+    .unwrap_or_else(|e| panic!("{e} (BFD should act in about 1 s; hold time is 90 s)"));
+    p.kill();
+}
+
 /// Restarts the process (SIGTERM, then a new one) while the router's routes are read every
 /// few milliseconds; returns how many reads found the route missing.
 fn restart_and_count_misses(kind: &str, gr: bool) -> (u64, u64) {

@@ -129,6 +129,9 @@ pub struct Neighbor {
     pub bfd: Bfd,
     /// Carry both families over this session, not only `afi` (MP-BGP, RFC 4760).
     pub both_families: bool,
+    /// Multihop from this source address of the daemon's (BIRD: `multihop 2; source address`,
+    /// and multihop BFD, RFC 5883, for a BFD neighbor).
+    pub multihop_source: Option<IpAddr>,
     /// Unnumbered: the router's interface toward the neighbor (FRR: an interface peer,
     /// learned from router advertisements, with zebra; BIRD: `address` is the neighbor's
     /// link-local address on it, and BIRD advertises itself with `radv`). Both families,
@@ -158,6 +161,7 @@ impl Neighbor {
             passive: false,
             afi: Afi::of(address),
             bfd: Bfd::Off,
+            multihop_source: None,
             both_families: false,
             interface: None,
         }
@@ -176,6 +180,12 @@ impl Neighbor {
     /// Both address families over this one session.
     pub fn both_families(mut self) -> Self {
         self.both_families = true;
+        self
+    }
+
+    /// Multihop eBGP from `source` (an address of the daemon's host that is not on the link).
+    pub fn multihop_from(mut self, source: IpAddr) -> Self {
+        self.multihop_source = Some(source);
         self
     }
 

@@ -213,7 +213,7 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "protocol bfd {{\n  interface \"*\" {{ min rx interval 300 ms; min tx interval 300 ms; idle tx interval 1 s; multiplier 3; passive {passive}; }};\n}}"
+            "protocol bfd {{\n  interface \"*\" {{ min rx interval 300 ms; min tx interval 300 ms; idle tx interval 1 s; multiplier 3; passive {passive}; }};\n  multihop {{ min rx interval 300 ms; min tx interval 300 ms; idle tx interval 1 s; multiplier 3; passive {passive}; }};\n}}"
         );
     }
     for (i, n) in config.neighbors.iter().enumerate() {
@@ -247,6 +247,9 @@ pub fn render_config(config: &BgpConfig, log_file: &str) -> String {
         }
         if n.bfd != super::bgp::Bfd::Off {
             let _ = writeln!(s, "  bfd on;");
+        }
+        if let Some(source) = n.multihop_source {
+            let _ = writeln!(s, "  multihop 2;\n  source address {source};");
         }
         let _ = writeln!(
             s,
