@@ -171,7 +171,9 @@ pub async fn run(
             && slice_store.wait_until_ready().await.is_ok()
             && node_store.wait_until_ready().await.is_ok()
             && config_stores.wait_until_ready().await
-            && session_store.wait_until_ready().await.is_ok()
+        // Not the BGPSessionStates: announcing must not wait for them (a cluster upgraded
+        // without the new CRD yet lists them never); until they are read, sessions count as
+        // not reported.
     };
     match or_shutdown(&mut shutdown, ready).await {
         None => return Ok(()),

@@ -44,9 +44,13 @@ pub fn desired(
                 peer_name: peer_name.clone(),
                 vrf: peer.and_then(|p| p.vrf.clone()),
                 bgp_status: format!("{:?}", s.state),
-                bfd_status: bfd
-                    .get(peer_name)
-                    .map_or_else(|| BFD_NOT_RUN.to_string(), |b| b.state.to_string()),
+                bfd_status: match bfd.get(peer_name) {
+                    None => BFD_NOT_RUN.to_string(),
+                    Some(b) => match &b.error {
+                        Some(e) => format!("{} ({e})", b.state),
+                        None => b.state.to_string(),
+                    },
+                },
                 established_since: s
                     .is_up()
                     .then_some(s.established_at)
@@ -252,6 +256,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.254}
                 diag: ferrolb_announce::bfd::packet::Diag::None,
                 up_since: None,
                 flaps: 0,
+                error: None,
             },
         )]);
         let d = desired("node0", &sessions, &bfd, &config());

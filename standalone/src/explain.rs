@@ -240,6 +240,10 @@ pub fn explain(world: &World, namespace: &str, name: &str) -> Result<Explanation
     if out.addresses.is_empty() {
         return Ok(out);
     }
+    if out.verdict == Verdict::NotOurs {
+        // Assigned; announced only if what follows finds an announcer.
+        out.verdict = Verdict::NotAnnounced;
+    }
 
     // Announcement, as the speakers decide it.
     let (nodes, live, services, sessions) = announcer_inputs(world, &decided);

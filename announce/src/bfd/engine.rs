@@ -47,6 +47,8 @@ pub struct BfdSettings {
     pub multihop: bool,
     /// Lowest TTL accepted on multihop packets (single hop always requires 255).
     pub minimum_ttl: u8,
+    /// The address to send from (the BGP session's `sourceAddress`); none: the kernel's choice.
+    pub source: Option<IpAddr>,
 }
 
 /// What users and metrics see of one session.
@@ -59,7 +61,16 @@ pub struct BfdStatus {
     pub up_since: Option<SystemTime>,
     /// Times it went down from Up.
     pub flaps: u64,
+    /// Why the session could not be started (retried every [`RETRY`]), if it could not.
+    pub error: Option<String>,
 }
+
+/// How often a session that could not be started (no route to a multihop peer yet, a port
+/// taken) is tried again.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How long a session that ends keeps telling the peer AdminDown (RFC 5880 6.8.16: at least a
+/// detection time), bounded so that a stopping speaker is not held up.
+const LEAVING: Duration = Duration::from_secs(1);
 
 enum Command {
     Add(IpAddr, BfdSettings, watch::Sender<State>),
@@ -82,6 +93,8 @@ impl Bfd {
         let status = Arc::new(Mutex::new(BTreeMap::new()));
         let engine = Engine {
             sessions: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            leaving: Vec::new(),
             sockets: BTreeMap::new(),
             status: status.clone(),
             seed: seed(),
@@ -162,8 +175,26 @@ struct Running {
 /// Which receiving socket: family and hop mode.
 type SocketKind = (bool, bool); // (ipv6, multihop)
 
+/// A session that could not start, waiting for its next try.
+struct Failed {
+    settings: BfdSettings,
+    state_tx: watch::Sender<State>,
+    retry_at: Instant,
+}
+
+/// An ended session still telling its peer AdminDown.
+struct Leaving {
+    tx: UdpSocket,
+    packet: [u8; super::packet::LEN],
+    next: Instant,
+    until: Instant,
+    every: Duration,
+}
+
 struct Engine {
     sessions: BTreeMap<IpAddr, Running>,
+    failed: BTreeMap<IpAddr, Failed>,
+    leaving: Vec<Leaving>,
     sockets: BTreeMap<SocketKind, Arc<UdpSocket>>,
     status: Arc<Mutex<BTreeMap<IpAddr, BfdStatus>>>,
     seed: u64,
@@ -180,15 +211,14 @@ impl Engine {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (dgram_tx, mut dgrams) = mpsc::channel::<Datagram>(256);
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
+        // Stopping: every session ended; the loop runs on while they tell their peers.
+        let mut stopping = false;
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
-                cmd = commands.recv() => match cmd {
+                cmd = commands.recv(), if !stopping => match cmd {
                     Some(Command::Add(peer, settings, state_tx)) => {
-                        match self.add(peer, settings, state_tx, &dgram_tx, &mut readers).await {
-                            Ok(()) => {}
-                            Err(e) => tracing::warn!(peer = %peer, "BFD session not started: {e}"),
-                        }
+                        self.try_add(peer, settings, state_tx, &dgram_tx, &mut readers).await;
                     }
                     Some(Command::Remove(peer)) => self.remove(peer).await,
                     Some(Command::Stop) | None => {
@@ -196,11 +226,27 @@ impl Engine {
                         for p in peers {
                             self.remove(p).await;
                         }
-                        break;
+                        self.failed.clear();
+                        stopping = true;
                     }
                 },
                 Some(d) = dgrams.recv() => self.received(d).await,
-                _ = sleep_until(deadline) => self.timers().await,
+                _ = sleep_until(deadline) => {
+                    self.timers().await;
+                    let now = Instant::now();
+                    let due: Vec<IpAddr> = (self.failed.iter())
+                        .filter(|(_, f)| f.retry_at <= now)
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for peer in due {
+                        if let Some(f) = self.failed.remove(&peer) {
+                            self.try_add(peer, f.settings, f.state_tx, &dgram_tx, &mut readers).await;
+                        }
+                    }
+                }
+            }
+            if stopping && self.leaving.is_empty() {
+                break;
             }
         }
         for r in readers {
@@ -209,11 +255,54 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.sessions
+        let sessions = self
+            .sessions
             .values()
-            .flat_map(|s| [s.next_tx, s.detect_at])
-            .flatten()
-            .min()
+            .flat_map(|s| [s.next_tx, s.detect_at]);
+        let retries = self.failed.values().map(|f| Some(f.retry_at));
+        let leaving = self.leaving.iter().map(|l| Some(l.next));
+        sessions.chain(retries).chain(leaving).flatten().min()
+    }
+
+    /// Starts a session; one that cannot start now is retried every [`RETRY`] and shown Down
+    /// with the error.
+    async fn try_add(
+        &mut self,
+        peer: IpAddr,
+        settings: BfdSettings,
+        state_tx: watch::Sender<State>,
+        dgrams: &mpsc::Sender<Datagram>,
+        readers: &mut Vec<JoinHandle<()>>,
+    ) {
+        self.failed.remove(&peer);
+        let Err((e, state_tx)) = self
+            .add(peer, settings.clone(), state_tx, dgrams, readers)
+            .await
+        else {
+            return;
+        };
+        let error = e.to_string();
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let st = all.entry(peer).or_insert(BfdStatus {
+            state: State::Down,
+            diag: Diag::None,
+            up_since: None,
+            flaps: 0,
+            error: None,
+        });
+        if st.error.as_deref() != Some(error.as_str()) {
+            tracing::warn!(peer = %peer, "BFD session not started (retrying every {RETRY:?}): {error}");
+        }
+        st.error = Some(error);
+        drop(all);
+        self.failed.insert(
+            peer,
+            Failed {
+                settings,
+                state_tx,
+                retry_at: Instant::now() + RETRY,
+            },
+        );
     }
 
     async fn add(
@@ -223,7 +312,7 @@ impl Engine {
         state_tx: watch::Sender<State>,
         dgrams: &mpsc::Sender<Datagram>,
         readers: &mut Vec<JoinHandle<()>>,
-    ) -> io::Result<()> {
+    ) -> Result<(), (io::Error, watch::Sender<State>)> {
         if let Some(old) = self.sessions.get(&peer)
             && old.settings == settings
         {
@@ -252,17 +341,25 @@ impl Engine {
                         .chain([min_ttl])
                         .min()
                         .unwrap_or(min_ttl);
-                    set_min_ttl(sock, kind.0, lowest)?;
+                    if let Err(e) = set_min_ttl(sock, kind.0, lowest) {
+                        return Err((e, state_tx));
+                    }
                 }
             }
             None => {
-                let sock = Arc::new(bind_receiver(kind, min_ttl)?);
+                let sock = match bind_receiver(kind, min_ttl) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => return Err((e, state_tx)),
+                };
                 self.sockets.insert(kind, sock.clone());
                 let dgrams = dgrams.clone();
                 readers.push(tokio::spawn(read_loop(sock, kind.1, dgrams)));
             }
         }
-        let tx = bind_sender(peer, settings.multihop, &mut self.seed).await?;
+        let tx = match bind_sender(peer, &settings, &mut self.seed).await {
+            Ok(tx) => tx,
+            Err(e) => return Err((e, state_tx)),
+        };
         let mut discriminator = 0;
         while discriminator == 0
             || self
@@ -291,9 +388,22 @@ impl Engine {
     }
 
     async fn remove(&mut self, peer: IpAddr) {
+        self.failed.remove(&peer);
         if let Some(mut s) = self.sessions.remove(&peer) {
             if s.fsm.handle(Event::Admin { up: false }).is_ok() {
-                let _ = s.tx.send(&s.fsm.packet(false).encode()).await;
+                // AdminDown for about a detection time, so the peer takes it as a shutdown
+                // even if a packet is lost (6.8.16).
+                let packet = s.fsm.packet(false).encode();
+                let _ = s.tx.send(&packet).await;
+                let every = s.fsm.tx_interval().unwrap_or(LEAVING).min(LEAVING / 4);
+                let now = Instant::now();
+                self.leaving.push(Leaving {
+                    tx: s.tx,
+                    packet,
+                    next: now + every,
+                    until: now + LEAVING,
+                    every,
+                });
             }
             let _ = s.state_tx.send(State::AdminDown);
             tracing::info!(peer = %peer, "BFD session ended");
@@ -339,6 +449,13 @@ impl Engine {
 
     async fn timers(&mut self) {
         let now = Instant::now();
+        for l in &mut self.leaving {
+            if l.next <= now {
+                let _ = l.tx.send(&l.packet).await;
+                l.next = now + l.every;
+            }
+        }
+        self.leaving.retain(|l| l.until > now);
         let peers: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for peer in peers {
             let Some(s) = self.sessions.get_mut(&peer) else {
@@ -391,7 +508,14 @@ impl Engine {
             (Some(i), _) => Some(now + jitter(i, s.settings.timers.detect_mult, &mut self.seed)),
         };
         if let Some((from, to, diag)) = change {
-            let _ = s.state_tx.send(to);
+            // The peer taking the session out of service is not a path failure: the BGP session
+            // is not to act on it (RFC 5882 3.2).
+            let shown = if s.fsm.down_by_peer_admin() {
+                State::AdminDown
+            } else {
+                to
+            };
+            let _ = s.state_tx.send(shown);
             if to == State::Up || from == State::Up {
                 tracing::info!(peer = %peer, "BFD session {from} -> {to} ({diag})");
             } else {
@@ -411,7 +535,9 @@ impl Engine {
             diag: Diag::None,
             up_since: None,
             flaps: 0,
+            error: None,
         });
+        st.error = None;
         st.state = s.fsm.state();
         st.diag = s.fsm.diag();
         match change {
@@ -501,10 +627,15 @@ fn bind_receiver((ipv6, multihop): SocketKind, min_ttl: u8) -> io::Result<UdpSoc
     Ok(s)
 }
 
-/// A socket for sending to `peer`, from a free port of 49152-65535, TTL 255.
-async fn bind_sender(peer: IpAddr, multihop: bool, seed: &mut u64) -> io::Result<UdpSocket> {
+/// A socket for sending to `peer`, from the session's source address (if set) and a free port
+/// of 49152-65535, TTL 255.
+async fn bind_sender(
+    peer: IpAddr,
+    settings: &BfdSettings,
+    seed: &mut u64,
+) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let port = if multihop {
+    let port = if settings.multihop {
         MULTIHOP_PORT
     } else {
         SINGLE_HOP_PORT
@@ -514,16 +645,11 @@ async fn bind_sender(peer: IpAddr, multihop: bool, seed: &mut u64) -> io::Result
     let mut last = None;
     for i in 0..64u64 {
         let source = SOURCE_PORTS.start() + ((start + i * 7919) % span) as u16;
-        let (domain, local) = match peer {
-            IpAddr::V4(_) => (
-                Domain::IPV4,
-                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), source),
-            ),
-            IpAddr::V6(_) => (
-                Domain::IPV6,
-                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), source),
-            ),
+        let (domain, any): (Domain, IpAddr) = match peer {
+            IpAddr::V4(_) => (Domain::IPV4, Ipv4Addr::UNSPECIFIED.into()),
+            IpAddr::V6(_) => (Domain::IPV6, Ipv6Addr::UNSPECIFIED.into()),
         };
+        let local = SocketAddr::new(settings.source.unwrap_or(any), source);
         let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
         if peer.is_ipv6() {
             s.set_only_v6(true)?;

@@ -78,8 +78,6 @@ pub struct Fsm {
     announced_tx: Duration,
     /// A Poll sequence runs (P set until a Final arrives).
     polling: bool,
-    /// The peer has sent something valid (a passive session may speak).
-    heard: bool,
 }
 
 impl Fsm {
@@ -98,12 +96,17 @@ impl Fsm {
             remote_detect_mult: 0,
             announced_tx: timers.desired_min_tx.max(SLOW_TX),
             polling: false,
-            heard: false,
         }
     }
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Went down because the peer said AdminDown: taken out of service on purpose, not a
+    /// failure; a client must not act on it (RFC 5882 3.2).
+    pub fn down_by_peer_admin(&self) -> bool {
+        self.state == State::Down && self.remote_state == State::AdminDown
     }
 
     /// Why the session last went down.
@@ -125,9 +128,10 @@ impl Fsm {
     }
 
     /// Whether periodic packets are sent now, and how often (before jitter): `None` while the
-    /// peer asks for none (Required Min RX 0) or, passive, before it has spoken.
+    /// peer asks for none (Required Min RX 0) or, passive, while the peer's discriminator is
+    /// not known (before it has spoken, or after a detection expiry: 6.8.7).
     pub fn tx_interval(&self) -> Option<Duration> {
-        if (self.passive && !self.heard)
+        if (self.passive && self.remote_discriminator == 0)
             || self.remote_min_rx.is_zero()
             || self.state == State::AdminDown && self.remote_discriminator == 0
         {
@@ -199,7 +203,6 @@ impl Fsm {
         if self.state == State::AdminDown {
             return Err(Discarded::AdminDown);
         }
-        self.heard = true;
         self.remote_discriminator = c.my_discriminator;
         self.remote_state = c.state;
         self.remote_min_rx = c.required_min_rx;
@@ -372,6 +375,8 @@ mod tests {
             b.handle(Event::Received(a.packet(false))),
             Err(Discarded::AdminDown)
         );
+        // The peer's AdminDown is not a failure: the edge tells the BGP session apart.
+        assert!(a.down_by_peer_admin());
         // Back in service: Down, then up again with the peer.
         b.handle(Event::Admin { up: true }).unwrap();
         assert_eq!(b.state(), State::Down);
@@ -385,6 +390,7 @@ mod tests {
         b.handle(Event::DetectionExpired).unwrap();
         let acts = a.handle(Event::Received(b.packet(false))).unwrap();
         assert_eq!(changes(&acts), [(State::Up, State::Down)]);
+        assert!(!a.down_by_peer_admin(), "a Down from the peer is a failure");
     }
 
     #[test]
@@ -410,6 +416,11 @@ mod tests {
         quiet.required_min_rx = Duration::ZERO;
         p.handle(Event::Received(quiet)).unwrap();
         assert_eq!(p.tx_interval(), None, "the peer asks for no packets");
+        // After a detection expiry a passive session is silent again (6.8.7).
+        p.handle(Event::Received(a.packet(false))).unwrap();
+        assert!(p.tx_interval().is_some());
+        p.handle(Event::DetectionExpired).unwrap();
+        assert_eq!(p.tx_interval(), None, "passive, the peer forgotten: silent");
     }
 
     #[test]

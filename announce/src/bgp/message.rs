@@ -991,7 +991,7 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
                             .collect(),
                     })
                 }
-                (1 | 2 | 5 | 64 | 65, _) => {
+                (1 | 2 | 5 | 65, _) => {
                     return Err(DecodeError::MalformedOpen("capability length"));
                 }
                 (code, v) => Capability::Unknown {

@@ -121,6 +121,31 @@ pub fn other_family_address(local: IpAddr) -> Option<IpAddr> {
         })
 }
 
+/// Whether `peer` is on a subnet of one of this node's interfaces (one hop away): BFD to it is
+/// single hop (RFC 5881), to anything else multihop (RFC 5883), as FRR decides. `None` when
+/// the interfaces cannot be read.
+pub fn directly_connected(peer: IpAddr) -> Option<bool> {
+    let connected = nix::ifaddrs::getifaddrs().ok()?.any(|a| {
+        let (Some(addr), Some(mask)) = (a.address.as_ref(), a.netmask.as_ref()) else {
+            return false;
+        };
+        match (peer, addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
+            (IpAddr::V4(p), Some(a), Some(m)) => {
+                let m = u32::from(m.ip());
+                m != u32::MAX && u32::from(a.ip()) & m == u32::from(p) & m
+            }
+            _ => match (peer, addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
+                (IpAddr::V6(p), Some(a), Some(m)) => {
+                    let m = u128::from(m.ip());
+                    m != u128::MAX && u128::from(a.ip()) & m == u128::from(p) & m
+                }
+                _ => false,
+            },
+        }
+    });
+    Some(connected)
+}
+
 /// Sets the unicast TTL (IPv4) or hop limit (IPv6).
 pub fn set_ttl(fd: &impl std::os::fd::AsFd, v6: bool, ttl: u8) -> io::Result<()> {
     let socket = socket2::SockRef::from(fd);

@@ -88,7 +88,9 @@ pub fn peer_config(peer: &Peer, node_ipv4: Option<Ipv4Addr>) -> Result<PeerConfi
 }
 
 /// The BFD session a peer asks for with its `bfdProfile` (none without one, or when the profile
-/// is missing: the config model refuses that). Single hop unless the peer is `ebgpMultiHop`.
+/// is missing: the config model refuses that), from the peer's `sourceAddress`. Multihop for
+/// an `ebgpMultiHop` peer; [`NodeSpeaker`] also makes it multihop for a peer that is not on a
+/// subnet of the node (an iBGP route reflector on a loopback, say), as FRR does.
 pub fn bfd_settings(peer: &Peer, config: &Config) -> Option<BfdSettings> {
     let profile = config.bfd_profiles.get(peer.bfd_profile.as_deref()?)?;
     let ms = |v: u32| Duration::from_millis(u64::from(v));
@@ -101,6 +103,7 @@ pub fn bfd_settings(peer: &Peer, config: &Config) -> Option<BfdSettings> {
         passive: profile.passive_mode,
         multihop: peer.ebgp_multihop,
         minimum_ttl: u8::try_from(profile.minimum_ttl).unwrap_or(u8::MAX),
+        source: peer.source_address,
     })
 }
 
@@ -319,8 +322,13 @@ impl NodeSpeaker {
             }
             match &want {
                 Some(settings) => {
+                    let mut settings = settings.clone();
+                    let addr = r.cfg.peer_address;
+                    if super::socket::directly_connected(addr) == Some(false) {
+                        settings.multihop = true;
+                    }
                     let bfd = self.bfd.get_or_insert_with(Bfd::start);
-                    let state = bfd.add(r.cfg.peer_address, settings.clone());
+                    let state = bfd.add(r.cfg.peer_address, settings);
                     r.session.follow_bfd(Some(state));
                 }
                 None => r.session.follow_bfd(None),

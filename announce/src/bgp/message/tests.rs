@@ -692,3 +692,49 @@ fn extended_next_hop_capability() {
         Err(DecodeError::MalformedOpen("capability length"))
     );
 }
+
+/// Issue 14: the Graceful Restart capability (RFC 4724 3) both ways; a malformed one is kept as
+/// unknown rather than refusing the OPEN (a peer's oddity in a capability we only read).
+#[test]
+fn graceful_restart_capability_round_trips_and_a_malformed_one_is_kept() {
+    let mut open = Open::new(
+        64512,
+        90,
+        std::net::Ipv4Addr::new(10, 0, 0, 1),
+        &[(1, 1), (2, 1)],
+    );
+    let gr = GracefulRestart {
+        restarted: true,
+        notification: false,
+        restart_time: 120,
+        families: vec![(1, 1, true), (2, 1, false)],
+    };
+    open.capabilities
+        .push(Capability::GracefulRestart(gr.clone()));
+    let codec = Codec::default();
+    let bytes = codec.encode(&Message::Open(open.clone())).unwrap();
+    // code 64, length 2 + 2 x 4, R and the 12-bit time 120, then (1, 1, F) and (2, 1, -).
+    let cap = [64u8, 10, 0x80, 120, 0, 1, 1, 0x80, 0, 2, 1, 0];
+    assert!(bytes.windows(cap.len()).any(|w| w == cap), "{bytes:?}");
+    match codec.decode(&bytes).unwrap() {
+        Message::Open(o) => assert_eq!(o.graceful_restart(), Some(&gr)),
+        other => panic!("{other:?}"),
+    }
+    // Three bytes of value: not 2 + 4n. Kept as unknown; the OPEN stands.
+    let mut odd = Open::new(64512, 90, std::net::Ipv4Addr::new(10, 0, 0, 1), &[(1, 1)]);
+    odd.capabilities.push(Capability::Unknown {
+        code: 64,
+        data: vec![0, 120, 1],
+    });
+    let bytes = codec.encode(&Message::Open(odd)).unwrap();
+    match codec.decode(&bytes).unwrap() {
+        Message::Open(o) => {
+            assert_eq!(o.graceful_restart(), None);
+            assert!(o.capabilities.contains(&Capability::Unknown {
+                code: 64,
+                data: vec![0, 120, 1]
+            }));
+        }
+        other => panic!("{other:?}"),
+    }
+}
