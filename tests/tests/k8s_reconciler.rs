@@ -555,7 +555,10 @@ fn an_invalid_config_object_is_reported_on_itself_and_the_last_good_config_stays
     let ctl = start(&c, settings(), true);
     service(&c, "fourth", json!({}), json!({}));
     wait_ingress(&c, "fourth", &["10.10.0.3"]);
-    assert_eq!(pool_annotation(&get(&c, "fourth")).as_deref(), Some("good"));
+    // The annotation is a write of its own, after the status (as in the first test).
+    wait_for("fourth's pool annotation", || {
+        pool_annotation(&get(&c, "fourth")).as_deref() == Some("good")
+    });
     assert_eq!(ingress(&get(&c, "web")), ["10.10.0.0"]);
     // And "bad" still overlaps the pool in force, so it stays refused.
     assert_eq!(pool_valid(&c, "bad").map(|v| v.0).as_deref(), Some("False"));
