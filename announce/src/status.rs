@@ -50,29 +50,25 @@ pub type Unanswered = BTreeMap<IpAddr, String>;
 /// How many (node, peer) pairs a message names before it counts the rest.
 const NAMED_PAIRS: usize = 6;
 
-/// The BGP side of a Service: which live nodes advertise it to which peers, which should but
-/// their session is not established, or why no node would.
+/// The BGP sessions that would carry a Service, whatever their state.
 #[derive(Debug, Default)]
-struct BgpSide {
-    /// Some BGPAdvertisement covers the Service (the mode applies to it).
-    applies: bool,
-    /// (node, peer) over an established session.
-    up: Vec<(String, String)>,
-    /// (node, peer, why not): a session that should carry it but is not established.
-    down: Vec<(String, String, String)>,
-    /// Why no node would advertise it (the first node's reason, by name), when none would.
-    reason: Option<bgp::announce::Reason>,
+pub struct BgpCarriers {
+    /// Some BGPAdvertisement covers the Service's pool (the mode applies to it).
+    pub applies: bool,
+    /// (node, peer), by node name then peer name: each node whose advertisements and peers
+    /// select the Service, with each peer it would send it to.
+    pub pairs: Vec<(String, String)>,
+    /// Why no node would advertise it (the first node's reason, by name), when the mode
+    /// applies and no node would.
+    pub reason: Option<bgp::announce::Reason>,
 }
 
-fn bgp_side(
-    cluster: &election::Cluster<'_>,
-    svc: &election::Service,
-    sessions: &SessionsSeen,
-) -> BgpSide {
-    // The mode applies when some BGPAdvertisement covers the Service's pool.
-    let mut side = BgpSide {
+/// Which nodes would advertise `svc` to which peers (every node's own BGP decision), or why
+/// none would. Pure; the Announced condition and `explain` both start from it.
+pub fn bgp_carriers(cluster: &election::Cluster<'_>, svc: &election::Service) -> BgpCarriers {
+    let mut out = BgpCarriers {
         applies: (cluster.config.bgp_advertisements.iter()).any(|a| a.pools.contains(&svc.pool)),
-        ..BgpSide::default()
+        ..BgpCarriers::default()
     };
     let mut nodes: Vec<&election::Node> = cluster.nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -87,36 +83,67 @@ fn bgp_side(
             match d.decision {
                 Ok(a) => peers.extend(a.peers.into_keys()),
                 Err(r) => {
-                    if side.reason.is_none() && r != bgp::announce::Reason::NodeNotSelected {
-                        side.reason = Some(r);
+                    if out.reason.is_none() && r != bgp::announce::Reason::NodeNotSelected {
+                        out.reason = Some(r);
                     }
                 }
             }
         }
-        for peer in peers {
-            let seen = sessions.get(&(node.name.clone(), peer.clone()));
-            if !cluster.live.contains(&node.name) {
-                side.down
-                    .push((node.name.clone(), peer, "its speaker is not live".into()));
-                continue;
-            }
-            match seen {
-                Some(s) if s.state == "Established" => side.up.push((node.name.clone(), peer)),
-                Some(s) => {
-                    let why = match &s.last_error {
-                        Some(e) => format!("{}: {e}", s.state),
-                        None => s.state.clone(),
-                    };
-                    side.down.push((node.name.clone(), peer, why));
-                }
-                None => side
-                    .down
-                    .push((node.name.clone(), peer, "no session reported yet".into())),
-            }
-        }
+        out.pairs
+            .extend(peers.into_iter().map(|p| (node.name.clone(), p)));
     }
-    if side.applies && side.reason.is_none() && side.up.is_empty() && side.down.is_empty() {
-        side.reason = Some(bgp::announce::Reason::NodeNotSelected);
+    if !out.applies || !out.pairs.is_empty() {
+        out.reason = None;
+    } else if out.reason.is_none() {
+        out.reason = Some(bgp::announce::Reason::NodeNotSelected);
+    }
+    out
+}
+
+/// The BGP side of a Service: which live nodes advertise it to which peers, which should but
+/// their session is not established, or why no node would.
+#[derive(Debug, Default)]
+struct BgpSide {
+    /// Some BGPAdvertisement covers the Service (the mode applies to it).
+    applies: bool,
+    /// (node, peer) over an established session.
+    up: Vec<(String, String)>,
+    /// (node, peer, why not): a session that should carry it but is not established.
+    down: Vec<(String, String, String)>,
+    /// Why no node would advertise it, when none would.
+    reason: Option<bgp::announce::Reason>,
+}
+
+fn bgp_side(
+    cluster: &election::Cluster<'_>,
+    svc: &election::Service,
+    sessions: &SessionsSeen,
+) -> BgpSide {
+    let carriers = bgp_carriers(cluster, svc);
+    let mut side = BgpSide {
+        applies: carriers.applies,
+        reason: carriers.reason,
+        ..BgpSide::default()
+    };
+    for (node, peer) in carriers.pairs {
+        if !cluster.live.contains(&node) {
+            side.down
+                .push((node, peer, "its speaker is not live".into()));
+            continue;
+        }
+        match sessions.get(&(node.clone(), peer.clone())) {
+            Some(s) if s.state == "Established" => side.up.push((node, peer)),
+            Some(s) => {
+                let why = match &s.last_error {
+                    Some(e) => format!("{}: {e}", s.state),
+                    None => s.state.clone(),
+                };
+                side.down.push((node, peer, why));
+            }
+            None => side
+                .down
+                .push((node, peer, "no session reported yet".into())),
+        }
     }
     side
 }

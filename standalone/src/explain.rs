@@ -544,50 +544,25 @@ fn is_ready(n: &Node) -> bool {
 }
 
 /// The (node, peer) sessions that would carry the Service, with their state when known; or why
-/// no node would advertise it.
+/// no node would.
 fn bgp_lines(
     cluster: &election::Cluster<'_>,
     view: &election::Service,
     sessions: Option<&SessionsSeen>,
 ) -> (Vec<SessionLine>, Option<String>) {
-    use ferrolb_announce::bgp::announce::{Local, Reason, explain};
-    let mut lines = Vec::new();
-    let mut reason = None;
-    let applies = (cluster.config.bgp_advertisements.iter()).any(|a| a.pools.contains(&view.pool));
-    for node in cluster.nodes {
-        let local = Local {
-            config: cluster.config,
-            node,
-            ignore_exclude_label: cluster.ignore_exclude_label,
-        };
-        let mut peers = BTreeSet::new();
-        for d in explain(&local, view) {
-            match d.decision {
-                Ok(a) => peers.extend(a.peers.into_keys()),
-                Err(r) => {
-                    if reason.is_none() && r != Reason::NodeNotSelected {
-                        reason = Some(r.tag().to_string());
-                    }
-                }
-            }
-        }
-        for peer in peers {
-            let seen = sessions.and_then(|s| s.get(&(node.name.clone(), peer.clone())));
-            lines.push(SessionLine {
-                node: node.name.clone(),
-                peer,
+    let carriers = status::bgp_carriers(cluster, view);
+    let lines = (carriers.pairs.into_iter())
+        .map(|(node, peer)| {
+            let seen = sessions.and_then(|s| s.get(&(node.clone(), peer.clone())));
+            SessionLine {
                 state: seen.map(|s| s.state.clone()),
                 last_error: seen.and_then(|s| s.last_error.clone()),
-            });
-        }
-    }
-    lines.sort_by(|a, b| (&a.node, &a.peer).cmp(&(&b.node, &b.peer)));
-    if !lines.is_empty() || !applies {
-        reason = None;
-    } else if reason.is_none() {
-        reason = Some(Reason::NodeNotSelected.tag().to_string());
-    }
-    (lines, reason)
+                node,
+                peer,
+            }
+        })
+        .collect();
+    (lines, carriers.reason.map(|r| r.tag().to_string()))
 }
 
 impl Explanation {
