@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferrolb_announce::election;
 use ferrolb_announce::l2::agent::{Inputs, has_quorum};
-use ferrolb_announce::status::{SessionsSeen, advertised_over_bgp, announced_condition};
+use ferrolb_announce::status::{SessionsSeen, announced_condition};
 use ferrolb_kubernetes::client;
 use ferrolb_kubernetes::events::{Event, EventType, Publisher};
 use k8s_openapi::api::core::v1::Service;
@@ -69,6 +69,8 @@ pub struct Report {
     pub sessions: Arc<SessionsSeen>,
     /// This node's BGP peers whose session is established.
     pub established: BTreeSet<String>,
+    /// What this node advertises over established sessions: each address with its peers.
+    pub advertised_bgp: BTreeMap<IpAddr, BTreeSet<String>>,
     /// Addresses this node owns but answers on no interface, with why.
     pub unanswered: ferrolb_announce::status::Unanswered,
 }
@@ -112,12 +114,7 @@ pub async fn write(
             .await;
             reported = report.announced.clone();
         }
-        let bgp_now = match (&report.inputs, closed) {
-            (Some(inputs), false) => {
-                advertised_over_bgp(inputs, &settings.node, &report.established)
-            }
-            _ => BTreeMap::new(),
-        };
+        let bgp_now = report.advertised_bgp.clone();
         if bgp_now != reported_bgp {
             let protocol = Protocol::Bgp;
             events(

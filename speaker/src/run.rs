@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::metrics::SpeakerMetrics;
 use crate::report::{self, Report, WriterSettings};
 use crate::sessions;
-use ferrolb_announce::status::{SessionSeen, SessionsSeen};
+use ferrolb_announce::status::{SessionSeen, SessionsSeen, advertised_over_bgp};
 use ferrolb_announce::views;
 
 /// How the speaker runs in a cluster.
@@ -340,12 +340,17 @@ pub async fn run(
                             || r.unanswered != status.unanswered
                     };
                     if stale {
+                        // What this node advertises over BGP: once per change, for the Events
+                        // and the metrics both.
+                        let advertised_bgp = (driver.inputs())
+                            .map(|i| advertised_over_bgp(i, &settings.node, &established))
+                            .unwrap_or_default();
                         if let (Some(m), Some(inputs)) = (&settings.metrics, driver.inputs()) {
                             m.record_announced(&announcing(
                                 &settings.node,
                                 inputs,
                                 &status.announced,
-                                &established,
+                                &advertised_bgp,
                             ));
                         }
                         report_tx.send_replace(Report {
@@ -355,6 +360,7 @@ pub async fn run(
                             services: services.clone(),
                             sessions: Arc::new(sessions_seen(&session_store)),
                             established,
+                            advertised_bgp,
                             unanswered: status.unanswered,
                         });
                         changed_inputs = false;
@@ -367,6 +373,7 @@ pub async fn run(
                     report_tx.send_modify(|r| {
                         r.announced.clear();
                         r.established.clear();
+                        r.advertised_bgp.clear();
                     });
                     drop(report_tx);
                     drop(sessions_tx);
@@ -403,9 +410,8 @@ fn announcing(
     node: &str,
     inputs: &Inputs,
     layer2: &std::collections::BTreeMap<IpAddr, std::collections::BTreeSet<String>>,
-    established: &std::collections::BTreeSet<String>,
+    bgp: &std::collections::BTreeMap<IpAddr, std::collections::BTreeSet<String>>,
 ) -> crate::metrics::Announcing {
-    let bgp = ferrolb_announce::status::advertised_over_bgp(inputs, node, established);
     let mut services: std::collections::BTreeMap<IpAddr, std::collections::BTreeSet<String>> =
         Default::default();
     for s in &inputs.services {
@@ -416,7 +422,7 @@ fn announcing(
     crate::metrics::Announcing {
         node: node.to_string(),
         layer2: layer2.keys().copied().collect(),
-        bgp: bgp.into_keys().collect(),
+        bgp: bgp.keys().copied().collect(),
         services,
     }
 }

@@ -23,6 +23,8 @@ pub struct Step {
     pub assigned: BTreeMap<ServiceKey, Assignment>,
     /// Services without, and why.
     pub refused: BTreeMap<ServiceKey, Refusal>,
+    /// What each Service asked the allocator for (with what it held), for `explain`.
+    pub requests: BTreeMap<ServiceKey, ServiceRequest>,
     /// The state to persist.
     pub state: State,
 }
@@ -119,6 +121,7 @@ impl Engine {
         self.last_requests = now;
         let mut allocator = Allocator::new(config, self.policy);
         let report = allocator.restore_keeping(&requests, &edited);
+        step.requests = requests.into_iter().map(|r| (r.key.clone(), r)).collect();
         for (key, outcome) in report.outcomes {
             match outcome {
                 Ok(assignment) => {

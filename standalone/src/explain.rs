@@ -382,11 +382,7 @@ fn allocate(world: &World) -> Decided {
     match &world.source {
         Source::Standalone { held } => {
             let step = Engine::new(world.stale_policy).step(&world.objects, held);
-            let requests = (world.objects.services.iter())
-                .map(with_default_namespace)
-                .filter_map(|s| from_service::request(&s, &Labels::new()).ok())
-                .map(|r| (r.key.clone(), r))
-                .collect();
+            let requests = step.requests;
             let mut outcomes: BTreeMap<ServiceKey, Result<Assignment, Refusal>> =
                 step.assigned.into_iter().map(|(k, a)| (k, Ok(a))).collect();
             outcomes.extend(step.refused.into_iter().map(|(k, r)| (k, Err(r))));

@@ -65,6 +65,19 @@ pub struct BfdStatus {
     pub error: Option<String>,
 }
 
+impl BfdStatus {
+    /// A session not up yet.
+    fn new() -> BfdStatus {
+        BfdStatus {
+            state: State::Down,
+            diag: Diag::None,
+            up_since: None,
+            flaps: 0,
+            error: None,
+        }
+    }
+}
+
 /// How often a session that could not be started (no route to a multihop peer yet, a port
 /// taken) is tried again.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -283,13 +296,7 @@ impl Engine {
         };
         let error = e.to_string();
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        let st = all.entry(peer).or_insert(BfdStatus {
-            state: State::Down,
-            diag: Diag::None,
-            up_since: None,
-            flaps: 0,
-            error: None,
-        });
+        let st = all.entry(peer).or_insert_with(BfdStatus::new);
         if st.error.as_deref() != Some(error.as_str()) {
             tracing::warn!(peer = %peer, "BFD session not started (retrying every {RETRY:?}): {error}");
         }
@@ -530,13 +537,7 @@ impl Engine {
             return;
         };
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        let st = all.entry(peer).or_insert(BfdStatus {
-            state: State::Down,
-            diag: Diag::None,
-            up_since: None,
-            flaps: 0,
-            error: None,
-        });
+        let st = all.entry(peer).or_insert_with(BfdStatus::new);
         st.error = None;
         st.state = s.fsm.state();
         st.diag = s.fsm.diag();
